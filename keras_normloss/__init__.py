@@ -6,8 +6,13 @@ Public names:
     WeightRescaling   the weight-rescaling (WRS) baseline, a constraint
     attach            add any of them to a built or pretrained model
     channel_norms, oblique_distance, output_channel_axes, layer_kernels
+    models            the papers' networks: models.get("resnet110"), models.names()
+    NormMonitor       (keras_normloss.callbacks) channel-norm statistics each epoch
 """
 
+# `models` is imported so that its serializable layer (ZeroPadShortcut) is
+# registered: `import keras_normloss` is then enough to load a saved model.
+from keras_normloss import models
 from keras_normloss.attach import AttachReport, attach
 from keras_normloss.constraints import WeightRescaling
 from keras_normloss.norms import (
@@ -29,6 +34,7 @@ __all__ = [
     "attach",
     "channel_norms",
     "layer_kernels",
+    "models",
     "oblique_distance",
     "output_channel_axes",
     "weight_decay",

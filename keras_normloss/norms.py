@@ -207,6 +207,20 @@ def layer_kernels(layer):
     return slots
 
 
+def model_kernels(model):
+    """Yields the `KernelSlot` of every supported kernel in a model.
+
+    Walks nested models and the sublayers of composite layers; layers whose
+    channels are undefined (see `layer_kernels`) are passed over. Use
+    `keras_normloss.attach` to be told about them.
+    """
+    for layer in model._flatten_layers(include_self=True):
+        try:
+            yield from layer_kernels(layer)
+        except UnsupportedLayerError:
+            continue
+
+
 def _unbuilt_rank(layer):
     # Conv-like layers know their spatial rank before they are built.
     rank = getattr(layer, "rank", None)

@@ -1,0 +1,196 @@
+"""A grid of runs: regularizers x factors x seeds x batch sizes.
+
+    keras-normloss sweep --preset quick --dataset synthetic --epochs 2 \\
+        --regularizer normloss weight-decay --factor 1e-4 1e-3 1e-2 --seed 0 1 \\
+        --output runs/sweep
+
+Each run is an ordinary run directory under the sweep directory, named after
+its settings (e.g. `normloss_f0.001_s0_b128`). The sweep is resumable: a
+finished run is not run again and an interrupted one resumes from its
+checkpoint. `summary.csv` gets one row per finished run and is rewritten
+after each run. `none` and `wrs` take no factor, so they run once per seed
+and batch size.
+"""
+
+import csv
+import itertools
+import json
+import multiprocessing
+import os
+import sys
+
+from keras_normloss import cli
+
+SUMMARY_COLUMNS = (
+    "regularizer",
+    "factor",
+    "seed",
+    "batch_size",
+    "final_test_error",
+    "best_test_error",
+    "final_train_cross_entropy",
+    "final_oblique_distance",
+    "epochs",
+    "wall_seconds",
+    "dataset",
+    "run",
+)
+
+
+def grid(regularizers, factors, seeds, batch_sizes):
+    """The runs of a sweep as (regularizer, factor or None, seed, batch size)."""
+    runs = []
+    for regularizer, batch_size, seed in itertools.product(regularizers, batch_sizes, seeds):
+        for factor in factors if regularizer in ("normloss", "weight-decay") else [None]:
+            runs.append((regularizer, factor, seed, batch_size))
+    return runs
+
+
+def run_name(regularizer, factor, seed, batch_size):
+    factor_part = "" if factor is None else f"_f{factor:g}"
+    return f"{regularizer}{factor_part}_s{seed}_b{batch_size}"
+
+
+def write_summary(sweep_dir):
+    """(Re)writes summary.csv from the finished runs under `sweep_dir`."""
+    rows = []
+    for name in sorted(os.listdir(sweep_dir)):
+        run_dir = os.path.join(sweep_dir, name)
+        results_path = os.path.join(run_dir, "results.json")
+        if not os.path.exists(results_path):
+            continue
+        with open(os.path.join(run_dir, "config.json")) as f:
+            config = json.load(f)
+        with open(results_path) as f:
+            results = json.load(f)
+        rows.append(
+            {
+                **{k: config[k] for k in ("regularizer", "factor", "seed", "batch_size")},
+                **{k: results[k] for k in SUMMARY_COLUMNS if k in results},
+                "run": name,
+            }
+        )
+    path = os.path.join(sweep_dir, "summary.csv")
+    with open(f"{path}.tmp", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(f"{path}.tmp", path)
+    return rows
+
+
+def sweep(preset, output, *, regularizers, factors, seeds, batch_sizes=(None,), **overrides):
+    """Runs a grid of runs (see the module docstring) and writes summary.csv.
+
+    Args:
+        preset: a preset name.
+        output: the sweep directory.
+        regularizers, factors, seeds, batch_sizes: the grid's axes; a
+            `None` batch size means the preset's.
+        **overrides: passed to `keras_normloss.train.make_config` for every
+            run (`dataset`, `epochs`, `steps_per_epoch`, ...).
+
+    Returns:
+        The rows of summary.csv.
+    """
+    from keras_normloss import train
+
+    if not factors and any(r in ("normloss", "weight-decay") for r in regularizers):
+        factors = [None]  # each regularizer's preset default
+    runs = grid(regularizers, factors, seeds, batch_sizes)
+    configs = []
+    for regularizer, factor, seed, batch_size in runs:
+        config = train.make_config(
+            preset, "", regularizer=regularizer, factor=factor, seed=seed,
+            batch_size=batch_size, **overrides,
+        )
+        name = run_name(regularizer, config.factor, seed, config.batch_size)
+        config.output = os.path.join(output, name)
+        train.check_run_dir(config)  # a clash is reported before anything runs
+        configs.append(config)
+    os.makedirs(output, exist_ok=True)
+    # Each run in a fresh process: TensorFlow never returns GPU memory to the
+    # system within a process, and a second MirroredStrategy with
+    # synchronized BatchNormalization in one process fails ("Shape mismatch
+    # in the collective instance", TF 2.21).
+    spawn = multiprocessing.get_context("spawn")
+    for i, config in enumerate(configs, start=1):
+        name = os.path.basename(config.output)
+        if train.check_run_dir(config) == "finished":
+            print(f"[{i}/{len(configs)}] {name}: finished already", flush=True)
+            continue
+        print(f"[{i}/{len(configs)}] {name}", flush=True)
+        process = spawn.Process(target=_run_one, args=(config,))
+        process.start()
+        process.join()
+        if process.exitcode != 0:
+            write_summary(output)
+            raise RuntimeError(
+                f"run {config.output} failed (exit status {process.exitcode}); "
+                "the sweep stops here and resumes from this run when started again"
+            )
+        write_summary(output)
+    return write_summary(output)
+
+
+def _run_one(config):
+    from keras_normloss import data, train
+
+    try:
+        train.run(config)
+    except data.DatasetNotPreparedError as error:
+        print(f"keras-normloss sweep: error: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+def build_parser():
+    from keras_normloss import presets, train
+
+    parser = cli.ArgumentParser(
+        prog="keras-normloss sweep",
+        description="A resumable grid of runs of one preset, and summary.csv.",
+    )
+    parser.add_argument("--preset", required=True, choices=sorted(presets.PRESETS))
+    parser.add_argument("--regularizer", nargs="+", required=True, choices=presets.REGULARIZERS)
+    parser.add_argument("--factor", nargs="+", type=cli.non_negative_float, default=[],
+                        help="factors for normloss and weight-decay (default: the preset's)")
+    parser.add_argument("--seed", nargs="+", type=int, default=[0])
+    parser.add_argument("--batch-size", nargs="+", type=cli.positive_int, default=[None])
+    parser.add_argument("--dataset")
+    parser.add_argument("--model")
+    parser.add_argument("--epochs", type=cli.positive_int)
+    parser.add_argument("--steps-per-epoch", type=cli.positive_int)
+    parser.add_argument("--deterministic", action="store_true")
+    parser.add_argument("--strategy", default="auto", choices=train.STRATEGIES)
+    parser.add_argument("--data-dir")
+    parser.add_argument("--download", action="store_true")
+    parser.add_argument("--output", required=True, help="the sweep directory")
+    return parser
+
+
+@cli.command("sweep")
+def main(argv=None):
+    """`keras-normloss sweep`. Returns 0, or exits with status 2 on bad input."""
+    args = build_parser().parse_args(argv)
+    try:
+        rows = sweep(
+            args.preset,
+            args.output,
+            regularizers=args.regularizer,
+            factors=args.factor,
+            seeds=args.seed,
+            batch_sizes=args.batch_size,
+            dataset=args.dataset,
+            model=args.model,
+            epochs=args.epochs,
+            steps_per_epoch=args.steps_per_epoch,
+            deterministic=args.deterministic or None,
+            strategy=args.strategy,
+            data_dir=args.data_dir,
+            download=args.download or None,
+        )
+    except RuntimeError as error:
+        print(f"keras-normloss sweep: error: {error}", file=sys.stderr)
+        return 1
+    print(f"{len(rows)} runs finished; {os.path.join(args.output, 'summary.csv')}")
+    return 0

@@ -1,0 +1,85 @@
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from keras_normloss import data
+
+
+def _batches(ds, n):
+    return [(x.numpy(), y.numpy()) for x, y in ds.take(n)]
+
+
+def test_synthetic_shapes_and_labelling():
+    p = data.synthetic(16, seed=1, train_examples=64, test_examples=40)
+    assert p.info.synthetic and p.info.num_classes == 10
+    x, y = next(iter(p.train()))
+    assert x.shape == (16, 32, 32, 3) and y.shape == (16,)
+    assert p.info.steps_per_epoch(16) == 4 and p.info.test_steps(16) == 3
+    assert sum(int(b[1].shape[0]) for b in p.test) == 40
+
+
+def test_training_stream_resumes_exactly_mid_epoch():
+    p = data.synthetic(8, seed=3, train_examples=64)
+    full = _batches(p.train(), 8 * 3)  # three epochs of 8 steps
+    resumed = _batches(p.train(first_epoch=1, skip_steps=5), 8 * 2 - 5)
+    for (xa, ya), (xb, yb) in zip(full[13:], resumed):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+
+
+def test_epochs_are_shuffled_differently():
+    p = data.synthetic(64, seed=0, train_examples=64)
+    (_, y0), (_, y1) = _batches(p.train(), 2)
+    assert sorted(y0) == sorted(y1) and not np.array_equal(y0, y1)
+
+
+def test_cifar_pipeline_on_mocked_tfds():
+    with tfds.testing.mock_data(num_examples=40):
+        p = data.cifar("cifar10", 8, seed=0)
+    assert p.info.train_examples == 40 and p.info.test_examples == 40  # counted, splits are empty
+    x, y = next(iter(p.train()))
+    assert x.shape == (8, 32, 32, 3) and x.dtype == tf.float32 and y.shape == (8,)
+    xt, _ = next(iter(p.test))
+    assert abs(float(tf.reduce_mean(xt))) < 3.0  # normalised, not 0..255
+
+
+def test_cifar_augmentation_pads_crops_and_flips():
+    """The crop of a 4-padded image is a shifted window: some border pixels are
+    zero before normalisation, i.e. exactly -mean/std after it."""
+    with tfds.testing.mock_data(num_examples=64):
+        p = data.cifar("cifar100", 64, seed=0)
+    x, _ = next(iter(p.train()))
+    mean, std = (np.array(v, "float32") for v in data._CIFAR_STATS["cifar100"])
+    padded_value = -mean / std
+    is_pad = np.all(np.isclose(x.numpy(), padded_value, atol=1e-5), axis=-1)
+    shifted = np.mean([is_pad[i].any() for i in range(64)])
+    assert 0.5 < shifted <= 1.0  # a crop offset of 0 on both axes is rare (1/81)
+
+
+def test_imagenet_preprocessing_shapes():
+    image = tf.random.uniform((300, 400, 3), maxval=255)
+    crop = data._random_resized_crop(image, tf.constant([1, 2], tf.int64), 224)
+    assert crop.shape == (224, 224, 3)
+    center = data._resize_and_center_crop(image, 256, 224)
+    assert tuple(center.shape) == (224, 224, 3)
+
+
+def test_unknown_dataset():
+    with pytest.raises(ValueError, match="Received: dataset='mnist'"):
+        data.load("mnist", 8)
+
+
+def test_unprepared_dataset_fails_fast_with_instructions(tmp_path):
+    """No mock: with no network, tfds would retry for minutes; we must not."""
+    start = time.monotonic()
+    with pytest.raises(data.DatasetNotPreparedError) as info:
+        data.cifar("cifar10", 8, data_dir=str(tmp_path))
+    assert time.monotonic() - start < 30
+    message = str(info.value)
+    assert "not prepared" in message and str(tmp_path) in message and "tfds build cifar10" in message

@@ -1,0 +1,126 @@
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from keras_normloss import presets, train
+
+SMALL = ["--preset", "quick", "--dataset", "synthetic", "--batch-size", "16"]
+
+
+def _metrics(run_dir):
+    with open(os.path.join(run_dir, "metrics.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+def test_train_writes_a_complete_run_directory(tmp_path):
+    out = tmp_path / "run"
+    assert train.main(SMALL + ["--epochs", "2", "--steps-per-epoch", "3", "--output", str(out)]) == 0
+    names = sorted(os.listdir(out))
+    assert names == ["config.json", "metrics.csv", "model.keras", "results.json", "tensorboard"]
+    rows = _metrics(out)
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert list(rows[0]) == list(train.METRIC_COLUMNS)
+    for r in rows:
+        assert r["dataset"] == "synthetic"
+        assert float(r["error"]) == pytest.approx(1 - float(r["accuracy"]), abs=1e-5)
+        assert float(r["test_error"]) == pytest.approx(1 - float(r["test_accuracy"]), abs=1e-5)
+        assert float(r["regularization_loss"]) > 0 and float(r["learning_rate"]) == pytest.approx(0.1)
+        assert float(r["oblique_distance"]) > 0 and float(r["epoch_seconds"]) > 0
+    config = json.load(open(out / "config.json"))
+    assert config["regularizer"] == "normloss" and config["factor"] == presets.PRESETS["quick"].normloss_factor
+    results = json.load(open(out / "results.json"))
+    assert results["synthetic_data"] is True and "SYNTHETIC" in results["note"]
+    assert results["final_test_error"] == pytest.approx(float(rows[-1]["test_error"]), rel=1e-5)
+    assert results["best_test_error"] == pytest.approx(min(float(r["test_error"]) for r in rows), rel=1e-5)
+    assert results["versions"]["keras"] == keras.__version__
+    model = keras.saving.load_model(out / "model.keras")
+    assert len(model.losses) == 20  # NormLoss on ResNet-20's 19 convs and classifier
+
+
+def test_regularization_loss_column_is_the_penalty(tmp_path):
+    out = tmp_path / "wd"
+    train.main(SMALL + ["--regularizer", "weight-decay", "--factor", "0.01", "--epochs", "1",
+                        "--steps-per-epoch", "2", "--output", str(out)])
+    model = keras.saving.load_model(out / "model.keras")
+    expected = sum(0.005 * float(np.sum(np.square(v.numpy()))) for v in model.trainable_weights
+                   if v.path.endswith("kernel"))
+    assert float(_metrics(out)[-1]["regularization_loss"]) == pytest.approx(expected, rel=1e-4)
+
+
+def test_learning_rate_schedule_follows_the_preset(tmp_path):
+    out = tmp_path / "lr"
+    config = train.make_config("quick", out, dataset="synthetic", batch_size=16, steps_per_epoch=2)
+    assert config.lr_decay_epochs == [3, 4] and config.epochs == 5
+    train.run(config, verbose=0)
+    lrs = [float(r["learning_rate"]) for r in _metrics(out)]
+    np.testing.assert_allclose(lrs, [0.1, 0.1, 0.1, 0.01, 0.001], rtol=1e-6)
+
+
+def test_finished_run_is_not_run_again(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = SMALL + ["--epochs", "1", "--steps-per-epoch", "2", "--output", str(out)]
+    train.main(args)
+    before = os.path.getmtime(out / "results.json")
+    train.main(args)
+    assert "finished already" in capsys.readouterr().out
+    assert os.path.getmtime(out / "results.json") == before
+
+
+def test_linear_lr_scaling_for_imagenet():
+    config = train.make_config("imagenet-resnet50", "x", batch_size=1024)
+    assert config.lr == pytest.approx(0.4)
+    assert train.make_config("cifar10-resnet110", "x", batch_size=256).lr == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("name, preset", sorted(presets.PRESETS.items()))
+def test_presets_name_a_registered_model_and_a_source(name, preset):
+    from keras_normloss import data, models
+
+    assert preset.model in models.names() and preset.dataset in data.DATASETS
+    assert preset.source and all(e < preset.epochs for e in preset.lr_decay_epochs)
+
+
+def _cli(args, **kwargs):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "keras_normloss", "train", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+@pytest.mark.slow
+def test_kill_minus_nine_and_resume_equals_uninterrupted_run(tmp_path):
+    common = SMALL + ["--batch-size", "32", "--epochs", "3", "--steps-per-epoch", "10",
+                      "--checkpoint-every", "3", "--deterministic", "--seed", "5"]
+    reference = _cli(common + ["--output", str(tmp_path / "reference")])
+
+    out = tmp_path / "killed"
+    proc = _cli(common + ["--output", str(out)])
+    state = out / "checkpoint" / "state.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if state.exists() and json.load(open(state)).get("step", 0) > 0 and json.load(open(state))["epoch"] >= 1:
+            break  # a mid-epoch checkpoint of the second epoch exists
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "results.json").exists(), "the run finished before it could be killed"
+
+    resumed = _cli(common + ["--output", str(out)])
+    stdout, stderr = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, stderr[-2000:]
+    assert "resuming at epoch" in stdout
+    assert reference.wait(timeout=300) == 0
+
+    assert [r["epoch"] for r in _metrics(out)] == ["1", "2", "3"]
+    a = keras.saving.load_model(tmp_path / "reference" / "model.keras").get_weights()
+    b = keras.saving.load_model(out / "model.keras").get_weights()
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-6)
+    assert not (out / "checkpoint").exists()
