@@ -9,7 +9,7 @@ directory (one with summary.csv) gives test error against the factor (log
 scale) per regularizer, the mean over seeds with its standard deviation;
 regularizers without a factor (none, wrs) are horizontal bands; and, when
 the sweep has several batch sizes, test error against batch size.
-Needs matplotlib, not TensorFlow.
+Reads only the CSV and JSON files of the directories.
 """
 
 import collections
@@ -60,6 +60,7 @@ def plot_runs(run_dirs, output):
         The matplotlib Figure.
     """
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -79,6 +80,7 @@ def plot_runs(run_dirs, output):
         for ax, (key, _, scale) in zip(axes, panels):
             ax.plot(epochs, [scale * _float(r[key]) for r in rows], marker="o", ms=3, label=label)
     for ax, (_, title, _) in zip(axes, panels):
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_title(title)
         ax.grid(alpha=0.3)
