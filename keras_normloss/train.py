@@ -386,7 +386,7 @@ def _build_model(config, info, steps_per_epoch):
     return model
 
 
-def _device_report(strategy):
+def _device_report(strategy, requested):
     import tensorflow as tf
 
     gpus = []
@@ -394,7 +394,9 @@ def _device_report(strategy):
         details = tf.config.experimental.get_device_details(gpu)
         gpus.append(details.get("device_name", gpu.name))
     return {
-        "strategy": type(strategy).__name__,
+        "strategy": requested,
+        # MultiWorkerMirroredStrategy's class is CollectiveAllReduceStrategy
+        "strategy_class": type(strategy).__name__,
         "replicas": strategy.num_replicas_in_sync,
         "gpus": gpus,
         "cpu": platform.processor() or platform.machine(),
@@ -616,7 +618,7 @@ def run(config, verbose="auto"):
         "dataset": info.name,
         "synthetic_data": info.synthetic,
         "versions": _versions(),
-        "device": _device_report(strategy),
+        "device": _device_report(strategy, config.strategy),
     }
     if info.synthetic:
         results["note"] = "SYNTHETIC data: these numbers say nothing about a real dataset."

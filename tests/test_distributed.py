@@ -121,6 +121,6 @@ def test_multi_worker_training_on_localhost(tmp_path):
         assert proc.returncode == 0, stderr[-3000:]
     chief = tmp_path / "worker0"
     results = json.load(open(chief / "results.json"))
-    assert results["device"]["strategy"] == "MultiWorkerMirroredStrategy"
+    assert results["device"]["strategy"] == "multiworker"
     assert results["device"]["replicas"] == 2 and results["epochs"] == 2
     assert not (tmp_path / "worker1").exists()  # only the chief writes
