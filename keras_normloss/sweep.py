@@ -150,20 +150,12 @@ def build_parser():
         prog="keras-normloss sweep",
         description="A resumable grid of runs of one preset, and summary.csv.",
     )
-    parser.add_argument("--preset", required=True, choices=sorted(presets.PRESETS))
+    train.add_shared_arguments(parser)
     parser.add_argument("--regularizer", nargs="+", required=True, choices=presets.REGULARIZERS)
     parser.add_argument("--factor", nargs="+", type=cli.non_negative_float, default=[],
                         help="factors for normloss and weight-decay (default: the preset's)")
     parser.add_argument("--seed", nargs="+", type=int, default=[0])
     parser.add_argument("--batch-size", nargs="+", type=cli.positive_int, default=[None])
-    parser.add_argument("--dataset")
-    parser.add_argument("--model")
-    parser.add_argument("--epochs", type=cli.positive_int)
-    parser.add_argument("--steps-per-epoch", type=cli.positive_int)
-    parser.add_argument("--deterministic", action="store_true")
-    parser.add_argument("--strategy", default="auto", choices=train.STRATEGIES)
-    parser.add_argument("--data-dir")
-    parser.add_argument("--download", action="store_true")
     parser.add_argument("--output", required=True, help="the sweep directory")
     return parser
 
@@ -171,6 +163,8 @@ def build_parser():
 @cli.command("sweep")
 def main(argv=None):
     """`keras-normloss sweep`. Returns 0, or exits with status 2 on bad input."""
+    from keras_normloss import train
+
     args = build_parser().parse_args(argv)
     try:
         rows = sweep(
@@ -180,14 +174,7 @@ def main(argv=None):
             factors=args.factor,
             seeds=args.seed,
             batch_sizes=args.batch_size,
-            dataset=args.dataset,
-            model=args.model,
-            epochs=args.epochs,
-            steps_per_epoch=args.steps_per_epoch,
-            deterministic=args.deterministic or None,
-            strategy=args.strategy,
-            data_dir=args.data_dir,
-            download=args.download or None,
+            **train.shared_overrides(args),
         )
     except RuntimeError as error:
         print(f"keras-normloss sweep: error: {error}", file=sys.stderr)

@@ -630,6 +630,42 @@ def run(config, verbose="auto"):
     return results
 
 
+# Options that train and sweep share: they become `make_config` overrides of
+# the same name. (Flags are stored as None when absent, so that the preset's
+# value stands.)
+_SHARED_OPTIONS = (
+    ("--dataset", dict(help="cifar10, cifar100, imagenet2012 or synthetic")),
+    ("--model", dict(help="a registered model name (default: the preset's)")),
+    ("--epochs", dict(type=cli.positive_int)),
+    ("--steps-per-epoch", dict(type=cli.positive_int,
+                               help="cap on steps per epoch (default: one pass over the data)")),
+    ("--lr", dict(type=cli.non_negative_float, help="initial learning rate")),
+    ("--deterministic", dict(action="store_const", const=True,
+                             help="deterministic TensorFlow ops (slower): bit-reproducible runs")),
+    ("--synchronized-bn", dict(action="store_const", const=True,
+                               help="BatchNormalization statistics over all replicas")),
+    ("--strategy", dict(default="auto", choices=STRATEGIES)),
+    ("--data-dir", dict(help="tfds data directory (default: $TFDS_DATA_DIR)")),
+    ("--download", dict(action="store_const", const=True,
+                        help="let tfds download and prepare a missing dataset")),
+)
+
+
+def add_shared_arguments(parser):
+    """Adds `--preset` and the options that `train` and `sweep` share."""
+    from keras_normloss import presets
+
+    parser.add_argument("--preset", required=True, choices=sorted(presets.PRESETS))
+    for flag, kwargs in _SHARED_OPTIONS:
+        parser.add_argument(flag, **kwargs)
+
+
+def shared_overrides(args):
+    """The `make_config` overrides given by the shared options of `args`."""
+    return {flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_"))
+            for flag, _ in _SHARED_OPTIONS}
+
+
 def build_parser():
     from keras_normloss import presets
 
@@ -637,26 +673,12 @@ def build_parser():
         prog="keras-normloss train",
         description="Train one run of a preset; the same command resumes it.",
     )
-    parser.add_argument("--preset", required=True, choices=sorted(presets.PRESETS))
-    parser.add_argument("--dataset", help="cifar10, cifar100, imagenet2012 or synthetic")
-    parser.add_argument("--model", help="a registered model name (default: the preset's)")
+    add_shared_arguments(parser)
     parser.add_argument("--regularizer", default="normloss", choices=presets.REGULARIZERS)
     parser.add_argument("--factor", type=cli.non_negative_float,
                         help="lambda for normloss, wd for weight-decay (default: the preset's)")
-    parser.add_argument("--epochs", type=cli.positive_int)
-    parser.add_argument("--steps-per-epoch", type=cli.positive_int,
-                        help="cap on steps per epoch (default: one pass over the data)")
     parser.add_argument("--batch-size", type=cli.positive_int, help="the global batch")
-    parser.add_argument("--lr", type=cli.non_negative_float, help="initial learning rate")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--deterministic", action="store_true",
-                        help="deterministic TensorFlow ops (slower): bit-reproducible runs")
-    parser.add_argument("--synchronized-bn", action="store_true",
-                        help="BatchNormalization statistics over all replicas")
-    parser.add_argument("--strategy", default="auto", choices=STRATEGIES)
-    parser.add_argument("--data-dir", help="tfds data directory (default: $TFDS_DATA_DIR)")
-    parser.add_argument("--download", action="store_true",
-                        help="let tfds download and prepare a missing dataset")
     parser.add_argument("--checkpoint-every", type=cli.positive_int, metavar="STEPS",
                         help="also checkpoint every STEPS steps (always at each epoch's end)")
     parser.add_argument("--output", required=True, help="the run directory")
@@ -670,21 +692,12 @@ def main(argv=None):
     config = make_config(
         args.preset,
         args.output,
-        dataset=args.dataset,
-        model=args.model,
         regularizer=args.regularizer,
         factor=args.factor,
-        epochs=args.epochs,
-        steps_per_epoch=args.steps_per_epoch,
         batch_size=args.batch_size,
-        lr=args.lr,
         seed=args.seed,
-        deterministic=args.deterministic or None,
-        synchronized_bn=args.synchronized_bn or None,
-        strategy=args.strategy,
-        data_dir=args.data_dir,
-        download=args.download or None,
         checkpoint_every=args.checkpoint_every,
+        **shared_overrides(args),
     )
     from keras_normloss import data
 
