@@ -228,6 +228,14 @@ def cifar(
     Raises:
         DatasetNotPreparedError: if the dataset is not prepared and
             `download` is False.
+
+    Example:
+
+    ```python
+    pipelines = cifar("cifar10", 128, data_dir="~/tensorflow_datasets")
+    model.fit(pipelines.train(), steps_per_epoch=pipelines.info.steps_per_epoch(128),
+              validation_data=pipelines.test, epochs=160)
+    ```
     """
     stats = _CIFAR_STATS[name]
     train_raw, info = _tfds_load(name, "train", data_dir, download)
@@ -315,6 +323,12 @@ def imagenet(
 
     Raises:
         DatasetNotPreparedError: as in `cifar`.
+
+    Example:
+
+    ```python
+    pipelines = imagenet(256, data_dir="/data/tfds")  # after `tfds build imagenet2012`
+    ```
     """
     import tensorflow_datasets as tfds
 
@@ -378,6 +392,13 @@ def synthetic(
 
     Returns:
         `Pipelines`, with `info.synthetic` True.
+
+    Example:
+
+    ```python
+    pipelines = synthetic(32, train_examples=256)
+    images, labels = next(iter(pipelines.train()))  # (32, 32, 32, 3), (32,)
+    ```
     """
     rng = np.random.default_rng(seed)
     templates = rng.normal(size=(num_classes, *image_shape)).astype("float32")
@@ -419,6 +440,12 @@ def load(name, global_batch_size, **kwargs):
     Raises:
         ValueError: for an unknown name.
         DatasetNotPreparedError: see `cifar`.
+
+    Example:
+
+    ```python
+    pipelines = load("cifar100", 128, seed=1, download=True)
+    ```
     """
     if name not in DATASETS:
         raise ValueError(

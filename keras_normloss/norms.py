@@ -169,6 +169,15 @@ def layer_kernels(layer):
             channels are not defined: an EinsumDense with an ill-defined
             equation, a quantized layer, or a layer with LoRA enabled (its
             kernel is frozen and the LoRA factors are not channel-shaped).
+
+    Example:
+
+    ```python
+    layer = keras.layers.SeparableConv2D(8, 3)
+    layer.build((None, 16, 16, 4))
+    [(s.name, s.axes) for s in layer_kernels(layer)]
+    # [('depthwise_kernel', (0, 1)), ('pointwise_kernel', (0, 1, 2))]
+    ```
     """
     if isinstance(layer, keras.layers.EinsumDense):
         rules = (_KernelRule(*_KERNEL, lambda ndim: _einsum_kernel_axes(layer)),)

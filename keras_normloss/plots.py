@@ -58,6 +58,12 @@ def plot_runs(run_dirs, output):
 
     Returns:
         The matplotlib Figure.
+
+    Example:
+
+    ```python
+    plot_runs(["runs/r110-normloss", "runs/r110-wd"], "curves.png")
+    ```
     """
     import matplotlib
     import matplotlib.ticker
@@ -122,6 +128,15 @@ def plot_sweeps(sweep_dirs, output, metric="final_test_error"):
 
     Returns:
         The matplotlib Figure.
+
+    Raises:
+        keras_normloss.cli.UsageError: if no run of the sweeps has finished.
+
+    Example:
+
+    ```python
+    plot_sweeps(["runs/sweep"], "sweep.png")
+    ```
     """
     import matplotlib
 

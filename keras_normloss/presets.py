@@ -151,8 +151,22 @@ PRESETS = {
 def get(name):
     """Returns the preset called `name`.
 
+    Args:
+        name: one of `PRESETS`: `cifar10-resnet110`, `cifar100-resnet110`,
+            `cifar10-wrn28-10`, `cifar100-wrn28-10`, `imagenet-resnet50`,
+            `quick`.
+
+    Returns:
+        A `Preset`.
+
     Raises:
         ValueError: for an unknown name, listing the known ones.
+
+    Example:
+
+    ```python
+    get("cifar100-wrn28-10").lr_decay_epochs  # (60, 120, 160)
+    ```
     """
     if name not in PRESETS:
         raise ValueError(

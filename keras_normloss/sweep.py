@@ -92,6 +92,18 @@ def sweep(preset, output, *, regularizers, factors, seeds, batch_sizes=(None,), 
 
     Returns:
         The rows of summary.csv.
+
+    Raises:
+        keras_normloss.cli.UsageError: for bad settings, or a run directory
+            that holds another run (checked before anything runs).
+        RuntimeError: if a run fails; started again, the sweep resumes there.
+
+    Example:
+
+    ```python
+    rows = sweep("quick", "runs/sweep", regularizers=["normloss", "weight-decay"],
+                 factors=[1e-4, 1e-3, 1e-2], seeds=[0, 1, 2])
+    ```
     """
     from keras_normloss import train
 

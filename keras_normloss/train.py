@@ -104,6 +104,16 @@ def make_config(preset_name, output, **overrides):
     Raises:
         keras_normloss.cli.UsageError: for an unknown preset, dataset, model,
             regularizer or strategy, or a factor given to `none`/`wrs`.
+
+    Returns:
+        A `RunConfig`.
+
+    Example:
+
+    ```python
+    config = make_config("cifar10-resnet110", "runs/r110", regularizer="weight-decay")
+    config.factor  # 1e-4: the paper's weight decay
+    ```
     """
     from keras_normloss import data, models, presets
 
@@ -519,6 +529,13 @@ def run(config, verbose="auto"):
             another run.
         keras_normloss.data.DatasetNotPreparedError: if the dataset is not
             prepared and `config.download` is False.
+
+    Example:
+
+    ```python
+    results = run(make_config("quick", "runs/quick", dataset="synthetic", epochs=1))
+    results["final_test_error"]
+    ```
     """
     state = check_run_dir(config)
     results_path = os.path.join(config.output, "results.json")

@@ -83,3 +83,12 @@ def test_unprepared_dataset_fails_fast_with_instructions(tmp_path):
     assert time.monotonic() - start < 30
     message = str(info.value)
     assert "not prepared" in message and str(tmp_path) in message and "tfds build cifar10" in message
+
+
+def test_imagenet_pipeline_on_mocked_tfds():
+    with tfds.testing.mock_data(num_examples=12):
+        p = data.imagenet(4, image_size=64)
+    assert p.info.num_classes == 1000 and p.info.train_examples == 12
+    x, y = next(iter(p.train()))
+    xt, _ = next(iter(p.test))
+    assert x.shape == (4, 64, 64, 3) and xt.shape == (4, 64, 64, 3) and y.shape == (4,)

@@ -1,6 +1,6 @@
 """The papers' networks, and a registry of named configurations.
 
-    keras_normloss.models.names()                      # ['resnet20', ..., 'wrn28_10']
+    keras_normloss.models.names()                      # ['resnet110', 'resnet20', ..., 'wrn40_4']
     keras_normloss.models.get("resnet110", num_classes=100, kernel_regularizer=NormLoss(1e-3))
 
 | name | network | source |
@@ -28,7 +28,14 @@ _REGISTRY = {
 
 
 def names():
-    """Returns the registered model names, sorted."""
+    """Returns the registered model names, sorted.
+
+    Example:
+
+    ```python
+    names()  # ['resnet110', 'resnet20', ..., 'wrn40_4']
+    ```
+    """
     return sorted(_REGISTRY)
 
 

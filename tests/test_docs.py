@@ -1,0 +1,28 @@
+"""Every public name has a Keras-style docstring with a runnable-looking example."""
+
+import inspect
+
+import pytest
+
+import keras_normloss
+from keras_normloss import callbacks, data, models, plots, presets, sweep, train
+
+PUBLIC = [getattr(keras_normloss, name) for name in keras_normloss.__all__ if name != "models"] + [
+    callbacks.NormMonitor, callbacks.kernel_norm_statistics,
+    data.load, data.cifar, data.imagenet, data.synthetic,
+    models.get, models.names, models.cifar_resnet, models.wide_resnet, models.resnet50,
+    presets.get, train.make_config, train.run, sweep.sweep, plots.plot_runs, plots.plot_sweeps,
+]
+DOCUMENTED_WITHOUT_EXAMPLE = {"AttachReport", "UnsupportedLayerError"}  # data / exception classes
+
+
+@pytest.mark.parametrize("obj", PUBLIC, ids=lambda o: o.__name__)
+def test_public_name_has_summary_and_example(obj):
+    doc = inspect.getdoc(obj)
+    assert doc, f"{obj.__name__} has no docstring"
+    summary = doc.splitlines()[0]
+    assert summary.endswith(".") and len(summary) <= 100, summary
+    if obj.__name__ not in DOCUMENTED_WITHOUT_EXAMPLE:
+        assert "Example:" in doc and "```python" in doc, obj.__name__
+    if inspect.isfunction(obj) and inspect.signature(obj).parameters:
+        assert "Args:" in doc, obj.__name__
