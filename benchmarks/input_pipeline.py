@@ -22,6 +22,7 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
 from keras_normloss import data, models  # noqa: E402
+from step_timing import sgd_step_timer  # noqa: E402
 
 
 def pipeline_rate(pipelines, batches, batch_size):
@@ -35,17 +36,9 @@ def pipeline_rate(pipelines, batches, batch_size):
 
 
 def training_rate(steps, batch_size):
-    model = models.get("resnet20", seed=0)
-    model.compile(keras.optimizers.SGD(0.1, momentum=0.9),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    x = tf.random.normal((batch_size, 32, 32, 3))
-    y = tf.zeros((batch_size,), tf.int32)
-    for _ in range(3):
-        model.train_on_batch(x, y)
-    start = time.perf_counter()
-    for _ in range(steps):
-        model.train_on_batch(x, y)
-    return steps * batch_size / (time.perf_counter() - start)
+    run = sgd_step_timer(models.get("resnet20", seed=0), batch_size)
+    run(3)  # trace and warm up
+    return batch_size / run(steps)
 
 
 def main(argv=None):
@@ -54,12 +47,14 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--batches", type=int, default=300)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--mock-examples", type=int, default=50_000,
+                        help="size of the mock training split when CIFAR-10 is not prepared")
     args = parser.parse_args(argv)
     try:
         pipelines = data.cifar("cifar10", args.batch_size, data_dir=args.data_dir)
         source = "CIFAR-10 from tfds"
     except data.DatasetNotPreparedError:
-        with tfds.testing.mock_data(num_examples=50_000):
+        with tfds.testing.mock_data(num_examples=args.mock_examples):
             pipelines = data.cifar("cifar10", args.batch_size)
         source = "tfds mock data in CIFAR-10's shapes (no prepared CIFAR-10 found)"
     feed = pipeline_rate(pipelines, args.batches, args.batch_size)

@@ -10,33 +10,14 @@ alternating). Our builder must not be slower: ratio ours/keras <= 1.05.
 import argparse
 import os
 import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from keras_normloss import models  # noqa: E402
-
-
-def _timer(model, batch_size, size):
-    model.compile(
-        keras.optimizers.SGD(0.1, momentum=0.9),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-    rng = np.random.default_rng(0)
-    x = tf.constant(rng.normal(size=(batch_size, size, size, 3)).astype("float32"))
-    y = tf.constant(rng.integers(0, 1000, size=(batch_size,)))
-
-    def run(steps):
-        start = time.perf_counter()
-        for _ in range(steps):
-            model.train_on_batch(x, y)
-        return (time.perf_counter() - start) / steps
-
-    return run
+from step_timing import sgd_step_timer  # noqa: E402
 
 
 def main(argv=None):
@@ -54,7 +35,7 @@ def main(argv=None):
             weights=None, input_shape=shape, classifier_activation=None
         ),
     }
-    timers = {name: _timer(m, args.batch_size, args.image_size) for name, m in built.items()}
+    timers = {name: sgd_step_timer(m, args.batch_size) for name, m in built.items()}
     for run in timers.values():
         run(2)  # trace and warm up
     times = {name: [] for name in timers}

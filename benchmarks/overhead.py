@@ -20,10 +20,10 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from keras_normloss import NormLoss, WeightRescaling, models, weight_decay  # noqa: E402
+from step_timing import sgd_step_timer  # noqa: E402
 
 VARIANTS = {
     "none": {},
@@ -31,29 +31,6 @@ VARIANTS = {
     "normloss": {"kernel_regularizer": NormLoss(1e-3)},
     "wrs": {"kernel_constraint": WeightRescaling()},
 }
-
-
-def compiled_model(name, seed, **kwargs):
-    model = models.get(name, seed=seed, **kwargs)
-    model.compile(
-        keras.optimizers.SGD(0.1, momentum=0.9),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-    return model
-
-
-def step_timer(model, batch_size, seed):
-    rng = np.random.default_rng(seed)
-    x = tf.constant(rng.normal(size=(batch_size, 32, 32, 3)).astype("float32"))
-    y = tf.constant(rng.integers(0, 10, size=(batch_size,)))
-
-    def run(steps):
-        start = time.perf_counter()
-        for _ in range(steps):
-            model.train_on_batch(x, y)
-        return (time.perf_counter() - start) / steps
-
-    return run
 
 
 def extra_work_timer(model):
@@ -92,12 +69,12 @@ def extra_work_timer(model):
 
 
 def measure(name, batch_size, rounds, steps, warmup):
-    built = {v: compiled_model(name, 0, **kw) for v, kw in VARIANTS.items()}
+    built = {v: models.get(name, seed=0, **kw) for v, kw in VARIANTS.items()}
+    timers = {v: sgd_step_timer(model, batch_size) for v, model in built.items()}
     extra = {}
     for v, model in built.items():
         timer = extra_work_timer(model)
         extra[v] = statistics.median(timer(20) for _ in range(5)) if timer else 0.0
-    timers = {v: step_timer(model, batch_size, 0) for v, model in built.items()}
     for run in timers.values():
         run(warmup)
     times = {v: [] for v in timers}
