@@ -20,9 +20,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
+from step_timing import sgd_step_timer  # noqa: E402
 
 from keras_normloss import data, models  # noqa: E402
-from step_timing import sgd_step_timer  # noqa: E402
 
 
 def pipeline_rate(pipelines, batches, batch_size):
@@ -47,8 +47,12 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--batches", type=int, default=300)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--mock-examples", type=int, default=50_000,
-                        help="size of the mock training split when CIFAR-10 is not prepared")
+    parser.add_argument(
+        "--mock-examples",
+        type=int,
+        default=50_000,
+        help="size of the mock training split when CIFAR-10 is not prepared",
+    )
     args = parser.parse_args(argv)
     try:
         pipelines = data.cifar("cifar10", args.batch_size, data_dir=args.data_dir)
@@ -59,7 +63,9 @@ def main(argv=None):
         source = "tfds mock data in CIFAR-10's shapes (no prepared CIFAR-10 found)"
     feed = pipeline_rate(pipelines, args.batches, args.batch_size)
     need = training_rate(args.steps, args.batch_size)
-    print(f"keras {keras.__version__}, tensorflow {tf.__version__}, {os.cpu_count()} CPUs; data: {source}")
+    print(
+        f"keras {keras.__version__}, tensorflow {tf.__version__}, {os.cpu_count()} CPUs; data: {source}"
+    )
     print("| what | images/s |")
     print("|---|---|")
     print(f"| CIFAR training pipeline, batch {args.batch_size} | {feed:,.0f} |")

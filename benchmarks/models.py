@@ -15,9 +15,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from step_timing import sgd_step_timer  # noqa: E402
 
 from keras_normloss import models  # noqa: E402
-from step_timing import sgd_step_timer  # noqa: E402
 
 
 def main(argv=None):
@@ -46,9 +46,11 @@ def main(argv=None):
         print(f"round {r + 1}/{args.rounds}", end="\r", flush=True)
     med = {name: statistics.median(t) for name, t in times.items()}
     ours, theirs = med.values()
-    print(f"keras {keras.__version__}, tensorflow {tf.__version__}, {os.cpu_count()} CPUs, "
-          f"batch {args.batch_size}, {args.image_size}x{args.image_size}, "
-          f"{args.rounds} rounds x {args.steps} steps, medians")
+    print(
+        f"keras {keras.__version__}, tensorflow {tf.__version__}, {os.cpu_count()} CPUs, "
+        f"batch {args.batch_size}, {args.image_size}x{args.image_size}, "
+        f"{args.rounds} rounds x {args.steps} steps, medians"
+    )
     print("| model | parameters | s/step |")
     print("|---|---|---|")
     for name, m in built.items():

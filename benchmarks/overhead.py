@@ -21,9 +21,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from step_timing import sgd_step_timer  # noqa: E402
 
 from keras_normloss import NormLoss, WeightRescaling, models, weight_decay  # noqa: E402
-from step_timing import sgd_step_timer  # noqa: E402
 
 VARIANTS = {
     "none": {},
@@ -80,7 +80,7 @@ def measure(name, batch_size, rounds, steps, warmup):
     times = {v: [] for v in timers}
     order = list(timers)
     for r in range(rounds):
-        for v in order[r % len(order):] + order[: r % len(order)]:
+        for v in order[r % len(order) :] + order[: r % len(order)]:
             times[v].append(timers[v](steps))
         print(f"  {name}: round {r + 1}/{rounds}", end="\r", flush=True)
     return {v: statistics.median(t) for v, t in times.items()}, extra
@@ -95,8 +95,10 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=3)
     args = parser.parse_args(argv)
 
-    print(f"keras {keras.__version__}, tensorflow {tf.__version__}, {os.cpu_count()} CPUs, "
-          f"batch {args.batch_size}, {args.rounds} rounds x {args.steps} steps, medians")
+    print(
+        f"keras {keras.__version__}, tensorflow {tf.__version__}, {os.cpu_count()} CPUs, "
+        f"batch {args.batch_size}, {args.rounds} rounds x {args.steps} steps, medians"
+    )
     header = (
         "| model | none s/step | wd s/step | normloss s/step | wrs s/step | normloss/none "
         "| normloss/wd | wrs/none | added work ms: wd / normloss / wrs | normloss added / none step |"

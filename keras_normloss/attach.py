@@ -66,15 +66,9 @@ def _for_axes(template, axes):
 
 def _own_weight_matrices(layer):
     sublayer_ids = {
-        id(w)
-        for sub in layer._flatten_layers(include_self=False)
-        for w in sub.trainable_weights
+        id(w) for sub in layer._flatten_layers(include_self=False) for w in sub.trainable_weights
     }
-    return [
-        w
-        for w in layer.trainable_weights
-        if id(w) not in sublayer_ids and len(w.shape) >= 2
-    ]
+    return [w for w in layer.trainable_weights if id(w) not in sublayer_ids and len(w.shape) >= 2]
 
 
 def _set(layer, slot, attr, value):
@@ -169,9 +163,7 @@ def attach(
         )
     if layer_types is not None:
         layer_types = layer_types if isinstance(layer_types, tuple) else (layer_types,)
-        if not all(
-            isinstance(t, type) and issubclass(t, keras.layers.Layer) for t in layer_types
-        ):
+        if not all(isinstance(t, type) and issubclass(t, keras.layers.Layer) for t in layer_types):
             raise ValueError(
                 "Invalid value for argument `layer_types`: expected a layer "
                 f"class or a tuple of them. Received: layer_types={layer_types!r}"

@@ -73,8 +73,11 @@ def main(argv=None):
         lines += [f"  {name:6s} {help}" for name, (_, help) in SUBCOMMANDS.items()]
         lines += ["", "`keras-normloss COMMAND --help` describes each."]
         if argv and argv[0] not in ("-h", "--help"):
-            print(f"keras-normloss: error: unknown command {argv[0]!r}; expected one of "
-                  f"{', '.join(SUBCOMMANDS)}", file=sys.stderr)
+            print(
+                f"keras-normloss: error: unknown command {argv[0]!r}; expected one of "
+                f"{', '.join(SUBCOMMANDS)}",
+                file=sys.stderr,
+            )
             raise SystemExit(2)
         print("\n".join(lines))
         return 0 if argv else 2

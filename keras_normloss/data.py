@@ -104,9 +104,11 @@ def _in_memory_stream(images, labels, augment, steps_per_epoch, batch_size, seed
         epoch_seed = _epoch_seed(seed, epoch)
         order = tf.concat(
             [
-                tf.argsort(tf.random.stateless_uniform(
-                    [n], seed=tf.random.experimental.stateless_fold_in(epoch_seed, -1 - p)
-                ))
+                tf.argsort(
+                    tf.random.stateless_uniform(
+                        [n], seed=tf.random.experimental.stateless_fold_in(epoch_seed, -1 - p)
+                    )
+                )
                 for p in range(passes)
             ],
             axis=0,
@@ -137,11 +139,19 @@ def _streaming_stream(examples, augment, batch_size, seed, options, shuffle_buff
     def train(first_epoch=0, skip_steps=0):
         start_seed = (seed * 1_000_003 + first_epoch * 10_007 + skip_steps) % 2**31
         ds = examples.shuffle(shuffle_buffer, seed=start_seed, reshuffle_each_iteration=True)
-        ds = ds.repeat().enumerate().map(
-            lambda i, ex: augment(_epoch_seed(start_seed, 0), i, *ex),
-            num_parallel_calls=tf.data.AUTOTUNE,
+        ds = (
+            ds.repeat()
+            .enumerate()
+            .map(
+                lambda i, ex: augment(_epoch_seed(start_seed, 0), i, *ex),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
         )
-        return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE).with_options(options)
+        return (
+            ds.batch(batch_size, drop_remainder=True)
+            .prefetch(tf.data.AUTOTUNE)
+            .with_options(options)
+        )
 
     return train
 
@@ -342,7 +352,7 @@ def imagenet(
     n_test = splits["validation"].num_examples if "validation" in splits else _count(test_raw)
     shape = (image_size, image_size, 3)
     data_info = DataInfo("imagenet2012", 1000, shape, n_train, n_test)
-    steps = steps_per_epoch or data_info.steps_per_epoch(global_batch_size)
+    del steps_per_epoch  # an endless stream: epochs are counted by `fit`
 
     def augment(epoch_seed, index, image, label):
         crop_seed, flip_seed = _element_seeds(epoch_seed, index, 2)

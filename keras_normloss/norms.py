@@ -84,11 +84,7 @@ _LAYER_RULES = (
     ),
     (
         (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D),
-        (
-            _KernelRule(
-                "kernel", "depthwise_regularizer", "depthwise_constraint", _spatial
-            ),
-        ),
+        (_KernelRule("kernel", "depthwise_regularizer", "depthwise_constraint", _spatial),),
     ),
     (
         (
@@ -394,9 +390,7 @@ def channel_norms(kernel, axis=None, keepdims=False):
     kernel = ops.convert_to_tensor(kernel)
     axes = reduction_axes(kernel.shape, axis)
     kernel = ops.cast(kernel, compute_dtype(kernel.dtype))
-    return ops.sqrt(
-        ops.sum(ops.square(kernel), axis=axes, keepdims=keepdims) + _NORM_EPSILON
-    )
+    return ops.sqrt(ops.sum(ops.square(kernel), axis=axes, keepdims=keepdims) + _NORM_EPSILON)
 
 
 def oblique_distance(kernel, axis=None):

@@ -149,7 +149,9 @@ def plot_sweeps(sweep_dirs, output, metric="final_test_error"):
     batch_sizes = sorted({r["batch_size"] for r in rows})
     main_batch = max(batch_sizes, key=lambda b: sum(r["batch_size"] == b for r in rows))
     n_panels = 2 if len(batch_sizes) > 1 else 1
-    fig, axes = plt.subplots(1, n_panels, figsize=(6.5 * n_panels, 4.5), constrained_layout=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, n_panels, figsize=(6.5 * n_panels, 4.5), constrained_layout=True, squeeze=False
+    )
     ax = axes[0][0]
     by_reg = collections.defaultdict(lambda: collections.defaultdict(list))
     for r in rows:
@@ -160,8 +162,15 @@ def plot_sweeps(sweep_dirs, output, metric="final_test_error"):
         factors = sorted(f for f in by_factor if not math.isnan(f))
         if factors:
             stats = [_mean_std(by_factor[f]) for f in factors]
-            ax.errorbar(factors, [m for m, _ in stats], yerr=[s for _, s in stats],
-                        marker="o", capsize=3, color=color, label=reg)
+            ax.errorbar(
+                factors,
+                [m for m, _ in stats],
+                yerr=[s for _, s in stats],
+                marker="o",
+                capsize=3,
+                color=color,
+                label=reg,
+            )
         for f in by_factor:
             if math.isnan(f):  # none / wrs: no factor
                 m, s = _mean_std(by_factor[f])
@@ -182,8 +191,14 @@ def plot_sweeps(sweep_dirs, output, metric="final_test_error"):
         for label, by_batch in sorted(lines.items()):
             sizes = sorted(by_batch)
             stats = [_mean_std(by_batch[b]) for b in sizes]
-            ax.errorbar(sizes, [m for m, _ in stats], yerr=[s for _, s in stats],
-                        marker="o", capsize=3, label=label)
+            ax.errorbar(
+                sizes,
+                [m for m, _ in stats],
+                yerr=[s for _, s in stats],
+                marker="o",
+                capsize=3,
+                label=label,
+            )
         ax.set_xscale("log", base=2)
         ax.set_xlabel("batch size")
         ax.set_ylabel(f"{metric.replace('_', ' ')} (%)")
@@ -203,9 +218,12 @@ def build_parser():
     )
     parser.add_argument("dirs", nargs="+", metavar="RUN_OR_SWEEP_DIR")
     parser.add_argument("-o", "--output", required=True, metavar="FIGURE.png")
-    parser.add_argument("--metric", default="final_test_error",
-                        choices=("final_test_error", "best_test_error"),
-                        help="for sweeps: which test error to plot")
+    parser.add_argument(
+        "--metric",
+        default="final_test_error",
+        choices=("final_test_error", "best_test_error"),
+        help="for sweeps: which test error to plot",
+    )
     return parser
 
 
@@ -217,7 +235,9 @@ def main(argv=None):
     runs = [d for d in args.dirs if not _is_sweep(d) and _is_run(d)]
     neither = [d for d in args.dirs if d not in sweeps and d not in runs]
     if neither:
-        raise cli.UsageError(f"not a run or sweep directory (no metrics.csv or summary.csv): {neither[0]}")
+        raise cli.UsageError(
+            f"not a run or sweep directory (no metrics.csv or summary.csv): {neither[0]}"
+        )
     if sweeps and runs:
         raise cli.UsageError("give either run directories or sweep directories, not both")
     if sweeps:

@@ -182,4 +182,6 @@ def default_factor(preset, regularizer):
     `weight-decay`: the paper's weight decay; `normloss`: our default λ;
     `none` and `wrs` take no factor (`None`).
     """
-    return {"weight-decay": preset.weight_decay, "normloss": preset.normloss_factor}.get(regularizer)
+    return {"weight-decay": preset.weight_decay, "normloss": preset.normloss_factor}.get(
+        regularizer
+    )

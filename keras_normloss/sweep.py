@@ -113,8 +113,13 @@ def sweep(preset, output, *, regularizers, factors, seeds, batch_sizes=(None,), 
     configs = []
     for regularizer, factor, seed, batch_size in runs:
         config = train.make_config(
-            preset, "", regularizer=regularizer, factor=factor, seed=seed,
-            batch_size=batch_size, **overrides,
+            preset,
+            "",
+            regularizer=regularizer,
+            factor=factor,
+            seed=seed,
+            batch_size=batch_size,
+            **overrides,
         )
         name = run_name(regularizer, config.factor, seed, config.batch_size)
         config.output = os.path.join(output, name)
@@ -164,8 +169,13 @@ def build_parser():
     )
     train.add_shared_arguments(parser)
     parser.add_argument("--regularizer", nargs="+", required=True, choices=presets.REGULARIZERS)
-    parser.add_argument("--factor", nargs="+", type=cli.non_negative_float, default=[],
-                        help="factors for normloss and weight-decay (default: the preset's)")
+    parser.add_argument(
+        "--factor",
+        nargs="+",
+        type=cli.non_negative_float,
+        default=[],
+        help="factors for normloss and weight-decay (default: the preset's)",
+    )
     parser.add_argument("--seed", nargs="+", type=int, default=[0])
     parser.add_argument("--batch-size", nargs="+", type=cli.positive_int, default=[None])
     parser.add_argument("--output", required=True, help="the sweep directory")

@@ -30,7 +30,16 @@ import sys
 import tempfile
 import time
 
-from keras_normloss import cli
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+import keras_normloss
+from keras_normloss import callbacks as norm_callbacks
+from keras_normloss import cli, data, models, presets
+from keras_normloss.constraints import WeightRescaling
+from keras_normloss.regularizers import NormLoss, weight_decay
 
 METRIC_COLUMNS = (
     "epoch",
@@ -115,8 +124,6 @@ def make_config(preset_name, output, **overrides):
     config.factor  # 1e-4: the paper's weight decay
     ```
     """
-    from keras_normloss import data, models, presets
-
     try:
         preset = presets.get(preset_name)
     except ValueError as error:
@@ -183,8 +190,6 @@ def make_strategy(name):
     configured by `TF_CONFIG`; `tpu`: TPUStrategy; `one-device`: the first
     GPU, else the CPU.
     """
-    import tensorflow as tf
-
     if name == "multiworker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
@@ -227,103 +232,98 @@ def _read_json(path):
         return json.load(f)
 
 
-def _make_callbacks_classes():
-    """Keras callbacks of a run, defined lazily: they need Keras imported."""
-    import keras
-    import numpy as np
+class EpochExtras(keras.callbacks.Callback):
+    """Adds learning rate, penalty, errors and epoch time to the logs."""
 
-    class EpochExtras(keras.callbacks.Callback):
-        """Adds learning rate, penalty, errors and epoch time to the logs."""
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+        self._lr = float(np.asarray(self.model.optimizer.learning_rate))
 
-        def on_epoch_begin(self, epoch, logs=None):
-            self._start = time.perf_counter()
-            self._lr = float(np.asarray(self.model.optimizer.learning_rate))
+    def on_epoch_end(self, epoch, logs=None):
+        losses = self.model.losses
+        logs["regularization_loss"] = float(sum(float(np.asarray(l)) for l in losses))
+        logs["learning_rate"] = self._lr
+        if "accuracy" in logs:
+            logs["error"] = 1.0 - float(logs["accuracy"])
+        if "val_accuracy" in logs:
+            logs["val_error"] = 1.0 - float(logs["val_accuracy"])
+        logs["epoch_seconds"] = time.perf_counter() - self._start
 
-        def on_epoch_end(self, epoch, logs=None):
-            losses = self.model.losses
-            logs["regularization_loss"] = float(sum(float(np.asarray(l)) for l in losses))
-            logs["learning_rate"] = self._lr
-            if "accuracy" in logs:
-                logs["error"] = 1.0 - float(logs["accuracy"])
-            if "val_accuracy" in logs:
-                logs["val_error"] = 1.0 - float(logs["val_accuracy"])
-            logs["epoch_seconds"] = time.perf_counter() - self._start
 
-    class MetricsCSV(keras.callbacks.Callback):
-        """metrics.csv: fixed columns, one fsynced row per epoch, 1-based."""
+class MetricsCSV(keras.callbacks.Callback):
+    """metrics.csv: fixed columns, one fsynced row per epoch, 1-based."""
 
-        def __init__(self, path, dataset, first_epoch):
-            super().__init__()
-            self.path = path
-            self.dataset = dataset
-            _truncate_metrics(path, first_epoch)
+    def __init__(self, path, dataset, first_epoch):
+        super().__init__()
+        self.path = path
+        self.dataset = dataset
+        _truncate_metrics(path, first_epoch)
 
-        def on_epoch_end(self, epoch, logs=None):
-            row = {"epoch": epoch + 1, "dataset": self.dataset}
-            for key, value in logs.items():
-                column = "test_" + key[4:] if key.startswith("val_") else key
-                if column in METRIC_COLUMNS:
-                    row[column] = f"{float(value):.6g}"
-            new = not os.path.exists(self.path)
-            with open(self.path, "a", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
-                if new:
-                    writer.writeheader()
-                writer.writerow(row)
-                f.flush()
-                os.fsync(f.fileno())
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch + 1, "dataset": self.dataset}
+        for key, value in logs.items():
+            column = "test_" + key[4:] if key.startswith("val_") else key
+            if column in METRIC_COLUMNS:
+                row[column] = f"{float(value):.6g}"
+        new = not os.path.exists(self.path)
+        with open(self.path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+            f.flush()
+            os.fsync(f.fileno())
 
-    class Checkpointer(keras.callbacks.Callback):
-        """Weights and optimizer state, atomically, every epoch and every N steps.
 
-        The weights go to a file named after the position, then state.json
-        (written atomically) points at it; a kill at any moment leaves the
-        previous complete checkpoint in force.
-        """
+class Checkpointer(keras.callbacks.Callback):
+    """Weights and optimizer state, atomically, every epoch and every N steps.
 
-        def __init__(self, directory, steps_per_epoch, every, write):
-            super().__init__()
-            self.directory = directory
-            self.steps_per_epoch = steps_per_epoch
-            self.every = every
-            self.write = write
-            self.epoch = 0
-            self.step_offset = 0
+    The weights go to a file named after the position, then state.json
+    (written atomically) points at it; a kill at any moment leaves the
+    previous complete checkpoint in force.
+    """
 
-        def on_epoch_begin(self, epoch, logs=None):
-            self.epoch = epoch
+    def __init__(self, directory, steps_per_epoch, every, write):
+        super().__init__()
+        self.directory = directory
+        self.steps_per_epoch = steps_per_epoch
+        self.every = every
+        self.write = write
+        self.epoch = 0
+        self.step_offset = 0
 
-        def on_train_batch_end(self, batch, logs=None):
-            step = self.step_offset + batch + 1
-            global_step = self.epoch * self.steps_per_epoch + step
-            if self.every and global_step % self.every == 0 and step < self.steps_per_epoch:
-                self.save(self.epoch, step)
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
 
-        def on_epoch_end(self, epoch, logs=None):
-            self.step_offset = 0
-            self.save(epoch + 1, 0)
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.step_offset + batch + 1
+        global_step = self.epoch * self.steps_per_epoch + step
+        if self.every and global_step % self.every == 0 and step < self.steps_per_epoch:
+            self.save(self.epoch, step)
 
-        def save(self, epoch, step):
-            if not self.write:
-                # Every worker must take part: reading some variables under
-                # MultiWorkerMirroredStrategy is a collective operation.
-                with tempfile.TemporaryDirectory() as scratch:
-                    self.model.save_weights(os.path.join(scratch, "ckpt.weights.h5"))
-                return
-            os.makedirs(self.directory, exist_ok=True)
-            name = f"ckpt-e{epoch:05d}-s{step:07d}.weights.h5"
-            tmp = os.path.join(self.directory, f"tmp-{name}")
-            self.model.save_weights(tmp)
-            os.replace(tmp, os.path.join(self.directory, name))
-            _write_json(
-                os.path.join(self.directory, "state.json"),
-                {"epoch": epoch, "step": step, "weights": name},
-            )
-            for old in glob.glob(os.path.join(self.directory, "*.weights.h5")):
-                if os.path.basename(old) != name:
-                    os.remove(old)
+    def on_epoch_end(self, epoch, logs=None):
+        self.step_offset = 0
+        self.save(epoch + 1, 0)
 
-    return EpochExtras, MetricsCSV, Checkpointer
+    def save(self, epoch, step):
+        if not self.write:
+            # Every worker must take part: reading some variables under
+            # MultiWorkerMirroredStrategy is a collective operation.
+            with tempfile.TemporaryDirectory() as scratch:
+                self.model.save_weights(os.path.join(scratch, "ckpt.weights.h5"))
+            return
+        os.makedirs(self.directory, exist_ok=True)
+        name = f"ckpt-e{epoch:05d}-s{step:07d}.weights.h5"
+        tmp = os.path.join(self.directory, f"tmp-{name}")
+        self.model.save_weights(tmp)
+        os.replace(tmp, os.path.join(self.directory, name))
+        _write_json(
+            os.path.join(self.directory, "state.json"),
+            {"epoch": epoch, "step": step, "weights": name},
+        )
+        for old in glob.glob(os.path.join(self.directory, "*.weights.h5")):
+            if os.path.basename(old) != name:
+                os.remove(old)
 
 
 def _truncate_metrics(path, completed_epochs):
@@ -344,30 +344,28 @@ def read_metrics(run_dir):
     """Returns metrics.csv of a run as a list of dicts of floats (dataset as str)."""
     with open(os.path.join(run_dir, "metrics.csv"), newline="") as f:
         return [
-            {k: (v if k == "dataset" else float(v) if v not in ("", None) else float("nan"))
-             for k, v in row.items()}
+            {
+                k: (v if k == "dataset" else float(v) if v not in ("", None) else float("nan"))
+                for k, v in row.items()
+            }
             for row in csv.DictReader(f)
         ]
 
 
 def _regularization(config):
-    from keras_normloss import NormLoss, WeightRescaling, weight_decay
-
     return {
         "none": {},
         "weight-decay": {"kernel_regularizer": weight_decay(config.factor)}
-        if config.regularizer == "weight-decay" else {},
+        if config.regularizer == "weight-decay"
+        else {},
         "normloss": {"kernel_regularizer": NormLoss(config.factor)}
-        if config.regularizer == "normloss" else {},
+        if config.regularizer == "normloss"
+        else {},
         "wrs": {"kernel_constraint": WeightRescaling()},
     }[config.regularizer]
 
 
 def _build_model(config, info, steps_per_epoch):
-    import keras
-
-    from keras_normloss import models
-
     kwargs = dict(
         num_classes=info.num_classes,
         input_shape=info.image_shape,
@@ -386,7 +384,9 @@ def _build_model(config, info, steps_per_epoch):
     values = [config.lr * config.lr_decay**i for i in range(len(boundaries) + 1)]
     schedule = keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
     model.compile(
-        optimizer=keras.optimizers.SGD(schedule, momentum=config.momentum, nesterov=config.nesterov),
+        optimizer=keras.optimizers.SGD(
+            schedule, momentum=config.momentum, nesterov=config.nesterov
+        ),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[
             keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
@@ -397,8 +397,6 @@ def _build_model(config, info, steps_per_epoch):
 
 
 def _device_report(strategy, requested):
-    import tensorflow as tf
-
     gpus = []
     for gpu in tf.config.list_physical_devices("GPU"):
         details = tf.config.experimental.get_device_details(gpu)
@@ -416,13 +414,6 @@ def _device_report(strategy, requested):
 
 
 def _versions():
-    import keras
-    import numpy as np
-    import tensorflow as tf
-    import tensorflow_datasets as tfds
-
-    import keras_normloss
-
     return {
         "python": sys.version.split()[0],
         "keras": keras.__version__,
@@ -488,9 +479,11 @@ def _work_around_keras_multi_worker_fit(model):
             strategy
         ):
             return tree.map_structure(
-                lambda v: strategy.reduce("MEAN", v, axis=None)
-                if tf_trainer._is_per_replica_instance(v)
-                else v,
+                lambda v: (
+                    strategy.reduce("MEAN", v, axis=None)
+                    if tf_trainer._is_per_replica_instance(v)
+                    else v
+                ),
                 values,
             )
         return original(values, strategy, reduction)
@@ -503,12 +496,22 @@ def _fit(model, pipelines, config, first_epoch, skip_steps, steps_per_epoch, che
     if skip_steps and first_epoch < config.epochs:
         # The rest of an epoch interrupted mid-way, on its own.
         checkpointer.step_offset = skip_steps
-        model.fit(pipelines.train(first_epoch, skip_steps), initial_epoch=first_epoch,
-                  epochs=first_epoch + 1, steps_per_epoch=steps_per_epoch - skip_steps, **fit)
+        model.fit(
+            pipelines.train(first_epoch, skip_steps),
+            initial_epoch=first_epoch,
+            epochs=first_epoch + 1,
+            steps_per_epoch=steps_per_epoch - skip_steps,
+            **fit,
+        )
         first_epoch += 1
     if first_epoch < config.epochs:
-        model.fit(pipelines.train(first_epoch), initial_epoch=first_epoch, epochs=config.epochs,
-                  steps_per_epoch=steps_per_epoch, **fit)
+        model.fit(
+            pipelines.train(first_epoch),
+            initial_epoch=first_epoch,
+            epochs=config.epochs,
+            steps_per_epoch=steps_per_epoch,
+            **fit,
+        )
 
 
 def run(config, verbose="auto"):
@@ -543,12 +546,6 @@ def run(config, verbose="auto"):
         print(f"{config.output}: finished already; results.json is there.")
         return _read_json(results_path)
 
-    import keras
-    import tensorflow as tf
-
-    from keras_normloss import callbacks as norm_callbacks
-    from keras_normloss import data
-
     strategy = make_strategy(config.strategy)  # first: multi-worker needs it before any op
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
@@ -571,8 +568,10 @@ def run(config, verbose="auto"):
     info = pipelines.info
     steps_per_epoch = config.steps_per_epoch or info.steps_per_epoch(config.batch_size)
     if info.synthetic:
-        print("NOTE: training on SYNTHETIC data (random templates plus noise); "
-              "the numbers say nothing about a real dataset.")
+        print(
+            "NOTE: training on SYNTHETIC data (random templates plus noise); "
+            "the numbers say nothing about a real dataset."
+        )
 
     with strategy.scope():
         model = _build_model(config, info, steps_per_epoch)
@@ -596,7 +595,6 @@ def run(config, verbose="auto"):
         os.makedirs(config.output, exist_ok=True)
         _write_json(os.path.join(config.output, "config.json"), dataclasses.asdict(config))
 
-    EpochExtras, MetricsCSV, Checkpointer = _make_callbacks_classes()
     checkpointer = Checkpointer(checkpoint_dir, steps_per_epoch, config.checkpoint_every, chief)
     callbacks = [
         norm_callbacks.NormMonitor(
@@ -612,8 +610,13 @@ def run(config, verbose="auto"):
     callbacks.append(checkpointer)  # last: an epoch is logged before it counts as done
 
     test_steps = info.test_steps(config.batch_size)
-    fit = dict(validation_data=pipelines.test, validation_steps=test_steps,
-               callbacks=callbacks, verbose=verbose, shuffle=False)  # data is shuffled already
+    fit = dict(
+        validation_data=pipelines.test,
+        validation_steps=test_steps,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,
+    )  # data is shuffled already
     with strategy.scope():
         _fit(model, pipelines, config, first_epoch, skip_steps, steps_per_epoch, checkpointer, fit)
 
@@ -654,24 +657,40 @@ _SHARED_OPTIONS = (
     ("--dataset", dict(help="cifar10, cifar100, imagenet2012 or synthetic")),
     ("--model", dict(help="a registered model name (default: the preset's)")),
     ("--epochs", dict(type=cli.positive_int)),
-    ("--steps-per-epoch", dict(type=cli.positive_int,
-                               help="cap on steps per epoch (default: one pass over the data)")),
+    (
+        "--steps-per-epoch",
+        dict(
+            type=cli.positive_int, help="cap on steps per epoch (default: one pass over the data)"
+        ),
+    ),
     ("--lr", dict(type=cli.non_negative_float, help="initial learning rate")),
-    ("--deterministic", dict(action="store_const", const=True,
-                             help="deterministic TensorFlow ops (slower): bit-reproducible runs")),
-    ("--synchronized-bn", dict(action="store_const", const=True,
-                               help="BatchNormalization statistics over all replicas")),
+    (
+        "--deterministic",
+        dict(
+            action="store_const",
+            const=True,
+            help="deterministic TensorFlow ops (slower): bit-reproducible runs",
+        ),
+    ),
+    (
+        "--synchronized-bn",
+        dict(
+            action="store_const", const=True, help="BatchNormalization statistics over all replicas"
+        ),
+    ),
     ("--strategy", dict(default="auto", choices=STRATEGIES)),
     ("--data-dir", dict(help="tfds data directory (default: $TFDS_DATA_DIR)")),
-    ("--download", dict(action="store_const", const=True,
-                        help="let tfds download and prepare a missing dataset")),
+    (
+        "--download",
+        dict(
+            action="store_const", const=True, help="let tfds download and prepare a missing dataset"
+        ),
+    ),
 )
 
 
 def add_shared_arguments(parser):
     """Adds `--preset` and the options that `train` and `sweep` share."""
-    from keras_normloss import presets
-
     parser.add_argument("--preset", required=True, choices=sorted(presets.PRESETS))
     for flag, kwargs in _SHARED_OPTIONS:
         parser.add_argument(flag, **kwargs)
@@ -679,25 +698,32 @@ def add_shared_arguments(parser):
 
 def shared_overrides(args):
     """The `make_config` overrides given by the shared options of `args`."""
-    return {flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_"))
-            for flag, _ in _SHARED_OPTIONS}
+    return {
+        flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_"))
+        for flag, _ in _SHARED_OPTIONS
+    }
 
 
 def build_parser():
-    from keras_normloss import presets
-
     parser = cli.ArgumentParser(
         prog="keras-normloss train",
         description="Train one run of a preset; the same command resumes it.",
     )
     add_shared_arguments(parser)
     parser.add_argument("--regularizer", default="normloss", choices=presets.REGULARIZERS)
-    parser.add_argument("--factor", type=cli.non_negative_float,
-                        help="lambda for normloss, wd for weight-decay (default: the preset's)")
+    parser.add_argument(
+        "--factor",
+        type=cli.non_negative_float,
+        help="lambda for normloss, wd for weight-decay (default: the preset's)",
+    )
     parser.add_argument("--batch-size", type=cli.positive_int, help="the global batch")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--checkpoint-every", type=cli.positive_int, metavar="STEPS",
-                        help="also checkpoint every STEPS steps (always at each epoch's end)")
+    parser.add_argument(
+        "--checkpoint-every",
+        type=cli.positive_int,
+        metavar="STEPS",
+        help="also checkpoint every STEPS steps (always at each epoch's end)",
+    )
     parser.add_argument("--output", required=True, help="the run directory")
     return parser
 
@@ -716,8 +742,6 @@ def main(argv=None):
         checkpoint_every=args.checkpoint_every,
         **shared_overrides(args),
     )
-    from keras_normloss import data
-
     try:
         run(config)
     except data.DatasetNotPreparedError as error:

@@ -13,9 +13,7 @@ import tensorflow as tf  # noqa: E402
 # two logical CPU devices, which can only be configured before TensorFlow
 # initialises its devices, so it happens here, at import time.
 _cpus = tf.config.list_physical_devices("CPU")
-tf.config.set_logical_device_configuration(
-    _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
-)
+tf.config.set_logical_device_configuration(_cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 
 
 @pytest.fixture(autouse=True)

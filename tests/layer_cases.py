@@ -26,7 +26,13 @@ def _depthwise(k):
 CASES = {
     "Dense": (lambda: keras.layers.Dense(5), (None, 7), "kernel", _last_is_channel, (0,)),
     "Conv1D": (lambda: keras.layers.Conv1D(6, 3), (None, 9, 4), "kernel", _last_is_channel, (0, 1)),
-    "Conv2D": (lambda: keras.layers.Conv2D(6, 3), (None, 9, 9, 4), "kernel", _last_is_channel, (0, 1, 2)),
+    "Conv2D": (
+        lambda: keras.layers.Conv2D(6, 3),
+        (None, 9, 9, 4),
+        "kernel",
+        _last_is_channel,
+        (0, 1, 2),
+    ),
     "Conv2D-groups": (
         lambda: keras.layers.Conv2D(6, 3, groups=2),
         (None, 9, 9, 4),
@@ -34,7 +40,13 @@ CASES = {
         _last_is_channel,
         (0, 1, 2),
     ),
-    "Conv3D": (lambda: keras.layers.Conv3D(5, 2), (None, 5, 5, 5, 3), "kernel", _last_is_channel, (0, 1, 2, 3)),
+    "Conv3D": (
+        lambda: keras.layers.Conv3D(5, 2),
+        (None, 5, 5, 5, 3),
+        "kernel",
+        _last_is_channel,
+        (0, 1, 2, 3),
+    ),
     "Conv1DTranspose": (
         lambda: keras.layers.Conv1DTranspose(6, 3),
         (None, 9, 4),

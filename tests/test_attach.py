@@ -1,9 +1,9 @@
 import keras
 import numpy as np
 import pytest
+from layer_cases import normloss_numpy
 
 from keras_normloss import NormLoss, WeightRescaling, attach, weight_decay
-from layer_cases import normloss_numpy
 
 
 def _kernels_by_type(model, types):
@@ -51,14 +51,22 @@ def test_mobilenetv2_depthwise_kernels_get_spatial_axes():
         "DepthwiseConv2D": {(0, 1)},
         "Dense": {(0,)},
     }
-    n_kernels = len(_kernels_by_type(model, (keras.layers.Conv2D, keras.layers.Dense, keras.layers.DepthwiseConv2D)))
+    n_kernels = len(
+        _kernels_by_type(
+            model, (keras.layers.Conv2D, keras.layers.Dense, keras.layers.DepthwiseConv2D)
+        )
+    )
     assert len(model.losses) == n_kernels == len(report.attached)
     assert float(sum(model.losses)) == pytest.approx(_normloss_total(model, 1e-4), rel=1e-5)
 
 
 def _small_model():
     inner = keras.Sequential(
-        [keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, name="inner_conv"), keras.layers.BatchNormalization()],
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(4, 3, name="inner_conv"),
+            keras.layers.BatchNormalization(),
+        ],
         name="inner",
     )
     inputs = keras.Input((8, 8, 3))
@@ -73,7 +81,11 @@ def test_nested_model_and_transposed_axes():
     model = _small_model()
     report = attach(model, NormLoss(0.1))
     axes = {a.path: a.axes for a in report.attached}
-    assert axes == {"inner/inner_conv/kernel": (0, 1, 2), "up/kernel": (0, 1, 3), "head/kernel": (0,)}
+    assert axes == {
+        "inner/inner_conv/kernel": (0, 1, 2),
+        "up/kernel": (0, 1, 3),
+        "head/kernel": (0,),
+    }
     assert len(model.losses) == 3
     up = model.get_layer("up").kernel.numpy()
     expected = normloss_numpy(np.moveaxis(up, 2, 0).reshape(5, -1), 0.1)
@@ -95,7 +107,9 @@ def test_existing_regularizers_are_kept_unless_replace():
     )
     with pytest.warns(UserWarning, match="replace=True"):
         report = attach(model, NormLoss(0.1))
-    assert len(report.skipped) == 1 and isinstance(model.layers[0].kernel.regularizer, keras.regularizers.L1)
+    assert len(report.skipped) == 1 and isinstance(
+        model.layers[0].kernel.regularizer, keras.regularizers.L1
+    )
     report = attach(model, NormLoss(0.1), replace=True)
     assert len(report.attached) == 1 and isinstance(model.layers[0].kernel.regularizer, NormLoss)
     assert len(model.losses) == 1
@@ -121,7 +135,9 @@ def test_constraint_through_attach_gets_each_layers_axes():
     model.compile(keras.optimizers.SGD(0.1), "mse")
     model.fit(np.ones((4, 8, 8, 3)), np.zeros((4, 2)), epochs=1, verbose=0)
     up = model.get_layer("up").kernel.numpy()
-    np.testing.assert_allclose(np.linalg.norm(np.moveaxis(up, 2, 0).reshape(5, -1), axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(
+        np.linalg.norm(np.moveaxis(up, 2, 0).reshape(5, -1), axis=1), 1.0, rtol=1e-6
+    )
 
 
 def test_axis_free_regularizer_is_shared():
@@ -148,7 +164,10 @@ def test_penalty_is_used_by_a_model_that_already_ran():
         ({}, "expected a `regularizer`, a `constraint` or both"),
         ({"regularizer": WeightRescaling()}, "is a constraint; pass it as `constraint=`"),
         ({"regularizer": NormLoss(), "on_unsupported": "skip"}, "Received: on_unsupported='skip'"),
-        ({"regularizer": NormLoss(), "layer_types": "Conv2D"}, "Received: layer_types=\\('Conv2D',\\)"),
+        (
+            {"regularizer": NormLoss(), "layer_types": "Conv2D"},
+            "Received: layer_types=\\('Conv2D',\\)",
+        ),
     ],
 )
 def test_invalid_arguments(kwargs, message):

@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from layer_cases import normloss_gradient_numpy, normloss_numpy
 
 pytest.importorskip("jax")
@@ -41,8 +40,12 @@ def test_normloss_value_gradient_and_fit_on_jax():
     w = np.random.default_rng(0).normal(size=(3, 3, 2, 4)).astype("float32") * 0.6
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
     proc = subprocess.run(
-        [sys.executable, "-c", _SCRIPT], input=json.dumps(w.tolist()), env=env,
-        capture_output=True, text=True, timeout=300,
+        [sys.executable, "-c", _SCRIPT],
+        input=json.dumps(w.tolist()),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -14,17 +14,42 @@ BENCHMARKS = pathlib.Path(__file__).parent.parent / "benchmarks"
 @pytest.mark.parametrize(
     "script, args, expected",
     [
-        ("overhead.py", ["--models", "resnet20", "--batch-size", "8", "--rounds", "2", "--steps", "1",
-                         "--warmup", "1"], "| resnet20 |"),
-        ("models.py", ["--batch-size", "2", "--image-size", "64", "--rounds", "1", "--steps", "1"],
-         "ratio ours / keras.applications"),
-        ("input_pipeline.py", ["--batch-size", "16", "--batches", "5", "--steps", "2",
-                                "--mock-examples", "1000"], "pipeline / training ="),
+        (
+            "overhead.py",
+            [
+                "--models",
+                "resnet20",
+                "--batch-size",
+                "8",
+                "--rounds",
+                "2",
+                "--steps",
+                "1",
+                "--warmup",
+                "1",
+            ],
+            "| resnet20 |",
+        ),
+        (
+            "models.py",
+            ["--batch-size", "2", "--image-size", "64", "--rounds", "1", "--steps", "1"],
+            "ratio ours / keras.applications",
+        ),
+        (
+            "input_pipeline.py",
+            ["--batch-size", "16", "--batches", "5", "--steps", "2", "--mock-examples", "1000"],
+            "pipeline / training =",
+        ),
     ],
 )
 def test_benchmark_runs_and_prints_its_table(script, args, expected, tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TFDS_DATA_DIR": str(tmp_path)}
-    proc = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True,
-                          text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert expected in proc.stdout

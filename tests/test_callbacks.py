@@ -38,7 +38,11 @@ def test_statistics_match_numpy_over_all_channels():
     assert overall["norm_min"] == pytest.approx(norms.min(), rel=1e-5)
     assert overall["norm_max"] == pytest.approx(norms.max(), rel=1e-5)
     assert overall["oblique_distance"] == pytest.approx(np.abs(norms - 1).mean(), rel=1e-5)
-    assert sorted(per_kernel) == ["sequential/conv/kernel", "sequential/dw/kernel", "sequential/head/kernel"]
+    assert sorted(per_kernel) == [
+        "sequential/conv/kernel",
+        "sequential/dw/kernel",
+        "sequential/head/kernel",
+    ]
     assert per_kernel["sequential/dw/kernel"]["norms"].shape == (4,)
 
 
@@ -51,7 +55,10 @@ def test_monitor_puts_statistics_in_logs_history_and_tensorboard(tmp_path):
         np.zeros((8, 3)),
         epochs=2,
         verbose=0,
-        callbacks=[NormMonitor(log_dir=tmp_path / "tb", per_kernel_logs=True), keras.callbacks.CSVLogger(csv_path)],
+        callbacks=[
+            NormMonitor(log_dir=tmp_path / "tb", per_kernel_logs=True),
+            keras.callbacks.CSVLogger(csv_path),
+        ],
     )
     assert len(history.history["oblique_distance"]) == 2
     overall, _ = kernel_norm_statistics(model)
@@ -70,11 +77,21 @@ def test_model_without_kernels_gives_empty_statistics():
 def test_normloss_training_lowers_logged_oblique_distance():
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
-        [keras.Input((8,)), keras.layers.Dense(16, kernel_regularizer=NormLoss(1.0), kernel_initializer="he_normal")]
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(
+                16, kernel_regularizer=NormLoss(1.0), kernel_initializer="he_normal"
+            ),
+        ]
     )
     model.compile(keras.optimizers.SGD(0.1), "mse")
     history = model.fit(
-        np.zeros((32, 8)), np.zeros((32, 16)), epochs=3, batch_size=8, verbose=0, callbacks=[NormMonitor()]
+        np.zeros((32, 8)),
+        np.zeros((32, 16)),
+        epochs=3,
+        batch_size=8,
+        verbose=0,
+        callbacks=[NormMonitor()],
     )
     d = history.history["oblique_distance"]
     assert d[2] < d[1] < d[0]

@@ -16,7 +16,10 @@ from keras_normloss import cli, train
         (["--preset", "quick", "--dataset", "mnist"], "unknown dataset 'mnist'"),
         (["--preset", "quick", "--regularizer", "l1"], "invalid choice: 'l1'"),
         (["--preset", "quick", "--factor", "-1"], "expected a non-negative finite number, got -1"),
-        (["--preset", "quick", "--regularizer", "wrs", "--factor", "0.1"], "--factor does not apply"),
+        (
+            ["--preset", "quick", "--regularizer", "wrs", "--factor", "0.1"],
+            "--factor does not apply",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_status_2(args, message, tmp_path, capsys):
@@ -24,7 +27,9 @@ def test_bad_input_is_one_line_and_exit_status_2(args, message, tmp_path, capsys
         train.main(args + ["--output", str(tmp_path / "run")])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("keras-normloss train: error:") and message in err
+    assert (
+        err.count("\n") == 1 and err.startswith("keras-normloss train: error:") and message in err
+    )
     assert not (tmp_path / "run").exists()
 
 
@@ -34,21 +39,41 @@ def test_output_holding_another_run_is_refused(tmp_path, capsys):
     config = train.make_config("quick", out, dataset="synthetic", factor=0.5)
     (out / "config.json").write_text(json.dumps({**config.identity(), "factor": 0.25}))
     with pytest.raises(SystemExit) as exit_info:
-        train.main(["--preset", "quick", "--dataset", "synthetic", "--factor", "0.5", "--output", str(out)])
+        train.main(
+            ["--preset", "quick", "--dataset", "synthetic", "--factor", "0.5", "--output", str(out)]
+        )
     assert exit_info.value.code == 2
     assert "holds a different run (differs in: factor)" in capsys.readouterr().err
 
 
 def test_console_script_and_module_dispatch():
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.run([sys.executable, "-m", "keras_normloss", "--help"], capture_output=True, text=True, env=env)
-    assert proc.returncode == 0 and "train" in proc.stdout and "sweep" in proc.stdout and "plot" in proc.stdout
-    proc = subprocess.run([sys.executable, "-m", "keras_normloss", "fly"], capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "keras_normloss", "--help"], capture_output=True, text=True, env=env
+    )
+    assert (
+        proc.returncode == 0
+        and "train" in proc.stdout
+        and "sweep" in proc.stdout
+        and "plot" in proc.stdout
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "keras_normloss", "fly"], capture_output=True, text=True, env=env
+    )
     assert proc.returncode == 2 and "unknown command 'fly'" in proc.stderr
 
 
 def test_offline_dataset_fails_fast_with_exit_1(tmp_path, capsys):
-    code = train.main(["--preset", "quick", "--data-dir", str(tmp_path / "tfds"), "--output", str(tmp_path / "run")])
+    code = train.main(
+        [
+            "--preset",
+            "quick",
+            "--data-dir",
+            str(tmp_path / "tfds"),
+            "--output",
+            str(tmp_path / "run"),
+        ]
+    )
     assert code == 1
     err = capsys.readouterr().err
     assert "not prepared" in err and str(tmp_path / "tfds") in err and "--download" in err

@@ -1,9 +1,9 @@
 import keras
 import numpy as np
 import pytest
+from layer_cases import CASES, build
 
 from keras_normloss import WeightRescaling, output_channel_axes
-from layer_cases import CASES, build
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -13,7 +13,9 @@ def test_rescales_every_channel_to_unit_norm(name):
     after = as_rows(np.asarray(WeightRescaling(output_channel_axes(layer, kernel))(kernel)))
     np.testing.assert_allclose(np.linalg.norm(after, axis=1), 1.0, rtol=1e-6)
     # a rescaling, not a rotation: each channel keeps its direction
-    np.testing.assert_allclose(after * np.linalg.norm(before, axis=1, keepdims=True), before, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        after * np.linalg.norm(before, axis=1, keepdims=True), before, rtol=1e-5, atol=1e-6
+    )
 
 
 def test_zero_channel_stays_zero():

@@ -1,6 +1,3 @@
-import os
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -82,7 +79,9 @@ def test_unprepared_dataset_fails_fast_with_instructions(tmp_path):
         data.cifar("cifar10", 8, data_dir=str(tmp_path))
     assert time.monotonic() - start < 30
     message = str(info.value)
-    assert "not prepared" in message and str(tmp_path) in message and "tfds build cifar10" in message
+    assert (
+        "not prepared" in message and str(tmp_path) in message and "tfds build cifar10" in message
+    )
 
 
 def test_imagenet_pipeline_on_mocked_tfds():

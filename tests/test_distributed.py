@@ -24,7 +24,10 @@ def _model(weights=None):
     )
     if weights is not None:
         model.set_weights(weights)
-    model.compile(keras.optimizers.SGD(0.1, momentum=0.9), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        keras.optimizers.SGD(0.1, momentum=0.9),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     return model
 
 
@@ -64,10 +67,29 @@ def _train_weights(tmp_path, name, strategy, *extra):
     out = tmp_path / name
     script = os.path.join(os.path.dirname(__file__), "two_cpu_devices.py")
     proc = subprocess.run(
-        [sys.executable, script, "train", "--preset", "quick", "--dataset", "synthetic",
-         "--batch-size", "16", "--epochs", "1", "--steps-per-epoch", "1",
-         "--strategy", strategy, "--output", str(out), *extra],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            script,
+            "train",
+            "--preset",
+            "quick",
+            "--dataset",
+            "synthetic",
+            "--batch-size",
+            "16",
+            "--epochs",
+            "1",
+            "--steps-per-epoch",
+            "1",
+            "--strategy",
+            strategy,
+            "--output",
+            str(out),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.load(open(out / "results.json"))
@@ -107,15 +129,39 @@ def test_multi_worker_training_on_localhost(tmp_path):
         env = {
             **os.environ,
             "TF_CPP_MIN_LOG_LEVEL": "3",
-            "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+            "TF_CONFIG": json.dumps(
+                {"cluster": cluster, "task": {"type": "worker", "index": index}}
+            ),
         }
         out = tmp_path / f"worker{index}"
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "keras_normloss", "train", "--preset", "quick", "--dataset", "synthetic",
-             "--batch-size", "16", "--epochs", "2", "--steps-per-epoch", "3", "--strategy", "multiworker",
-             "--output", str(out)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        ))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "keras_normloss",
+                    "train",
+                    "--preset",
+                    "quick",
+                    "--dataset",
+                    "synthetic",
+                    "--batch-size",
+                    "16",
+                    "--epochs",
+                    "2",
+                    "--steps-per-epoch",
+                    "3",
+                    "--strategy",
+                    "multiworker",
+                    "--output",
+                    str(out),
+                ],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     for proc in procs:
         _, stderr = proc.communicate(timeout=300)
         assert proc.returncode == 0, stderr[-3000:]

@@ -8,10 +8,23 @@ import keras_normloss
 from keras_normloss import callbacks, data, models, plots, presets, sweep, train
 
 PUBLIC = [getattr(keras_normloss, name) for name in keras_normloss.__all__ if name != "models"] + [
-    callbacks.NormMonitor, callbacks.kernel_norm_statistics,
-    data.load, data.cifar, data.imagenet, data.synthetic,
-    models.get, models.names, models.cifar_resnet, models.wide_resnet, models.resnet50,
-    presets.get, train.make_config, train.run, sweep.sweep, plots.plot_runs, plots.plot_sweeps,
+    callbacks.NormMonitor,
+    callbacks.kernel_norm_statistics,
+    data.load,
+    data.cifar,
+    data.imagenet,
+    data.synthetic,
+    models.get,
+    models.names,
+    models.cifar_resnet,
+    models.wide_resnet,
+    models.resnet50,
+    presets.get,
+    train.make_config,
+    train.run,
+    sweep.sweep,
+    plots.plot_runs,
+    plots.plot_sweeps,
 ]
 DOCUMENTED_WITHOUT_EXAMPLE = {"AttachReport", "UnsupportedLayerError"}  # data / exception classes
 

@@ -98,7 +98,9 @@ def test_resnet50_parameter_count():
 @pytest.mark.parametrize("name", ["resnet20", "wrn16_4", "resnet50"])
 def test_one_penalty_per_conv_and_dense_kernel_and_none_elsewhere(name):
     model = models.get(name, kernel_regularizer=NormLoss(1e-3), input_shape=(32, 32, 3))
-    kernel_layers = [l for l in model.layers if isinstance(l, (keras.layers.Conv2D, keras.layers.Dense))]
+    kernel_layers = [
+        l for l in model.layers if isinstance(l, (keras.layers.Conv2D, keras.layers.Dense))
+    ]
     assert len(model.losses) == len(kernel_layers)
     regularized = {id(v) for v in model.trainable_weights if v.regularizer is not None}
     assert regularized == {id(l.kernel) for l in kernel_layers}

@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+from layer_cases import CASES, build
 
 from keras_normloss import (
     UnsupportedLayerError,
@@ -9,7 +10,6 @@ from keras_normloss import (
     oblique_distance,
     output_channel_axes,
 )
-from layer_cases import CASES, build
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -1,6 +1,5 @@
 """Every notebook runs top to bottom in smoke mode (KERAS_NORMLOSS_SMOKE=1)."""
 
-import os
 import pathlib
 
 import nbformat
@@ -21,7 +20,9 @@ def test_there_are_notebooks():
 def test_notebook_is_stripped_and_has_badge_setup_and_parameters(path):
     notebook = nbformat.read(path, as_version=4)
     code = [c for c in notebook.cells if c.cell_type == "code"]
-    assert all(not c.outputs and c.execution_count is None for c in code), "outputs must be stripped"
+    assert all(not c.outputs and c.execution_count is None for c in code), (
+        "outputs must be stripped"
+    )
     first = notebook.cells[0].source
     assert "colab-badge.svg" in first and f"/blob/main/notebooks/{path.name})" in first
     assert "google.colab" in code[0].source and "pip" in code[0].source
@@ -39,7 +40,10 @@ def test_notebook_executes_in_smoke_mode(path, tmp_path, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(
-        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        notebook,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
     )
     client.execute()  # raises CellExecutionError on the first failing cell
     assert any(tmp_path.iterdir()) or "01_" in path.name

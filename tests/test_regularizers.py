@@ -4,9 +4,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from layer_cases import CASES, build, normloss_gradient_numpy, normloss_numpy
 
 from keras_normloss import NormLoss, oblique_distance, output_channel_axes, weight_decay
-from layer_cases import CASES, build, normloss_gradient_numpy, normloss_numpy
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -17,7 +17,9 @@ def test_value_matches_numpy_for_every_layer_kind(name):
     assert float(reg(kernel)) == pytest.approx(expected, rel=1e-6)
 
 
-@pytest.mark.parametrize("name", ["Dense", "Conv2D", "Conv2DTranspose", "DepthwiseConv2D", "EinsumDense-3d"])
+@pytest.mark.parametrize(
+    "name", ["Dense", "Conv2D", "Conv2DTranspose", "DepthwiseConv2D", "EinsumDense-3d"]
+)
 def test_gradient_is_paper_equation_6(name):
     layer, kernel, as_rows, _ = build(name)
     reg = NormLoss(0.3, axis=output_channel_axes(layer, kernel))
@@ -33,7 +35,9 @@ def test_layer_argument_puts_the_penalty_in_model_losses():
     layer.build((None, 8, 8, 3))
     k = layer.kernel.numpy()
     assert len(layer.losses) == 1
-    assert float(layer.losses[0]) == pytest.approx(normloss_numpy(k.reshape(-1, 4).T, 0.5), rel=1e-6)
+    assert float(layer.losses[0]) == pytest.approx(
+        normloss_numpy(k.reshape(-1, 4).T, 0.5), rel=1e-6
+    )
 
 
 def test_zero_kernel_has_finite_value_and_zero_gradient():
@@ -77,15 +81,21 @@ def test_16_bit_kernels_are_computed_in_float32(dtype):
 def test_mixed_precision_policies(policy):
     keras.mixed_precision.set_dtype_policy(policy)
     model = keras.Sequential(
-        [keras.Input((6, 6, 3)), keras.layers.Conv2D(4, 3, kernel_regularizer=NormLoss(0.1)),
-         keras.layers.Flatten(), keras.layers.Dense(2, kernel_regularizer=NormLoss(0.1))]
+        [
+            keras.Input((6, 6, 3)),
+            keras.layers.Conv2D(4, 3, kernel_regularizer=NormLoss(0.1)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(2, kernel_regularizer=NormLoss(0.1)),
+        ]
     )
     losses = model.losses
     assert [keras.backend.standardize_dtype(l.dtype) for l in losses] == ["float32", "float32"]
     conv_kernel = model.layers[0].kernel.numpy()
     # near the manifold (1 - norm) is small: float32 rounding of the norm
     # shows at ~1e-6 relative, so 1e-5.
-    assert float(losses[0]) == pytest.approx(normloss_numpy(conv_kernel.reshape(-1, 4).T, 0.1), rel=1e-5)
+    assert float(losses[0]) == pytest.approx(
+        normloss_numpy(conv_kernel.reshape(-1, 4).T, 0.1), rel=1e-5
+    )
     model.compile(optimizer="sgd", loss="mse")
     history = model.fit(np.ones((4, 6, 6, 3)), np.zeros((4, 2)), epochs=1, verbose=0)
     assert math.isfinite(history.history["loss"][0])
@@ -93,7 +103,14 @@ def test_mixed_precision_policies(policy):
 
 @pytest.mark.parametrize(
     "factor, shown",
-    [(-1, "-1"), (float("nan"), "nan"), (float("inf"), "inf"), ("0.1", "'0.1'"), (None, "None"), (True, "True")],
+    [
+        (-1, "-1"),
+        (float("nan"), "nan"),
+        (float("inf"), "inf"),
+        ("0.1", "'0.1'"),
+        (None, "None"),
+        (True, "True"),
+    ],
 )
 def test_invalid_factor_raises_with_the_value(factor, shown):
     with pytest.raises(
@@ -196,7 +213,9 @@ def test_short_training_with_normloss_approaches_the_oblique_manifold():
         )
         kernel = model.layers[0].kernel
         before = float(oblique_distance(kernel))
-        model.compile(keras.optimizers.SGD(0.1), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.compile(
+            keras.optimizers.SGD(0.1), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        )
         model.fit(x, y, batch_size=16, epochs=15, verbose=0)
         return before, float(oblique_distance(kernel))
 

@@ -7,8 +7,18 @@ import pytest
 
 from keras_normloss import plots, sweep
 
-SMALL = ["--preset", "quick", "--dataset", "synthetic", "--batch-size", "16", "--epochs", "2",
-         "--steps-per-epoch", "2"]
+SMALL = [
+    "--preset",
+    "quick",
+    "--dataset",
+    "synthetic",
+    "--batch-size",
+    "16",
+    "--epochs",
+    "2",
+    "--steps-per-epoch",
+    "2",
+]
 
 
 def test_grid_gives_factorless_regularizers_one_run_per_seed():
@@ -21,8 +31,18 @@ def test_grid_gives_factorless_regularizers_one_run_per_seed():
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep") / "s"
-    args = SMALL + ["--regularizer", "normloss", "wrs", "--factor", "0.01", "0.1", "--seed", "0",
-                    "--output", str(out)]
+    args = SMALL + [
+        "--regularizer",
+        "normloss",
+        "wrs",
+        "--factor",
+        "0.01",
+        "0.1",
+        "--seed",
+        "0",
+        "--output",
+        str(out),
+    ]
     assert sweep.main(args) == 0
     return out, args
 
@@ -31,7 +51,11 @@ def test_sweep_runs_the_grid_and_summarises(swept):
     out, _ = swept
     with open(out / "summary.csv") as f:
         rows = list(csv.DictReader(f))
-    assert sorted(r["run"] for r in rows) == ["normloss_f0.01_s0_b16", "normloss_f0.1_s0_b16", "wrs_s0_b16"]
+    assert sorted(r["run"] for r in rows) == [
+        "normloss_f0.01_s0_b16",
+        "normloss_f0.1_s0_b16",
+        "wrs_s0_b16",
+    ]
     for r in rows:
         results = json.load(open(out / r["run"] / "results.json"))
         assert float(r["final_test_error"]) == pytest.approx(results["final_test_error"])
@@ -40,8 +64,12 @@ def test_sweep_runs_the_grid_and_summarises(swept):
 
 def test_sweep_is_resumable(swept, capsys):
     out, args = swept
-    stamps = {d: os.path.getmtime(out / d / "results.json") for d in os.listdir(out) if (out / d).is_dir()}
-    os.remove(out / "normloss_f0.1_s0_b16" / "results.json")  # as if it had been interrupted at the end
+    stamps = {
+        d: os.path.getmtime(out / d / "results.json") for d in os.listdir(out) if (out / d).is_dir()
+    }
+    os.remove(
+        out / "normloss_f0.1_s0_b16" / "results.json"
+    )  # as if it had been interrupted at the end
     assert sweep.main(args) == 0
     text = capsys.readouterr().out
     assert text.count("finished already") == 2
@@ -57,7 +85,10 @@ def test_plot_sweep_and_runs(swept, tmp_path):
     assert plots.main([str(out), "-o", str(figure)]) == 0
     assert matplotlib.image.imread(figure).shape[0] > 300
     curves = tmp_path / "curves.png"
-    assert plots.main([str(out / "normloss_f0.01_s0_b16"), str(out / "wrs_s0_b16"), "-o", str(curves)]) == 0
+    assert (
+        plots.main([str(out / "normloss_f0.01_s0_b16"), str(out / "wrs_s0_b16"), "-o", str(curves)])
+        == 0
+    )
     assert matplotlib.image.imread(curves).shape[1] > 1000
 
 
@@ -72,10 +103,19 @@ def test_plot_sweep_with_batch_sizes(tmp_path):
     sweep_dir = tmp_path / "s"
     sweep_dir.mkdir()
     rows = [
-        {"regularizer": reg, "factor": f, "seed": s, "batch_size": b, "final_test_error": 0.1 + 0.01 * s,
-         "best_test_error": 0.1, "dataset": "cifar10", "run": f"{reg}{s}{b}"}
+        {
+            "regularizer": reg,
+            "factor": f,
+            "seed": s,
+            "batch_size": b,
+            "final_test_error": 0.1 + 0.01 * s,
+            "best_test_error": 0.1,
+            "dataset": "cifar10",
+            "run": f"{reg}{s}{b}",
+        }
         for reg, f in (("normloss", 0.001), ("weight-decay", 0.0001), ("none", ""))
-        for s in (0, 1) for b in (64, 128, 256)
+        for s in (0, 1)
+        for b in (64, 128, 256)
     ]
     with open(sweep_dir / "summary.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=sweep.SUMMARY_COLUMNS)

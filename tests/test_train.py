@@ -22,7 +22,9 @@ def _metrics(run_dir):
 
 def test_train_writes_a_complete_run_directory(tmp_path):
     out = tmp_path / "run"
-    assert train.main(SMALL + ["--epochs", "2", "--steps-per-epoch", "3", "--output", str(out)]) == 0
+    assert (
+        train.main(SMALL + ["--epochs", "2", "--steps-per-epoch", "3", "--output", str(out)]) == 0
+    )
     names = sorted(os.listdir(out))
     assert names == ["config.json", "metrics.csv", "model.keras", "results.json", "tensorboard"]
     rows = _metrics(out)
@@ -32,14 +34,21 @@ def test_train_writes_a_complete_run_directory(tmp_path):
         assert r["dataset"] == "synthetic"
         assert float(r["error"]) == pytest.approx(1 - float(r["accuracy"]), abs=1e-5)
         assert float(r["test_error"]) == pytest.approx(1 - float(r["test_accuracy"]), abs=1e-5)
-        assert float(r["regularization_loss"]) > 0 and float(r["learning_rate"]) == pytest.approx(0.1)
+        assert float(r["regularization_loss"]) > 0 and float(r["learning_rate"]) == pytest.approx(
+            0.1
+        )
         assert float(r["oblique_distance"]) > 0 and float(r["epoch_seconds"]) > 0
     config = json.load(open(out / "config.json"))
-    assert config["regularizer"] == "normloss" and config["factor"] == presets.PRESETS["quick"].normloss_factor
+    assert (
+        config["regularizer"] == "normloss"
+        and config["factor"] == presets.PRESETS["quick"].normloss_factor
+    )
     results = json.load(open(out / "results.json"))
     assert results["synthetic_data"] is True and "SYNTHETIC" in results["note"]
     assert results["final_test_error"] == pytest.approx(float(rows[-1]["test_error"]), rel=1e-5)
-    assert results["best_test_error"] == pytest.approx(min(float(r["test_error"]) for r in rows), rel=1e-5)
+    assert results["best_test_error"] == pytest.approx(
+        min(float(r["test_error"]) for r in rows), rel=1e-5
+    )
     assert results["versions"]["keras"] == keras.__version__
     model = keras.saving.load_model(out / "model.keras")
     assert len(model.losses) == 20  # NormLoss on ResNet-20's 19 convs and classifier
@@ -47,11 +56,27 @@ def test_train_writes_a_complete_run_directory(tmp_path):
 
 def test_regularization_loss_column_is_the_penalty(tmp_path):
     out = tmp_path / "wd"
-    train.main(SMALL + ["--regularizer", "weight-decay", "--factor", "0.01", "--epochs", "1",
-                        "--steps-per-epoch", "2", "--output", str(out)])
+    train.main(
+        SMALL
+        + [
+            "--regularizer",
+            "weight-decay",
+            "--factor",
+            "0.01",
+            "--epochs",
+            "1",
+            "--steps-per-epoch",
+            "2",
+            "--output",
+            str(out),
+        ]
+    )
     model = keras.saving.load_model(out / "model.keras")
-    expected = sum(0.005 * float(np.sum(np.square(v.numpy()))) for v in model.trainable_weights
-                   if v.path.endswith("kernel"))
+    expected = sum(
+        0.005 * float(np.sum(np.square(v.numpy())))
+        for v in model.trainable_weights
+        if v.path.endswith("kernel")
+    )
     assert float(_metrics(out)[-1]["regularization_loss"]) == pytest.approx(expected, rel=1e-4)
 
 
@@ -90,14 +115,31 @@ def test_presets_name_a_registered_model_and_a_source(name, preset):
 
 def _cli(args, **kwargs):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "keras_normloss", "train", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "keras_normloss", "train", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
 
 
 @pytest.mark.slow
 def test_kill_minus_nine_and_resume_equals_uninterrupted_run(tmp_path):
-    common = SMALL + ["--batch-size", "32", "--epochs", "3", "--steps-per-epoch", "10",
-                      "--checkpoint-every", "3", "--deterministic", "--seed", "5"]
+    common = SMALL + [
+        "--batch-size",
+        "32",
+        "--epochs",
+        "3",
+        "--steps-per-epoch",
+        "10",
+        "--checkpoint-every",
+        "3",
+        "--deterministic",
+        "--seed",
+        "5",
+    ]
     reference = _cli(common + ["--output", str(tmp_path / "reference")])
 
     out = tmp_path / "killed"
@@ -105,7 +147,11 @@ def test_kill_minus_nine_and_resume_equals_uninterrupted_run(tmp_path):
     state = out / "checkpoint" / "state.json"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if state.exists() and json.load(open(state)).get("step", 0) > 0 and json.load(open(state))["epoch"] >= 1:
+        if (
+            state.exists()
+            and json.load(open(state)).get("step", 0) > 0
+            and json.load(open(state))["epoch"] >= 1
+        ):
             break  # a mid-epoch checkpoint of the second epoch exists
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)

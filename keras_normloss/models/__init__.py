@@ -62,8 +62,7 @@ def get(name, **kwargs):
     """
     if name not in _REGISTRY:
         raise ValueError(
-            f"Invalid value for argument `name`: expected one of {names()}. "
-            f"Received: name={name!r}"
+            f"Invalid value for argument `name`: expected one of {names()}. Received: name={name!r}"
         )
     return _REGISTRY[name](**kwargs)
 
