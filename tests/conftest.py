@@ -19,6 +19,7 @@ tf.config.set_logical_device_configuration(_cpus[0], [tf.config.LogicalDeviceCon
 @pytest.fixture(autouse=True)
 def _fresh_keras_state():
     keras.utils.clear_session()
+    keras.utils.set_random_seed(0)  # unseeded initialisers: the same draw on every run
     keras.mixed_precision.set_dtype_policy("float32")
     yield
     keras.mixed_precision.set_dtype_policy("float32")

@@ -89,7 +89,9 @@ def test_nested_model_and_transposed_axes():
     assert len(model.losses) == 3
     up = model.get_layer("up").kernel.numpy()
     expected = normloss_numpy(np.moveaxis(up, 2, 0).reshape(5, -1), 0.1)
-    assert float(model.get_layer("up").losses[0]) == pytest.approx(expected, rel=1e-6)
+    # float32 against float64: the norms are close to 1, so (1 - norm) loses
+    # digits; 1e-6 relative failed once in CI (1.1e-6), hence 1e-5.
+    assert float(model.get_layer("up").losses[0]) == pytest.approx(expected, rel=1e-5)
 
 
 def test_layer_types_and_where_select_layers():
