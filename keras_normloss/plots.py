@@ -118,6 +118,15 @@ def _mean_std(values):
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def _mean_std_line(ax, values_by_x, **style):
+    """One line through the mean of each x's values, with their std as error bars."""
+    xs = sorted(values_by_x)
+    stats = [_mean_std(values_by_x[x]) for x in xs]
+    ax.errorbar(
+        xs, [m for m, _ in stats], yerr=[s for _, s in stats], marker="o", capsize=3, **style
+    )
+
+
 def plot_sweeps(sweep_dirs, output, metric="final_test_error"):
     """Test error against the factor per regularizer (and against batch size).
 
@@ -161,16 +170,7 @@ def plot_sweeps(sweep_dirs, output, metric="final_test_error"):
         color = f"C{i}"
         factors = sorted(f for f in by_factor if not math.isnan(f))
         if factors:
-            stats = [_mean_std(by_factor[f]) for f in factors]
-            ax.errorbar(
-                factors,
-                [m for m, _ in stats],
-                yerr=[s for _, s in stats],
-                marker="o",
-                capsize=3,
-                color=color,
-                label=reg,
-            )
+            _mean_std_line(ax, {f: by_factor[f] for f in factors}, color=color, label=reg)
         for f in by_factor:
             if math.isnan(f):  # none / wrs: no factor
                 m, s = _mean_std(by_factor[f])
@@ -189,16 +189,7 @@ def plot_sweeps(sweep_dirs, output, metric="final_test_error"):
             factor = "" if math.isnan(r["factor"]) else f" {r['factor']:g}"
             lines[f"{r['regularizer']}{factor}"][r["batch_size"]].append(r["value"])
         for label, by_batch in sorted(lines.items()):
-            sizes = sorted(by_batch)
-            stats = [_mean_std(by_batch[b]) for b in sizes]
-            ax.errorbar(
-                sizes,
-                [m for m, _ in stats],
-                yerr=[s for _, s in stats],
-                marker="o",
-                capsize=3,
-                label=label,
-            )
+            _mean_std_line(ax, by_batch, label=label)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("batch size")
         ax.set_ylabel(f"{metric.replace('_', ' ')} (%)")
