@@ -176,3 +176,142 @@ def test_synchronized_bn_and_bn_settings():
 def test_invalid_arguments_state_the_rule(build, message):
     with pytest.raises(ValueError, match=message):
         build()
+
+
+def _kernels(model):
+    return [v.numpy() for v in model.trainable_weights if v.path.endswith("kernel")]
+
+
+def test_two_seeds_share_no_kernel_nor_a_rescaled_stream():
+    """With per-layer seeds `seed + i`, seed 1's kernels were seed 0's kernels
+    of the next layer (bit-identical where shapes matched, the same stream
+    rescaled elsewhere). Compare every pair, on their standardised first
+    values, so a shared stream shows whatever the shapes."""
+    a, b = _kernels(models.cifar_resnet(56, seed=0)), _kernels(models.cifar_resnet(56, seed=1))
+    shortest = min(k.size for k in a + b)
+    za = np.stack([k.ravel()[:shortest] / k.ravel()[:shortest].std() for k in a])
+    zb = np.stack([k.ravel()[:shortest] / k.ravel()[:shortest].std() for k in b])
+    distance = np.abs(za[:, None, :] - zb[None, :, :]).max(axis=-1)
+    assert distance.min() > 0.1, "a kernel of seed 1 repeats a kernel stream of seed 0"
+    rebuilt = _kernels(models.cifar_resnet(56, seed=0))
+    assert all(np.array_equal(x, y) for x, y in zip(a, rebuilt))
+
+
+def _conv_numpy(x, kernel, stride, pad):
+    """Cross-correlation of NHWC `x` with an HWIO kernel, zero-padded by
+    `pad` on every side, as PyTorch's Conv2d(padding=pad)."""
+    x = np.pad(x, [(0, 0), (pad, pad), (pad, pad), (0, 0)])
+    k = kernel.shape[0]
+    out = (x.shape[1] - k) // stride + 1
+    y = np.zeros((x.shape[0], out, out, kernel.shape[-1]))
+    for i in range(out):
+        for j in range(out):
+            patch = x[:, i * stride : i * stride + k, j * stride : j * stride + k, :]
+            y[:, i, j, :] = np.tensordot(patch, kernel, axes=([1, 2, 3], [0, 1, 2]))
+    return y
+
+
+def _strided_convs(model):
+    return [
+        layer
+        for layer in model.layers
+        if isinstance(layer, keras.layers.Conv2D)
+        and layer.strides[0] > 1
+        and layer.kernel_size[0] > 1
+    ]
+
+
+@pytest.mark.parametrize(
+    "build, expected",
+    [
+        (lambda: models.cifar_resnet(20, seed=0), 2),
+        (lambda: models.wide_resnet(16, 1, seed=0), 2),
+        (lambda: models.resnet50(num_classes=10, input_shape=(64, 64, 3), seed=0), 4),
+    ],
+)
+def test_strided_convolutions_pad_symmetrically_as_pytorch(build, expected):
+    model = build()
+    convs = _strided_convs(model)
+    assert len(convs) == expected
+    rng = np.random.default_rng(0)
+    for conv in convs:
+        pad = model.get_layer(f"{conv.name}_pad")
+        sub = keras.Model(pad.input, conv.output)
+        x = rng.normal(size=(2, *pad.input.shape[1:])).astype("float32")
+        k = conv.kernel_size[0]
+        expected_y = _conv_numpy(x, conv.kernel.numpy(), conv.strides[0], (k - 1) // 2)
+        np.testing.assert_allclose(sub(x).numpy(), expected_y, rtol=1e-4, atol=1e-4)
+
+
+def test_strided_conv_centre_is_the_shortcut_pixel():
+    """A kernel that copies its centre tap gives exactly the option-A
+    shortcut's subsampling x[::2, ::2]: the two branches are aligned."""
+    model = models.cifar_resnet(20, seed=0)
+    conv = model.get_layer("stage2_block1_conv1")
+    pad = model.get_layer("stage2_block1_conv1_pad")
+    centre = np.zeros(conv.kernel.shape, "float32")
+    for c in range(16):
+        centre[1, 1, c, c] = 1.0
+    conv.kernel.assign(centre)
+    x = np.random.default_rng(1).normal(size=(1, 32, 32, 16)).astype("float32")
+    y = keras.Model(pad.input, conv.output)(x).numpy()
+    shortcut = model.get_layer("stage2_block1_shortcut")(x).numpy()
+    np.testing.assert_array_equal(y[..., :16], x[:, ::2, ::2, :])
+    np.testing.assert_array_equal(shortcut[..., 8:24], x[:, ::2, ::2, :])
+
+
+def _fan_out_std(kernel):
+    k_h, k_w, _, c_out = kernel.shape
+    return np.sqrt(2.0 / (k_h * k_w * c_out))
+
+
+@pytest.mark.parametrize(
+    "build, bias",
+    [
+        (lambda: models.cifar_resnet(20, seed=0), "zeros"),
+        (lambda: models.wide_resnet(16, 2, seed=0), "zeros"),
+        (lambda: models.resnet50(seed=0), "uniform"),
+    ],
+)
+def test_initialisation_follows_the_references(build, bias):
+    """Conv kernels N(0, 2/(k*k*C_out)) (fb.resnet.torch, WRN's MSRinit,
+    torchvision's fan_out), not truncated; the classifier's weights uniform
+    +-1/sqrt(fan_in); its bias zero (Torch) or uniform (torchvision)."""
+    model = build()
+    convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+    for conv in convs:
+        w = conv.kernel.numpy()
+        sigma = _fan_out_std(w)
+        assert abs(w.std() / sigma - 1) < 5 / np.sqrt(2 * w.size) + 1e-3, conv.name
+        # untruncated: a normal sample this large reaches past 2 sigma
+        assert np.abs(w).max() > 2 * sigma, conv.name
+    dense = model.get_layer("classifier")
+    bound = 1 / np.sqrt(dense.kernel.shape[0])
+    w = dense.kernel.numpy()
+    assert np.abs(w).max() <= bound and np.abs(w).max() > 0.9 * bound
+    b = dense.bias.numpy()
+    if bias == "zeros":
+        assert not b.any()
+    else:
+        assert np.abs(b).max() <= bound and b.std() > bound / 3
+
+
+def test_resnet50_starts_with_torchvisions_channel_norms():
+    """Channel norms of N(0, 2/fan_out) kernels: sqrt(2 fan_in / fan_out)."""
+    from keras_normloss import channel_norms
+
+    model = models.resnet50(seed=0)
+    for name, expected in (
+        ("stem_conv", np.sqrt(2 * 147 / (49 * 64))),  # 0.31
+        ("stage1_block1_conv3", np.sqrt(2 * 64 / 256)),  # 0.71
+        ("stage2_block2_conv1", np.sqrt(2 * 512 / 128)),  # 2.83
+    ):
+        norms_ = np.asarray(channel_norms(model.get_layer(name).kernel))
+        assert np.mean(norms_) == pytest.approx(expected, rel=0.03), name
+
+
+def test_wide_resnet_dropout_is_seeded():
+    a = models.wide_resnet(16, 1, dropout=0.3, seed=0)
+    b = models.wide_resnet(16, 1, dropout=0.3, seed=0)
+    x = np.ones((2, 32, 32, 3), "float32")
+    np.testing.assert_array_equal(a(x, training=True).numpy(), b(x, training=True).numpy())

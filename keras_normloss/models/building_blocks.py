@@ -4,6 +4,7 @@ import contextlib
 import sys
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_normloss.attach import attach
@@ -49,17 +50,54 @@ class ZeroPadShortcut(keras.layers.Layer):
         return {**super().get_config(), "filters": self.filters, "stride": self.stride}
 
 
+# How the references draw their weights; each model builder names the one its
+# reference uses, and documents it.
+CONV_INITS = ("fan_out", "fan_in")
+CLASSIFIER_BIAS_INITS = ("zeros", "uniform")
+
+
+def layer_seeds(seed):
+    """An endless stream of initialiser seeds for one model, from its run seed.
+
+    Layer i gets a 31-bit hash of `(seed, i)` (NumPy's `SeedSequence`), so the
+    streams of two run seeds share no layer seed: with `seed + i`, the run
+    with seed 1 drew, layer by layer, the kernels seed 0 drew for the next
+    layer (103 of ResNet-110's 110 kernels were bit-identical).
+    """
+    i = 0
+    while True:
+        i += 1
+        yield int(np.random.SeedSequence([seed, i]).generate_state(1)[0] % 2**31)
+
+
 class LayerFactory:
     """Makes the layers of one network with the options it was built with.
 
-    Every Conv2D has no bias and a He-normal kernel (He et al., 2015); the
-    Dense kernel is drawn as PyTorch's default (uniform +-1/sqrt(fan_in)), as
-    in the papers' code, and its bias starts at zero.
-    Each initialiser gets its own seed (`seed + i`), so a seeded model is
-    reproducible and no two kernels are drawn alike.
+    Conv2D: no bias; the kernel drawn from N(0, 2 / fan) (He et al., 2015, not
+    truncated, as Torch's `normal` and PyTorch's `kaiming_normal_`), with fan
+    `k * k * C_out` ("fan_out": torchvision's ResNet, fb.resnet.torch and the
+    WRN/PBWN/OLM Torch code) or `k * k * C_in` ("fan_in"). A strided
+    convolution with a kernel larger than 1 is padded explicitly and
+    symmetrically by `(k - 1) // 2`, as PyTorch's `padding=k // 2`: Keras's
+    "same" pads only after when the stride is 2 on an even input, which puts
+    the kernel's centre one pixel off the shortcut's subsampled pixel.
+    Dense: the kernel drawn as PyTorch/Torch's default (uniform
+    +-1/sqrt(fan_in)); the bias zero (Torch references) or uniform
+    +-1/sqrt(fan_in) (torchvision, PyTorch's default).
+    Every initialiser and dropout layer gets its own seed from `layer_seeds`,
+    so a seeded model is reproducible and two seeds share no draw.
     """
 
-    def __init__(self, *, bn_momentum, bn_epsilon, synchronized_bn, seed):
+    def __init__(
+        self,
+        *,
+        bn_momentum,
+        bn_epsilon,
+        synchronized_bn,
+        seed,
+        conv_init="fan_out",
+        classifier_bias_init="zeros",
+    ):
         if not 0.0 <= bn_momentum < 1.0:
             raise ValueError(
                 "Invalid value for argument `bn_momentum`: expected a float in "
@@ -70,28 +108,45 @@ class LayerFactory:
                 "Invalid value for argument `bn_epsilon`: expected a positive "
                 f"float. Received: bn_epsilon={bn_epsilon!r}"
             )
+        if conv_init not in CONV_INITS:
+            raise ValueError(
+                f"Invalid value for argument `conv_init`: expected one of {CONV_INITS}. "
+                f"Received: conv_init={conv_init!r}"
+            )
+        if classifier_bias_init not in CLASSIFIER_BIAS_INITS:
+            raise ValueError(
+                "Invalid value for argument `classifier_bias_init`: expected one of "
+                f"{CLASSIFIER_BIAS_INITS}. Received: classifier_bias_init={classifier_bias_init!r}"
+            )
         self.bn_momentum = bn_momentum
         self.bn_epsilon = bn_epsilon
         self.synchronized_bn = synchronized_bn
-        self._seed = seed
-        self._count = 0
+        self.conv_init = conv_init
+        self.classifier_bias_init = classifier_bias_init
+        self._seeds = None if seed is None else layer_seeds(seed)
 
     def _next_seed(self):
-        if self._seed is None:
-            return None
-        self._count += 1
-        return self._seed + self._count
+        return None if self._seeds is None else next(self._seeds)
 
-    def conv(self, filters, kernel_size, strides=1, *, name, padding="same"):
-        return keras.layers.Conv2D(
+    def conv(self, filters, kernel_size, strides=1, *, name):
+        """A Conv2D (as a callable on a tensor), padded as PyTorch pads."""
+        conv_padding = "same"
+        pad = None
+        if strides > 1 and kernel_size > 1:
+            pad = keras.layers.ZeroPadding2D((kernel_size - 1) // 2, name=f"{name}_pad")
+            conv_padding = "valid"
+        conv = keras.layers.Conv2D(
             filters,
             kernel_size,
             strides=strides,
-            padding=padding,
+            padding=conv_padding,
             use_bias=False,
-            kernel_initializer=keras.initializers.HeNormal(seed=self._next_seed()),
+            kernel_initializer=keras.initializers.VarianceScaling(
+                2.0, self.conv_init, "untruncated_normal", seed=self._next_seed()
+            ),
             name=name,
         )
+        return conv if pad is None else (lambda x: conv(pad(x)))
 
     def bn(self, *, name):
         return keras.layers.BatchNormalization(
@@ -101,13 +156,22 @@ class LayerFactory:
             name=name,
         )
 
-    def dense(self, units, *, name):
+    def dropout(self, rate, *, name):
+        return keras.layers.Dropout(rate, seed=self._next_seed(), name=name)
+
+    def dense(self, units, *, fan_in, name):
+        bound = 1.0 / np.sqrt(fan_in)
+        if self.classifier_bias_init == "uniform":
+            bias = keras.initializers.RandomUniform(-bound, bound, seed=self._next_seed())
+        else:
+            bias = "zeros"
         return keras.layers.Dense(
             units,
             # variance 1/(3 fan_in), uniform: limits +-1/sqrt(fan_in)
             kernel_initializer=keras.initializers.VarianceScaling(
                 1.0 / 3.0, "fan_in", "uniform", seed=self._next_seed()
             ),
+            bias_initializer=bias,
             name=name,
         )
 

@@ -5,6 +5,12 @@ CVPR 2016, section 4.2: a 3x3 conv with 16 filters, then three stages of n
 basic blocks with 16, 32 and 64 filters (the first block of stages 2 and 3
 subsamples by 2), global average pooling and a Dense classifier; depth
 6n + 2. The Norm Loss paper's CIFAR ResNet-110 is this network.
+
+Initialisation as fb.resnet.torch (Facebook's Torch reproduction of He et
+al., `models/resnet.lua`, which the PBWN and ONI CIFAR code follow): conv
+kernels N(0, 2 / (3 * 3 * C_out)), BatchNormalization gamma 1 and beta 0,
+the classifier's weights Torch's default uniform +-1/sqrt(64) and its bias 0.
+Strided 3x3 convolutions are padded by 1 on every side, as `padding=1` there.
 """
 
 import keras
@@ -107,7 +113,7 @@ def cifar_resnet(
             stride = 2 if stage > 1 and block == 1 else 1
             x = _basic_block(make, x, filters, stride, shortcut, f"stage{stage}_block{block}")
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    outputs = make.dense(num_classes, name="classifier")(x)
+    outputs = make.dense(num_classes, fan_in=x.shape[-1], name="classifier")(x)
     with bb.deep_graph_recursion_limit():
         model = keras.Model(inputs, outputs, name=name or f"resnet{depth}")
     return bb.finish(model, kernel_regularizer, kernel_constraint)

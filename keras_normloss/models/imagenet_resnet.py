@@ -6,6 +6,13 @@ block from the first 1x1 to the 3x3 convolution, as torchvision's
 `resnet50` and NVIDIA's reference do. Padding is explicit and symmetric
 (ZeroPadding2D + "valid") wherever a stride is 2, as in PyTorch, where
 Keras's "same" would pad only after.
+
+Initialisation as torchvision's `resnet50`: conv kernels
+N(0, 2 / (k * k * C_out)) (`kaiming_normal_(mode="fan_out")`), so channel
+norms start near sqrt(2 * fan_in / fan_out): 0.31 at the stem, 0.71 at the
+first stage's conv3 (1x1, 64 -> 256), 2.83 at the later conv1 (1x1,
+256 -> 64), sqrt(2) at the 3x3 convs; not sqrt(2) everywhere; BatchNormalization gamma 1 and beta 0; the classifier as
+`nn.Linear`'s default, weights and bias uniform +-1/sqrt(2048).
 """
 
 import keras
@@ -19,11 +26,7 @@ def _bottleneck(make, x, planes, stride, prefix):
     y = make.conv(planes, 1, name=f"{prefix}_conv1")(x)
     y = make.bn(name=f"{prefix}_bn1")(y)
     y = keras.layers.ReLU(name=f"{prefix}_relu1")(y)
-    if stride == 1:
-        y = make.conv(planes, 3, name=f"{prefix}_conv2")(y)
-    else:
-        y = keras.layers.ZeroPadding2D(1, name=f"{prefix}_pad2")(y)
-        y = make.conv(planes, 3, stride, padding="valid", name=f"{prefix}_conv2")(y)
+    y = make.conv(planes, 3, stride, name=f"{prefix}_conv2")(y)
     y = make.bn(name=f"{prefix}_bn2")(y)
     y = keras.layers.ReLU(name=f"{prefix}_relu2")(y)
     y = make.conv(4 * planes, 1, name=f"{prefix}_conv3")(y)
@@ -79,10 +82,10 @@ def resnet50(
         bn_epsilon=bn_epsilon,
         synchronized_bn=synchronized_bn,
         seed=seed,
+        classifier_bias_init="uniform",
     )
     inputs = keras.Input(input_shape, name="image")
-    x = keras.layers.ZeroPadding2D(3, name="stem_pad")(inputs)
-    x = make.conv(64, 7, 2, padding="valid", name="stem_conv")(x)
+    x = make.conv(64, 7, 2, name="stem_conv")(inputs)
     x = make.bn(name="stem_bn")(x)
     x = keras.layers.ReLU(name="stem_relu")(x)
     x = keras.layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
@@ -92,6 +95,6 @@ def resnet50(
             stride = 2 if stage > 1 and block == 1 else 1
             x = _bottleneck(make, x, planes, stride, f"stage{stage}_block{block}")
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    outputs = make.dense(num_classes, name="classifier")(x)
+    outputs = make.dense(num_classes, fan_in=x.shape[-1], name="classifier")(x)
     model = keras.Model(inputs, outputs, name=name)
     return bb.finish(model, kernel_regularizer, kernel_constraint)

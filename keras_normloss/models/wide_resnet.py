@@ -6,6 +6,12 @@ conv with 16 filters, three groups of n pre-activation basic blocks
 a 1x1 projection shortcut where the shape changes, then BN-ReLU, global
 average pooling and a Dense classifier; depth 6n + 4. The Norm Loss paper's
 WRN-28-10 is this network.
+
+Initialisation as the authors' Torch code (`models/utils.lua`: `MSRinit`,
+`FCinit`): conv kernels N(0, 2 / (k * k * C_out)), the classifier's weights
+Torch's default uniform +-1/sqrt(fan_in) and its bias 0. (Their later
+PyTorch port draws conv kernels with fan_in instead.) Strided 3x3
+convolutions are padded by 1 on every side, as there.
 """
 
 import keras
@@ -23,7 +29,7 @@ def _wide_block(make, x, filters, stride, dropout, prefix):
     y = make.bn(name=f"{prefix}_bn2")(y)
     y = keras.layers.ReLU(name=f"{prefix}_relu2")(y)
     if dropout:
-        y = keras.layers.Dropout(dropout, name=f"{prefix}_dropout")(y)
+        y = make.dropout(dropout, name=f"{prefix}_dropout")(y)
     y = make.conv(filters, 3, name=f"{prefix}_conv2")(y)
     return keras.layers.Add(name=f"{prefix}_add")([x, y])
 
@@ -98,6 +104,6 @@ def wide_resnet(
     x = make.bn(name="final_bn")(x)
     x = keras.layers.ReLU(name="final_relu")(x)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    outputs = make.dense(num_classes, name="classifier")(x)
+    outputs = make.dense(num_classes, fan_in=x.shape[-1], name="classifier")(x)
     model = keras.Model(inputs, outputs, name=name or f"wrn{depth}_{width}")
     return bb.finish(model, kernel_regularizer, kernel_constraint)
