@@ -8,6 +8,7 @@ import keras
 from keras_normloss import norms
 
 _ON_UNSUPPORTED = ("warn", "raise", "ignore")
+PARAMETERS = ("kernels", "all")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +51,12 @@ class AttachReport:
         return "\n".join(lines)
 
 
+def _config_of(obj):
+    get_config = getattr(obj, "get_config", None)
+    config = get_config() if callable(get_config) else None
+    return config if isinstance(config, dict) else {}
+
+
 def _for_axes(template, axes):
     """A copy of `template` acting on `axes`, if it has an `axis` argument.
 
@@ -57,9 +64,8 @@ def _for_axes(template, axes):
     as the reduction axes; anything without one (L2, plain functions) is
     shared as is.
     """
-    get_config = getattr(template, "get_config", None)
-    config = get_config() if callable(get_config) else None
-    if isinstance(config, dict) and "axis" in config:
+    config = _config_of(template)
+    if "axis" in config:
         return type(template).from_config({**config, "axis": list(axes)})
     return template
 
@@ -69,6 +75,22 @@ def _own_weight_matrices(layer):
         id(w) for sub in layer._flatten_layers(include_self=False) for w in sub.trainable_weights
     }
     return [w for w in layer.trainable_weights if id(w) not in sublayer_ids and len(w.shape) >= 2]
+
+
+def _other_parameters(layer, slots):
+    """The trainable weights a layer owns besides its kernels: biases,
+    BatchNormalization's gamma and beta, ... With the layer attribute that
+    holds each one's regularizer (`bias_regularizer`, `gamma_regularizer`),
+    or None where the layer has none."""
+    kernels = {id(slot.variable) for slot in slots}
+    sublayer_ids = {
+        id(w) for sub in layer._flatten_layers(include_self=False) for w in sub.trainable_weights
+    }
+    return [
+        (w, f"{w.name}_regularizer" if hasattr(layer, f"{w.name}_regularizer") else None)
+        for w in layer.trainable_weights
+        if id(w) not in kernels and id(w) not in sublayer_ids
+    ]
 
 
 def _set(layer, slot, attr, value):
@@ -90,6 +112,7 @@ def attach(
     where=None,
     replace=False,
     on_unsupported="warn",
+    parameters="kernels",
 ):
     """Adds a regularizer and/or constraint to every kernel of a built model.
 
@@ -99,7 +122,8 @@ def attach(
     kernel's output-channel axes (see `keras_normloss.norms`): `(0, 1, 2)` for
     a Conv2D kernel, `(0, 1)` for a DepthwiseConv2D kernel, and so on.
     Objects without an `axis` argument (e.g. `weight_decay(...)`) are shared.
-    Biases, BatchNormalization and other rank-1 weights are never touched.
+    Biases, BatchNormalization and other rank-1 weights are left alone unless
+    `parameters="all"`.
 
     Afterwards `model.losses` holds one penalty per regularized kernel, `fit`
     uses them (cached train/test functions are reset so they are retraced),
@@ -127,6 +151,13 @@ def attach(
             has. If False, such kernels are left as they are and listed in
             `report.skipped`.
         on_unsupported: `"warn"` (default), `"raise"` or `"ignore"`.
+        parameters: `"kernels"` (default) or `"all"`: also every other
+            trainable weight of the layers acted on (biases,
+            BatchNormalization's gamma and beta), as PyTorch's
+            `SGD(model.parameters(), weight_decay=wd)` decays them and the
+            papers' reference code does. Only for a regularizer without
+            output-channel axes (e.g. `weight_decay`): Norm Loss and
+            constraints act on channels, which a bias does not have.
 
     Returns:
         An `AttachReport`; `print(report)` lists every kernel.
@@ -156,6 +187,20 @@ def attach(
             "constraint; pass it as `constraint=`. "
             f"Received: regularizer={regularizer!r}"
         )
+    if parameters not in PARAMETERS:
+        raise ValueError(
+            f"Invalid value for argument `parameters`: expected one of {PARAMETERS}. "
+            f"Received: parameters={parameters!r}"
+        )
+    if parameters == "all" and (
+        constraint is not None or "axis" in _config_of(keras.regularizers.get(regularizer))
+    ):
+        raise ValueError(
+            "Invalid value for argument `parameters`: 'all' is for a regularizer "
+            "without output-channel axes (e.g. `weight_decay(wd)`); biases and "
+            "BatchNormalization weights have no output channels. Received: "
+            f"parameters='all', regularizer={regularizer!r}, constraint={constraint!r}"
+        )
     if on_unsupported not in _ON_UNSUPPORTED:
         raise ValueError(
             "Invalid value for argument `on_unsupported`: expected one of "
@@ -176,6 +221,7 @@ def attach(
 
     report = AttachReport()
     plan = []
+    extras = []  # (layer, variable, attribute) of biases, BN weights, ... for parameters="all"
     for layer in model._flatten_layers(include_self=True):
         if layer_types is not None and not isinstance(layer, layer_types):
             continue
@@ -187,8 +233,25 @@ def attach(
         except norms.UnsupportedLayerError as error:
             report.unsupported.append(Attachment(layer.name, layer_type, (), reason=str(error)))
             continue
+        if parameters == "all":
+            for variable, attr in _other_parameters(layer, slots):
+                if getattr(variable, "regularizer", None) is not None and not replace:
+                    report.skipped.append(
+                        Attachment(
+                            variable.path,
+                            layer_type,
+                            (),
+                            reason="already has a regularizer (replace=False)",
+                        )
+                    )
+                    continue
+                extras.append((layer, variable, attr))
+                report.attached.append(
+                    Attachment(variable.path, layer_type, (), attached=(objects["regularizer"],))
+                )
         if not slots:
-            if _own_weight_matrices(layer):
+            # With parameters="all" such a layer's matrices were decayed above.
+            if parameters != "all" and _own_weight_matrices(layer):
                 report.unsupported.append(
                     Attachment(
                         layer.name,
@@ -231,6 +294,12 @@ def attach(
     for layer, slot, made in plan:
         for kind, obj in made.items():
             _set(layer, slot, kind, obj)
+    for layer, variable, attr in extras:
+        # As for kernels: the variable's own regularizer is what Keras reads;
+        # the layer attribute keeps it in the config (not every layer has one).
+        if attr is not None:
+            setattr(layer, attr, objects["regularizer"])
+        variable.regularizer = objects["regularizer"]
     if report.skipped:
         warnings.warn(
             f"attach() left {len(report.skipped)} kernels that already had a "

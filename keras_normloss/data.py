@@ -25,6 +25,11 @@ _CIFAR_STATS = {
 _IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 _NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet2012": 1000}
 _TEST_SPLIT = {"cifar10": "test", "cifar100": "test", "imagenet2012": "validation"}
+# How the 4-pixel border of the random crop is filled: zeros (fb.resnet.torch,
+# He et al.'s CIFAR ResNets) or a reflection of the image (the Wide ResNet
+# authors' `randomcrop_type=reflection`); tf.pad's REFLECT is Torch's
+# SpatialReflectionPadding and PyTorch's `padding_mode="reflect"`.
+CROP_PADDINGS = {"zeros": "CONSTANT", "reflect": "REFLECT"}
 
 
 class DatasetNotPreparedError(RuntimeError):
@@ -213,12 +218,14 @@ def cifar(
     data_dir=None,
     download=False,
     steps_per_epoch=None,
+    crop_padding="zeros",
 ):
     """CIFAR-10 or CIFAR-100 through tensorflow-datasets.
 
-    Training: 4-pixel zero padding, a random 32x32 crop and a random
-    horizontal flip (He et al. 2016), then per-channel normalisation; test:
-    normalisation only. The training split is cached in memory.
+    Training: 4-pixel padding (zeros as He et al. 2016, or a reflection as
+    the Wide ResNet code), a random 32x32 crop and a random horizontal flip,
+    then per-channel normalisation; test: normalisation only. The training
+    split is cached in memory.
 
     Args:
         name: `"cifar10"` or `"cifar100"`.
@@ -231,6 +238,8 @@ def cifar(
             False (default), a missing dataset fails at once with
             `DatasetNotPreparedError` rather than after minutes of retries.
         steps_per_epoch: cap on training steps per epoch; default: one pass.
+        crop_padding: `"zeros"` or `"reflect"`: how the crop's border is
+            filled.
 
     Returns:
         `Pipelines`.
@@ -238,6 +247,7 @@ def cifar(
     Raises:
         DatasetNotPreparedError: if the dataset is not prepared and
             `download` is False.
+        ValueError: for an unknown `crop_padding`.
 
     Example:
 
@@ -247,6 +257,12 @@ def cifar(
               validation_data=pipelines.test, epochs=160)
     ```
     """
+    if crop_padding not in CROP_PADDINGS:
+        raise ValueError(
+            f"Invalid value for argument `crop_padding`: expected one of "
+            f"{tuple(CROP_PADDINGS)}. Received: crop_padding={crop_padding!r}"
+        )
+    pad_mode = CROP_PADDINGS[crop_padding]
     stats = _CIFAR_STATS[name]
     train_raw, info = _tfds_load(name, "train", data_dir, download)
     test_raw, _ = _tfds_load(name, "test", data_dir, download)
@@ -263,7 +279,7 @@ def cifar(
 
     def augment(epoch_seed, index, image, label):
         crop_seed, flip_seed = _element_seeds(epoch_seed, index, 2)
-        image = tf.pad(image, [[4, 4], [4, 4], [0, 0]])
+        image = tf.pad(image, [[4, 4], [4, 4], [0, 0]], mode=pad_mode)
         image = tf.image.stateless_random_crop(image, (32, 32, 3), crop_seed)
         image = tf.image.stateless_random_flip_left_right(image, flip_seed)
         return _normalize(image, stats), label
@@ -444,8 +460,8 @@ def load(name, global_batch_size, **kwargs):
             or `"synthetic"`.
         global_batch_size: the batch over all replicas.
         **kwargs: passed to `cifar`, `imagenet` or `synthetic` (`seed`,
-            `deterministic`, `steps_per_epoch`, `data_dir`, `download`; the
-            last two are ignored for synthetic data).
+            `deterministic`, `steps_per_epoch`, `data_dir`, `download`,
+            `crop_padding`; those that do not apply to a dataset are ignored).
 
     Raises:
         ValueError: for an unknown name.
@@ -465,7 +481,9 @@ def load(name, global_batch_size, **kwargs):
     if name == "synthetic":
         kwargs.pop("data_dir", None)
         kwargs.pop("download", None)
+        kwargs.pop("crop_padding", None)
         return synthetic(global_batch_size, **kwargs)
     if name == "imagenet2012":
+        kwargs.pop("crop_padding", None)  # random-resized crops: no border
         return imagenet(global_batch_size, **kwargs)
     return cifar(name, global_batch_size, **kwargs)

@@ -40,6 +40,14 @@ class Preset:
         normloss_factor: our default Norm Loss λ (see the module docstring).
         dropout: dropout rate (Wide ResNets).
         lr_scales_with_batch: scale `lr` by `global batch / batch_size`.
+        weight_decay_on: which parameters the reference decays: `"all"`
+            (every trainable parameter, BatchNormalization's gamma and beta
+            and the classifier's bias included, as `SGD(model.parameters(),
+            weight_decay=wd)` and Torch's `optim.sgd` on the flattened
+            parameters do) or `"kernels"` (conv and Dense kernels only, as
+            many recent recipes).
+        crop_padding: how the reference fills the border of its random crop
+            (`"zeros"` or `"reflect"`; see `keras_normloss.data`).
         source: where the settings come from.
     """
 
@@ -58,6 +66,8 @@ class Preset:
     source: str
     dropout: float = 0.0
     lr_scales_with_batch: bool = False
+    weight_decay_on: str = "all"
+    crop_padding: str = "zeros"
 
 
 _RESNET110 = dict(
@@ -76,7 +86,9 @@ _RESNET110 = dict(
         "CIFAR; lr 0.1, /10 twice, wd 1e-4, momentum 0.9, batch 128), as used "
         "by Georgiou et al., Norm Loss, ICPR 2020; 160 epochs with decays at "
         "80 and 120 as in this project's brief. He et al. also warm up at lr "
-        "0.01 for 400 iterations, which this preset does not."
+        "0.01 for 400 iterations, which this preset does not. Weight decay on "
+        "every parameter and zero-padded crops, as fb.resnet.torch (Facebook's "
+        "Torch reproduction, which the PBWN and ONI CIFAR code follow)."
     ),
 )
 
@@ -92,11 +104,14 @@ _WRN28_10 = dict(
     weight_decay=5e-4,
     normloss_factor=1e-3,
     dropout=0.3,
+    crop_padding="reflect",
     source=(
         "Zagoruyko & Komodakis, Wide Residual Networks, BMVC 2016, sec. 3 "
         "(SGD Nesterov 0.9, lr 0.1 x0.2 at epochs 60, 120, 160 of 200, wd "
         "5e-4, batch 128, dropout 0.3), as used by Georgiou et al., Norm Loss, "
-        "ICPR 2020."
+        "ICPR 2020. Weight decay on every parameter and reflection-padded "
+        "crops, as the authors' code (scripts/train_cifar.sh: "
+        "randomcrop_type=reflection)."
     ),
 )
 
@@ -123,7 +138,8 @@ PRESETS = {
             "He et al., CVPR 2016, sec. 3.4 and Goyal et al., Accurate, Large "
             "Minibatch SGD, 2017 (lr 0.1 per 256 images, scaled linearly with "
             "the global batch; x0.1 every 30 epochs of 90; wd 1e-4), as used by "
-            "Georgiou et al., Norm Loss, ICPR 2020."
+            "Georgiou et al., Norm Loss, ICPR 2020. Weight decay on every "
+            "parameter, as torchvision's reference scripts by default."
         ),
     ),
     "quick": Preset(

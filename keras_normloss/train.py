@@ -9,9 +9,12 @@ A run directory holds:
     metrics.csv        one row per epoch (see METRIC_COLUMNS)
     tensorboard/       Keras's scalars, and per-kernel channel norms (NormMonitor)
     checkpoint/        the latest weights + optimizer state, and state.json
-                       (removed when the run is finished)
+                       (with the dropout generators' state; removed when the
+                       run is finished)
     model.keras        the final model
-    results.json       final and best test error, wall time, versions, device
+    results.json       the final test error (the one to report), the best
+                       epoch's (picked on the test set: optimistic), wall
+                       time, versions, device
 
 A run killed at any moment and started again with the same command
 continues from its last checkpoint (every epoch, and every
@@ -38,6 +41,7 @@ import tensorflow_datasets as tfds
 import keras_normloss
 from keras_normloss import callbacks as norm_callbacks
 from keras_normloss import cli, data, models, presets
+from keras_normloss.attach import PARAMETERS, attach
 from keras_normloss.constraints import WeightRescaling
 from keras_normloss.regularizers import NormLoss, weight_decay
 
@@ -62,6 +66,7 @@ METRIC_COLUMNS = (
     "dataset",
 )
 STRATEGIES = ("auto", "mirrored", "multiworker", "tpu", "one-device")
+WEIGHT_DECAY_ON = PARAMETERS  # "kernels", "all"
 
 # Settings that do not change what a run computes; a run may be resumed with
 # other values (another data directory, another machine).
@@ -90,6 +95,8 @@ class RunConfig:
     deterministic: bool
     synchronized_bn: bool
     output: str
+    weight_decay_on: str = "all"
+    crop_padding: str = "zeros"
     strategy: str = "auto"
     data_dir: object = None
     download: bool = False
@@ -160,6 +167,8 @@ def make_config(preset_name, output, **overrides):
         momentum=preset.momentum,
         nesterov=preset.nesterov,
         dropout=overrides.pop("dropout", preset.dropout),
+        weight_decay_on=overrides.pop("weight_decay_on", preset.weight_decay_on),
+        crop_padding=preset.crop_padding,
         seed=overrides.pop("seed", 0),
         deterministic=overrides.pop("deterministic", False),
         synchronized_bn=overrides.pop("synchronized_bn", False),
@@ -173,6 +182,11 @@ def make_config(preset_name, output, **overrides):
     if config.model not in models.names():
         raise cli.UsageError(
             f"unknown model {config.model!r}; expected one of {', '.join(models.names())}"
+        )
+    if config.weight_decay_on not in WEIGHT_DECAY_ON:
+        raise cli.UsageError(
+            f"unknown --weight-decay-on {config.weight_decay_on!r}; expected one of "
+            f"{', '.join(WEIGHT_DECAY_ON)}"
         )
     if config.strategy not in STRATEGIES:
         raise cli.UsageError(
@@ -275,11 +289,34 @@ class MetricsCSV(keras.callbacks.Callback):
             os.fsync(f.fileno())
 
 
+def random_state_variables(model):
+    """The state variables of the model's random number generators.
+
+    Dropout (and Keras's random augmentation layers) draw from a
+    `keras.random.SeedGenerator` whose state advances with every call.
+    That state is a variable of the model, but `save_weights` does not
+    store it (Keras 3.15), so a run resumed from weights alone draws other
+    dropout masks than the uninterrupted run. The input pipeline needs no
+    state: its randomness is a function of (seed, epoch, position).
+
+    Returns:
+        The state variables, in the order of the model's layers.
+    """
+    states = {}
+    for layer in model._flatten_layers(include_self=True):
+        for value in vars(layer).values():
+            if isinstance(value, keras.random.SeedGenerator):
+                states.setdefault(id(value.state), value.state)
+    return list(states.values())
+
+
 class Checkpointer(keras.callbacks.Callback):
-    """Weights and optimizer state, atomically, every epoch and every N steps.
+    """Weights, optimizer and random state, atomically, every epoch and every
+    N steps.
 
     The weights go to a file named after the position, then state.json
-    (written atomically) points at it; a kill at any moment leaves the
+    (written atomically) points at it and holds the random generators'
+    states (see `random_state_variables`); a kill at any moment leaves the
     previous complete checkpoint in force.
     """
 
@@ -319,7 +356,14 @@ class Checkpointer(keras.callbacks.Callback):
         os.replace(tmp, os.path.join(self.directory, name))
         _write_json(
             os.path.join(self.directory, "state.json"),
-            {"epoch": epoch, "step": step, "weights": name},
+            {
+                "epoch": epoch,
+                "step": step,
+                "weights": name,
+                "random_state": [
+                    np.asarray(v).tolist() for v in random_state_variables(self.model)
+                ],
+            },
         )
         for old in glob.glob(os.path.join(self.directory, "*.weights.h5")):
             if os.path.basename(old) != name:
@@ -355,9 +399,8 @@ def read_metrics(run_dir):
 def _regularization(config):
     return {
         "none": {},
-        "weight-decay": {"kernel_regularizer": weight_decay(config.factor)}
-        if config.regularizer == "weight-decay"
-        else {},
+        # weight decay is attached after the build: it may cover every parameter
+        "weight-decay": {},
         "normloss": {"kernel_regularizer": NormLoss(config.factor)}
         if config.regularizer == "normloss"
         else {},
@@ -376,6 +419,13 @@ def _build_model(config, info, steps_per_epoch):
     if config.model.startswith("wrn"):
         kwargs["dropout"] = config.dropout
     model = models.get(config.model, **kwargs)
+    if config.regularizer == "weight-decay":
+        attach(
+            model,
+            weight_decay(config.factor),
+            parameters=config.weight_decay_on,
+            on_unsupported="raise",
+        )
     # PiecewiseConstantDecay keeps values[i] while step <= boundaries[i], and
     # the step index of a batch is the count of steps before it; so the
     # first batch of epoch e (0-based step e * spe) is decayed only if the
@@ -564,6 +614,7 @@ def run(config, verbose="auto"):
         steps_per_epoch=config.steps_per_epoch,
         data_dir=config.data_dir,
         download=config.download,
+        crop_padding=config.crop_padding,
     )
     info = pipelines.info
     steps_per_epoch = config.steps_per_epoch or info.steps_per_epoch(config.batch_size)
@@ -589,6 +640,15 @@ def run(config, verbose="auto"):
             # its variables must exist before it is read.
             model.optimizer.build(model.trainable_variables)
             model.load_weights(os.path.join(checkpoint_dir, saved["weights"]))
+            states = random_state_variables(model)
+            if len(states) != len(saved.get("random_state", [])):
+                raise cli.UsageError(
+                    f"{state_path} holds {len(saved.get('random_state', []))} random "
+                    f"generator states, the model has {len(states)}; it was written by "
+                    "another version of keras-normloss: start a new --output"
+                )
+            for variable, value in zip(states, saved["random_state"]):
+                variable.assign(np.asarray(value, dtype=variable.dtype))
         first_epoch, skip_steps = saved["epoch"], saved["step"]
         print(f"{config.output}: resuming at epoch {first_epoch + 1}, step {skip_steps}.")
     if chief:
@@ -628,9 +688,13 @@ def run(config, verbose="auto"):
     rows = read_metrics(config.output)
     best = min(rows, key=lambda r: r["test_error"])
     results = {
+        # The number to report: the test error after the last epoch. The best
+        # epoch is chosen on the test set itself, so its error is optimistic.
+        "report": "final_test_error",
         "final_test_error": rows[-1]["test_error"],
         "best_test_error": best["test_error"],
         "best_epoch": int(best["epoch"]),
+        "final_test_cross_entropy": rows[-1]["test_cross_entropy"],
         "final_train_cross_entropy": rows[-1]["cross_entropy"],
         "final_oblique_distance": rows[-1]["oblique_distance"],
         "epochs": len(rows),
@@ -639,6 +703,13 @@ def run(config, verbose="auto"):
         "synthetic_data": info.synthetic,
         "versions": _versions(),
         "device": _device_report(strategy, config.strategy),
+        "notes": {
+            "final_test_error": "the error to report: after the last epoch, chosen by nothing",
+            "best_test_error": "the lowest test error of any epoch: picked on the test set, "
+            "so optimistic; do not report it as a result",
+            "test_loss": "metrics.csv's test_loss includes the regularization penalty; "
+            "compare methods on test_cross_entropy or test_error",
+        },
     }
     if info.synthetic:
         results["note"] = "SYNTHETIC data: these numbers say nothing about a real dataset."
@@ -676,6 +747,14 @@ _SHARED_OPTIONS = (
         "--synchronized-bn",
         dict(
             action="store_const", const=True, help="BatchNormalization statistics over all replicas"
+        ),
+    ),
+    (
+        "--weight-decay-on",
+        dict(
+            choices=WEIGHT_DECAY_ON,
+            help="with --regularizer weight-decay: every trainable parameter (the "
+            "references' way; default of every preset) or the kernels only",
         ),
     ),
     ("--strategy", dict(default="auto", choices=STRATEGIES)),

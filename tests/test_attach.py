@@ -175,3 +175,49 @@ def test_penalty_is_used_by_a_model_that_already_ran():
 def test_invalid_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         attach(_small_model(), **kwargs)
+
+
+def test_parameters_all_decays_every_trainable_weight_as_pytorch_does():
+    """`SGD(model.parameters(), weight_decay=wd)` decays BN's gamma and beta and
+    every bias too; `parameters="all"` does the same, and the penalty is
+    (wd / 2) * sum of squares over all of them."""
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6, 3)),
+            keras.layers.Conv2D(4, 3, use_bias=True),
+            keras.layers.BatchNormalization(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3),
+        ]
+    )
+    for v in model.trainable_weights:  # nonzero biases and betas
+        v.assign(np.random.default_rng(len(v.path)).normal(size=v.shape))
+    report = attach(model, weight_decay(0.02), parameters="all")
+    assert len(report.attached) == len(model.trainable_weights) == 6
+    expected = 0.01 * sum(float(np.sum(np.square(v.numpy()))) for v in model.trainable_weights)
+    assert float(sum(model.losses)) == pytest.approx(expected, rel=1e-5)
+    bn = model.layers[1]
+    assert bn.gamma_regularizer is not None and bn.beta_regularizer is not None  # in the config
+
+
+def test_parameters_all_survives_keras_round_trip(tmp_path):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.BatchNormalization()])
+    attach(model, weight_decay(0.02), parameters="all")
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert len(loaded.losses) == 4
+
+
+@pytest.mark.parametrize(
+    "kwargs", [dict(regularizer=NormLoss(1e-3)), dict(constraint=WeightRescaling())]
+)
+def test_parameters_all_refuses_channel_methods(kwargs):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    with pytest.raises(ValueError, match="Invalid value for argument `parameters`"):
+        attach(model, parameters="all", **kwargs)
+
+
+def test_parameters_must_be_kernels_or_all():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    with pytest.raises(ValueError, match="Received: parameters='biases'"):
+        attach(model, weight_decay(1e-4), parameters="biases")
