@@ -23,3 +23,18 @@ def _fresh_keras_state():
     keras.mixed_precision.set_dtype_policy("float32")
     yield
     keras.mixed_precision.set_dtype_policy("float32")
+
+
+def two_replica_strategy():
+    """A MirroredStrategy over the two logical CPUs that several tests can create in one process.
+
+    With the default cross-device ops, the second MirroredStrategy of a process fails in its
+    all-reduce ("Shape mismatch in the collective instance 100": TensorFlow 2.21 reuses the
+    collective instance keys of the first, with other shapes). Reducing through one device uses
+    no collective ops, and sums the replicas' gradients the same way.
+    """
+    devices = tf.config.list_logical_devices("CPU")
+    assert len(devices) >= 2, "conftest.py should have made 2 logical CPUs"
+    return tf.distribute.MirroredStrategy(
+        [d.name for d in devices[:2]], cross_device_ops=tf.distribute.ReductionToOneDevice()
+    )

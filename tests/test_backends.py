@@ -5,13 +5,11 @@ CUDA packages), so the PyTorch test runs where torch is installed."""
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from layer_cases import normloss_gradient_numpy, normloss_numpy
+from other_backend import run_script
 
 _SCRIPT = r"""
 import json, sys
@@ -62,18 +60,7 @@ def test_normloss_value_gradient_and_fit_on_other_backends(backend):
     if importlib.util.find_spec(backend) is None:
         pytest.skip(f"{backend} is not installed")
     w = np.random.default_rng(0).normal(size=(3, 3, 2, 4)).astype("float32") * 0.6
-    env = {**os.environ, "KERAS_BACKEND": backend, "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run(
-        [sys.executable, "-c", _SCRIPT],
-        input=json.dumps(w.tolist()),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["backend"] == backend
+    out = run_script(_SCRIPT, backend, stdin=json.dumps(w.tolist()))
     rows = w.reshape(-1, 4).T
     assert out["value"] == pytest.approx(normloss_numpy(rows, 0.3), rel=1e-6)
     grad = np.asarray(out["grad"], "float32").reshape(-1, 4).T

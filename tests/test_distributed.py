@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import two_replica_strategy
 
 from keras_normloss import NormLoss
 
@@ -45,7 +46,7 @@ def test_mirrored_fit_step_equals_one_device():
     single = _model(initial)
     single.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
 
-    strategy = tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+    strategy = two_replica_strategy()
     with strategy.scope():
         mirrored = _model(initial)
     mirrored.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)

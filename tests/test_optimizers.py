@@ -4,15 +4,14 @@ NumPy oracles written from the optimizers' published update rules."""
 import importlib.util
 import inspect
 import json
-import os
-import subprocess
-import sys
 import warnings
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import two_replica_strategy
+from other_backend import run_script
 
 from keras_normloss import NormLoss, attach
 from keras_normloss import optimizers as nlo
@@ -419,17 +418,7 @@ def test_zero_channel_stays_zero_and_16_bit_kernels_stay_finite():
 def test_same_weights_on_tensorflow_and_jax():
     if importlib.util.find_spec("jax") is None:
         pytest.skip("jax is not installed")
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run(
-        [sys.executable, "-c", _TRAIN_SCRIPT],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["backend"] == "jax"
+    out = run_script(_TRAIN_SCRIPT, "jax")
     kernel = np.random.default_rng(0).normal(size=(3, 3, 2, 4)).astype("float32")
     two_steps = np_normloss(np_normloss(kernel, 0.1, 0.3, (0, 1, 2)), 0.1, 0.3, (0, 1, 2))
     _close(np.asarray(out["accumulated"], "float32"), two_steps)
@@ -445,7 +434,7 @@ def test_two_mirrored_replicas_equal_one_device(case):
     devices = tf.config.list_logical_devices("CPU")
     assert len(devices) >= 2, "conftest.py should have made 2 logical CPUs"
     single = _train["train"](case)
-    strategy = tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+    strategy = two_replica_strategy()
     mirrored = _train["train"](case, strategy)
     initial = _train["make_model"]().get_weights()
     for a, b, w0 in zip(single.get_weights(), mirrored.get_weights(), initial):
@@ -601,4 +590,3 @@ def test_extend_with_normloss_refuses_a_taken_name():
 def test_channel_axes_by_path_needs_a_built_model():
     with pytest.raises(ValueError, match="built Keras model"):
         nlo.channel_axes_by_path(keras.Sequential([keras.layers.Dense(3)]))
-

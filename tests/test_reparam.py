@@ -9,9 +9,6 @@ import functools
 import importlib.util
 import inspect
 import json
-import os
-import subprocess
-import sys
 import zipfile
 
 import h5py
@@ -19,7 +16,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import two_replica_strategy
 from layer_cases import CASES, build
+from other_backend import run_script
 
 from keras_normloss import reparam
 from keras_normloss.reparam import (
@@ -402,7 +401,7 @@ def test_mirrored_strategy_fit_step_equals_one_device():
     initial = make_model().get_weights()
     single = _compiled(initial)
     single.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
-    with tf.distribute.MirroredStrategy([d.name for d in devices[:2]]).scope():
+    with two_replica_strategy().scope():
         mirrored = _compiled(initial)
     mirrored.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
     for a, b, w0 in zip(single.get_weights(), mirrored.get_weights(), initial):
@@ -444,20 +443,13 @@ def test_jax_backend_gives_the_tensorflow_forward_and_training_step():
     gradients, through ONI's iteration and OLM's custom eigh gradient) on JAX."""
     x, y = _data()
     initial = make_model().get_weights()
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run(
-        [sys.executable, "-c", _JAX_SCRIPT],
-        input=json.dumps(
+    out = run_script(
+        _JAX_SCRIPT,
+        "jax",
+        stdin=json.dumps(
             {"weights": [w.tolist() for w in initial], "x": x.tolist(), "y": y.tolist()}
         ),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["backend"] == "jax"
     model = _compiled(initial)
     np.testing.assert_allclose(out["forward"], _np(model(x)), rtol=1e-4, atol=1e-5)
     history = model.fit(x, y, epochs=1, batch_size=len(x), shuffle=False, verbose=0)
