@@ -1,14 +1,21 @@
-"""Training-step time of a CIFAR ResNet with no regularization, weight decay,
-Norm Loss and weight rescaling (WRS), measured in one process.
+"""Training-step time of the papers' networks under every method of the table, in one process.
 
-    python benchmarks/overhead.py                        # ResNet-56, batch 128
+    python benchmarks/overhead.py                        # ResNet-56, batch 128, every method
     python benchmarks/overhead.py --models resnet20 resnet56 resnet110 wrn16_4
+    python benchmarks/overhead.py --methods none weight-decay normloss oni
 
-The variants run interleaved round by round (the order rotating each round),
-so that drifts in machine speed hit all of them alike; each reports the
-median step time over its rounds and its ratio to no regularization and to
-weight decay. The Norm Loss paper claims negligible overhead; our bar is
-normloss/none <= 1.03 and normloss/weight-decay <= 1.01.
+Every method of `keras_normloss.methods` (with its preset default factor and default layers) runs
+on a copy of the same network; the variants run interleaved round by round (the order rotating
+each round), so that drifts in machine speed hit all of them alike. Each reports the median step
+time over its rounds, its ratio to no regularization, and the work the method adds, timed alone
+(far less noisy than a difference of step times):
+- a penalty: the penalties and their gradients;
+- a constraint: rescaling and assigning every constrained kernel (each step);
+- pbwn-epoch: the same projection, once per epoch (shown per projection);
+- a reparametrization: every wrapper's effective kernel, forward and backward;
+- an optimizer-level method: the decoupled update of every kernel.
+The Norm Loss paper claims "lower computational complexity than most weight regularization
+methods"; this measures it on a CPU.
 """
 
 import argparse
@@ -23,41 +30,13 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from step_timing import sgd_step_timer  # noqa: E402
 
-from keras_normloss import NormLoss, WeightRescaling, models, weight_decay  # noqa: E402
+from keras_normloss import methods, models, presets, reparam  # noqa: E402
+from keras_normloss.optimizers import extend_with_normloss  # noqa: E402
 
-VARIANTS = {
-    "none": {},
-    "weight-decay": {"kernel_regularizer": weight_decay(1e-4)},
-    "normloss": {"kernel_regularizer": NormLoss(1e-3)},
-    "wrs": {"kernel_constraint": WeightRescaling()},
-}
+PRESET = presets.get("cifar10-resnet110")  # lr 0.1, momentum 0.9, wd 1e-4, λ 1e-3
 
 
-def extra_work_timer(model):
-    """Times just what a variant adds to a step, in isolation.
-
-    For a regularizer: the penalties and their gradients; for a constraint:
-    rescaling and assigning every constrained kernel. Far less noisy than
-    the difference of two step times.
-    """
-    kernels = [v for v in model.trainable_weights if v.regularizer is not None]
-    constrained = [v for v in model.trainable_weights if v.constraint is not None]
-
-    @tf.function
-    def penalty_and_gradient():
-        with tf.GradientTape() as tape:
-            total = tf.add_n([v.regularizer(v) for v in kernels])
-        return total, tape.gradient(total, kernels)
-
-    @tf.function
-    def apply_constraints():
-        for v in constrained:
-            v.assign(v.constraint(v))
-
-    work = penalty_and_gradient if kernels else apply_constraints if constrained else None
-    if work is None:
-        return None
-
+def _timer(work):
     def run(reps):
         work()
         start = time.perf_counter()
@@ -68,57 +47,122 @@ def extra_work_timer(model):
     return run
 
 
-def measure(name, batch_size, rounds, steps, warmup):
-    built = {v: models.get(name, seed=0, **kw) for v, kw in VARIANTS.items()}
-    timers = {v: sgd_step_timer(model, batch_size) for v, model in built.items()}
-    extra = {}
-    for v, model in built.items():
-        timer = extra_work_timer(model)
-        extra[v] = statistics.median(timer(20) for _ in range(5)) if timer else 0.0
+def extra_work_timer(model, applied):
+    """Times just what a method adds to a step (see the module docstring), or None."""
+    kind = applied.method.kind
+    if kind == "penalty":
+        kernels = [v for v in model.trainable_weights if v.regularizer is not None]
+
+        @tf.function
+        def work():
+            with tf.GradientTape() as tape:
+                total = tf.add_n([v.regularizer(v) for v in kernels])
+            return total, tape.gradient(total, kernels)
+
+    elif kind == "constraint":
+        constrained = [v for v in model.trainable_weights if v.constraint is not None]
+
+        @tf.function
+        def work():
+            for v in constrained:
+                v.assign(v.constraint(v))
+
+    elif kind == "epoch-projection":
+        (projection,) = applied.callbacks
+        work = tf.function(projection._project)
+    elif kind == "reparametrization":
+        wrappers = [
+            layer
+            for layer in model._flatten_layers(include_self=False)
+            if isinstance(layer, reparam.KernelReparametrization)
+        ]
+        variables = [v for w in wrappers for v in w.trainable_variables]
+
+        @tf.function
+        def work():
+            with tf.GradientTape() as tape:
+                total = tf.add_n([tf.reduce_sum(w.effective_kernel()) for w in wrappers])
+            return tape.gradient(total, variables)
+
+    elif kind == "optimizer":
+        optimizer = model.optimizer
+        # The private hook the decoupled update lives in (see keras_normloss.optimizers).
+        work = tf.function(lambda: optimizer._apply_weight_decay(model.trainable_variables))
+    else:
+        return None
+    return _timer(work)
+
+
+def build(name, method):
+    model = models.get(name, seed=0)
+    applied = methods.apply(model, method, presets.default_factor(PRESET, method))
+    optimizer = None
+    if applied.optimizer_options:
+        optimizer = extend_with_normloss(keras.optimizers.SGD)(
+            0.1, momentum=0.9, **applied.optimizer_options
+        )
+    return applied.model, applied, optimizer
+
+
+def measure(name, method_names, batch_size, rounds, steps, warmup):
+    built = {m: build(name, m) for m in method_names}
+    timers = {
+        m: sgd_step_timer(model, batch_size, optimizer=optimizer)
+        for m, (model, _, optimizer) in built.items()
+    }
     for run in timers.values():
-        run(warmup)
-    times = {v: [] for v in timers}
+        run(warmup)  # builds the optimizers too
+    extra = {}
+    for m, (model, applied, _) in built.items():
+        timer = extra_work_timer(model, applied)
+        extra[m] = statistics.median(timer(20) for _ in range(5)) if timer else 0.0
+    times = {m: [] for m in timers}
     order = list(timers)
     for r in range(rounds):
-        for v in order[r % len(order) :] + order[: r % len(order)]:
-            times[v].append(timers[v](steps))
+        for m in order[r % len(order) :] + order[: r % len(order)]:
+            times[m].append(timers[m](steps))
         print(f"  {name}: round {r + 1}/{rounds}", end="\r", flush=True)
-    return {v: statistics.median(t) for v, t in times.items()}, extra
+    return {m: statistics.median(t) for m, t in times.items()}, extra
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["resnet56"], help="registered names")
+    parser.add_argument("--methods", nargs="+", default=list(methods.names()))
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--steps", type=int, default=3, help="steps per variant per round")
     parser.add_argument("--warmup", type=int, default=3)
     args = parser.parse_args(argv)
+    method_names = ["none"] + [m for m in args.methods if m != "none"]
+    for m in method_names:
+        methods.get(m)  # an unknown name fails before anything is built
 
     print(
         f"keras {keras.__version__}, tensorflow {tf.__version__}, {os.cpu_count()} CPUs, "
-        f"batch {args.batch_size}, {args.rounds} rounds x {args.steps} steps, medians"
+        f"batch {args.batch_size}, {args.rounds} rounds x {args.steps} steps, medians; "
+        "cells: step time / none's (added work in ms, timed alone)"
     )
-    header = (
-        "| model | none s/step | wd s/step | normloss s/step | wrs s/step | normloss/none "
-        "| normloss/wd | wrs/none | added work ms: wd / normloss / wrs | normloss added / none step |"
-    )
-    rows = []
+    columns = {}
     for name in args.models:
-        m, extra = measure(name, args.batch_size, args.rounds, args.steps, args.warmup)
-        rows.append(
-            f"| {name} | {m['none']:.3f} | {m['weight-decay']:.3f} | {m['normloss']:.3f} | {m['wrs']:.3f} "
-            f"| {m['normloss'] / m['none']:.3f} | {m['normloss'] / m['weight-decay']:.3f} "
-            f"| {m['wrs'] / m['none']:.3f} "
-            f"| {1e3 * extra['weight-decay']:.2f} / {1e3 * extra['normloss']:.2f} / {1e3 * extra['wrs']:.2f} "
-            f"| {100 * extra['normloss'] / m['none']:.2f}% |"
+        step, extra = measure(
+            name, method_names, args.batch_size, args.rounds, args.steps, args.warmup
         )
+        columns[name] = step, extra
         print(" " * 40, end="\r")
-        print(rows[-1], flush=True)
+        print(f"{name}: none {step['none']:.3f} s/step", flush=True)
     print()
-    print(header)
-    print("|" + "---|" * 10)
-    print("\n".join(rows))
+    print("| method | " + " | ".join(args.models) + " |")
+    print("|---|" + "---|" * len(args.models))
+    print(
+        "| none, s/step | " + " | ".join(f"{columns[n][0]['none']:.3f}" for n in args.models) + " |"
+    )
+    for m in method_names[1:]:
+        cells = []
+        for n in args.models:
+            step, extra = columns[n]
+            cells.append(f"{step[m] / step['none']:.3f} ({1e3 * extra[m]:.2f} ms)")
+        print(f"| {m} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

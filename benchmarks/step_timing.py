@@ -7,12 +7,13 @@ import numpy as np
 import tensorflow as tf
 
 
-def sgd_step_timer(model, batch_size, seed=0):
-    """Compiles `model` with SGD (lr 0.1, momentum 0.9) and sparse cross-entropy
-    on logits, as the papers train, and returns `run(steps) -> seconds per step`
-    on one fixed random batch of the model's input and output shapes."""
+def sgd_step_timer(model, batch_size, seed=0, optimizer=None):
+    """Compiles `model` with SGD (lr 0.1, momentum 0.9, or `optimizer`) and sparse
+    cross-entropy on logits, as the papers train, and returns `run(steps) ->
+    seconds per step` on one fixed random batch of the model's input and output
+    shapes."""
     model.compile(
-        keras.optimizers.SGD(0.1, momentum=0.9),
+        optimizer or keras.optimizers.SGD(0.1, momentum=0.9),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     rng = np.random.default_rng(seed)

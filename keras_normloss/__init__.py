@@ -4,7 +4,12 @@ Public names:
     NormLoss          the regularizer: factor * sum_c (1 - ||w_c||)**2
     weight_decay      the weight-decay baseline in the paper/PyTorch convention
     WeightRescaling   the weight-rescaling (WRS) baseline, a constraint
-    attach            add any of them to a built or pretrained model
+    attach            add any of them to a built or pretrained model; attach(model, "wn") by name
+    WeightNorm, ONI, OrthogonalWeightNorm   kernel reparametrizations (WN, ONI, OLM/OWN)
+    reparametrize     wrap the layers of a built model in one of them
+    EpochProjection   PBWN's per-epoch projection (a callback)
+    methods           THE table of methods: methods.names(), methods.apply(model, name, factor)
+    optimizers        decoupled Norm Loss / weight decay for any Keras optimizer
     channel_norms, oblique_distance, output_channel_axes, layer_kernels
     models            the papers' networks: models.get("resnet110"), models.names()
     NormMonitor       (keras_normloss.callbacks) channel-norm statistics each epoch
@@ -12,9 +17,10 @@ Public names:
 
 # `models` is imported so that its serializable layer (ZeroPadShortcut) is
 # registered: `import keras_normloss` is then enough to load a saved model.
-from keras_normloss import models
+from keras_normloss import methods, models, optimizers
 from keras_normloss.attach import AttachReport, attach
-from keras_normloss.constraints import WeightRescaling
+from keras_normloss.constraints import EpochProjection, WeightRescaling
+from keras_normloss.methods import apply as apply_method
 from keras_normloss.norms import (
     UnsupportedLayerError,
     channel_norms,
@@ -23,12 +29,28 @@ from keras_normloss.norms import (
     output_channel_axes,
 )
 from keras_normloss.regularizers import NormLoss, weight_decay
+from keras_normloss.reparam import (
+    ONI,
+    OrthogonalWeightNorm,
+    WeightNorm,
+    data_dependent_init,
+    reparametrize,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AttachReport",
+    "EpochProjection",
     "NormLoss",
+    "ONI",
+    "OrthogonalWeightNorm",
+    "WeightNorm",
+    "apply_method",
+    "data_dependent_init",
+    "methods",
+    "optimizers",
+    "reparametrize",
     "UnsupportedLayerError",
     "WeightRescaling",
     "attach",

@@ -113,8 +113,18 @@ def attach(
     replace=False,
     on_unsupported="warn",
     parameters="kernels",
+    factor=None,
 ):
     """Adds a regularizer and/or constraint to every kernel of a built model.
+
+    `regularizer` may also be the name of any method of
+    `keras_normloss.methods` (`"normloss"`, `"wn"`, `"oni"`, `"olm-l1"`,
+    `"pbwn"`, ...; the names `train --method` takes), with its `factor`: the
+    method is applied with its default layers (or `where`) and a
+    `keras_normloss.methods.MethodReport` is returned. Its `model` is the
+    model to train: `model` itself for penalties and constraints, a new model
+    (weights copied) for reparametrizations, which cannot change the layers
+    of an existing functional model in place.
 
     Walks every layer, nested models and the sublayers of composite layers
     (e.g. the EinsumDense projections of MultiHeadAttention) included, and
@@ -151,6 +161,7 @@ def attach(
             has. If False, such kernels are left as they are and listed in
             `report.skipped`.
         on_unsupported: `"warn"` (default), `"raise"` or `"ignore"`.
+        factor: with a method name: the method's factor (λ, wd).
         parameters: `"kernels"` (default) or `"all"`: also every other
             trainable weight of the layers acted on (biases,
             BatchNormalization's gamma and beta), as PyTorch's
@@ -160,7 +171,8 @@ def attach(
             constraints act on channels, which a bias does not have.
 
     Returns:
-        An `AttachReport`; `print(report)` lists every kernel.
+        An `AttachReport`; `print(report)` lists every kernel. For a method
+        name, a `keras_normloss.methods.MethodReport`.
 
     Raises:
         ValueError: if neither `regularizer` nor `constraint` is given, a
@@ -176,6 +188,26 @@ def attach(
     print(report)  # 53 Conv2D kernels and the Dense classifier
     ```
     """
+    if isinstance(regularizer, str):
+        from keras_normloss import methods  # methods applies penalties through attach
+
+        if regularizer in methods.METHODS:
+            report = methods.apply(
+                model, regularizer, factor, layers=where, weight_decay_on=parameters
+            )
+            if report.model is not model:
+                warnings.warn(
+                    f"attach(model, {regularizer!r}) built a new model with wrapped layers; "
+                    "train `report.model`: the layers of `model` are unchanged.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            return report
+    if factor is not None:
+        raise ValueError(
+            "Invalid value for argument `factor`: it goes with a method name "
+            f"(one of keras_normloss.methods.names()). Received: factor={factor!r}"
+        )
     if regularizer is None and constraint is None:
         raise ValueError(
             "Invalid arguments: expected a `regularizer`, a `constraint` or "

@@ -5,7 +5,7 @@ import os
 import keras
 import numpy as np
 
-from keras_normloss import norms
+from keras_normloss import norms, reparam
 
 STAT_KEYS = ("norm_mean", "norm_std", "norm_min", "norm_max", "oblique_distance")
 
@@ -22,7 +22,9 @@ def kernel_norm_statistics(model):
         kernel) and `oblique_distance` (mean |‖w_c‖ − 1| over those channels)
         to floats; `per_kernel` maps each kernel's path to the same keys plus
         `norms`, the array of its channel norms. Both are empty for a model
-        without supported kernels.
+        without supported kernels. For a layer wrapped in a
+        `keras_normloss.reparam` wrapper (WN, ONI, OLM), the norms are those of
+        the kernel it computes with (`effective_kernel()`), not of its raw v.
 
     Example:
 
@@ -32,11 +34,20 @@ def kernel_norm_statistics(model):
     ```
     """
     per_kernel = {}
+    # A reparametrized layer's own kernel is the raw v; the kernel it computes with is the
+    # wrapper's effective kernel, and that is the one whose norms mean something.
+    wrappers = {
+        id(layer.layer): layer
+        for layer in model._flatten_layers(include_self=True)
+        if isinstance(layer, reparam.KernelReparametrization)
+    }
     for slot in norms.model_kernels(model):
         if slot.variable is None:
             continue
+        wrapper = wrappers.get(id(slot.layer))
+        kernel = slot.variable if wrapper is None else wrapper.effective_kernel()
         values = np.asarray(
-            keras.ops.convert_to_numpy(norms.channel_norms(slot.variable, slot.axes))
+            keras.ops.convert_to_numpy(norms.channel_norms(kernel, slot.axes))
         ).reshape(-1)
         per_kernel[slot.variable.path] = {**_stats(values), "norms": values}
     if not per_kernel:

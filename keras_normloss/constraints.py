@@ -53,3 +53,52 @@ class WeightRescaling(keras.constraints.Constraint):
 
     def __repr__(self):
         return f"WeightRescaling(axis={self.axis!r})"
+
+
+class EpochProjection(keras.callbacks.Callback):
+    """Projects chosen kernels to unit channel norms at the end of every epoch.
+
+    PBWN's "NP-Epoch" variant (Huang et al., arXiv 1710.02338; `old_r_PN` in
+    the reference code, which calls `updateWeight()` after each epoch): the
+    same projection as `WeightRescaling`, applied once per epoch instead of
+    after every step, and once before the first step.
+
+    Args:
+        variables: the kernel variables to project.
+        axes: for each variable, the axes that make up one output channel
+            (see `keras_normloss.output_channel_axes`).
+
+    Raises:
+        ValueError: if `variables` and `axes` differ in length.
+
+    Example:
+
+    ```python
+    slots = keras_normloss.norms.model_kernels(model)
+    model.fit(x, y, epochs=10, callbacks=[
+        EpochProjection([s.variable for s in slots], [s.axes for s in slots])])
+    ```
+    """
+
+    def __init__(self, variables, axes):
+        super().__init__()
+        if len(variables) != len(axes):
+            raise ValueError(
+                "Invalid value for argument `axes`: expected one entry per variable "
+                f"({len(variables)}). Received: {len(axes)} entries"
+            )
+        self.pairs = [(v, WeightRescaling(a)) for v, a in zip(variables, axes)]
+
+    def _project(self):
+        for variable, rescale in self.pairs:
+            variable.assign(rescale(variable))
+
+    def on_train_begin(self, logs=None):
+        # Only at the very start: a resumed run's weights are those of an
+        # epoch's end (projected) or of a step inside an epoch (not, and must
+        # stay so to continue the uninterrupted run exactly).
+        if int(self.model.optimizer.iterations) == 0:
+            self._project()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._project()

@@ -25,10 +25,12 @@ _CIFAR_STATS = {
 _IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 _NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet2012": 1000}
 _TEST_SPLIT = {"cifar10": "test", "cifar100": "test", "imagenet2012": "validation"}
-# How the 4-pixel border of the random crop is filled: zeros (fb.resnet.torch,
-# He et al.'s CIFAR ResNets) or a reflection of the image (the Wide ResNet
-# authors' `randomcrop_type=reflection`); tf.pad's REFLECT is Torch's
-# SpatialReflectionPadding and PyTorch's `padding_mode="reflect"`.
+# How the 4-pixel border of the random crop is filled: zeros of the normalised
+# image, i.e. the mean colour (fb.resnet.torch, He et al.'s CIFAR ResNets: its
+# RandomCrop pads after ColorNormalize), or a reflection of the image (the Wide
+# ResNet authors' `randomcrop_type=reflection`); tf.pad's REFLECT is Torch's
+# SpatialReflectionPadding and PyTorch's `padding_mode="reflect"`. Padding
+# happens after normalisation in both cases.
 CROP_PADDINGS = {"zeros": "CONSTANT", "reflect": "REFLECT"}
 
 
@@ -222,9 +224,10 @@ def cifar(
 ):
     """CIFAR-10 or CIFAR-100 through tensorflow-datasets.
 
-    Training: 4-pixel padding (zeros as He et al. 2016, or a reflection as
-    the Wide ResNet code), a random 32x32 crop and a random horizontal flip,
-    then per-channel normalisation; test: normalisation only. The training
+    Training: per-channel normalisation, then 4-pixel padding (zeros, i.e.
+    the mean colour, as fb.resnet.torch for He et al. 2016, or a reflection
+    as the Wide ResNet code), a random 32x32 crop and a random horizontal
+    flip; test: normalisation only. The training
     split is cached in memory.
 
     Args:
@@ -279,10 +282,10 @@ def cifar(
 
     def augment(epoch_seed, index, image, label):
         crop_seed, flip_seed = _element_seeds(epoch_seed, index, 2)
-        image = tf.pad(image, [[4, 4], [4, 4], [0, 0]], mode=pad_mode)
+        image = tf.pad(_normalize(image, stats), [[4, 4], [4, 4], [0, 0]], mode=pad_mode)
         image = tf.image.stateless_random_crop(image, (32, 32, 3), crop_seed)
         image = tf.image.stateless_random_flip_left_right(image, flip_seed)
-        return _normalize(image, stats), label
+        return image, label
 
     options = _options(deterministic)
     test = (

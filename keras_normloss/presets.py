@@ -1,6 +1,6 @@
 """The papers' training settings, as data. The one place they are written down.
 
-Every preset trains with `--regularizer none|weight-decay|normloss|wrs`:
+Every preset trains with every method of `keras_normloss.methods` (`--method`):
 `weight_decay` is the papers' weight decay (PyTorch convention, see
 `keras_normloss.weight_decay`); `normloss_factor` is **our** default λ, not
 the paper's: the factor used by Georgiou et al. is not in the text available
@@ -16,8 +16,6 @@ within the first learning-rate phase of each schedule:
 """
 
 import dataclasses
-
-REGULARIZERS = ("none", "weight-decay", "normloss", "wrs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,12 +190,25 @@ def get(name):
     return PRESETS[name]
 
 
-def default_factor(preset, regularizer):
-    """The factor a regularizer uses under a preset when none is given.
+def default_factor(preset, method):
+    """The factor a method (`keras_normloss.methods`) uses under a preset when none is given.
 
     `weight-decay`: the paper's weight decay; `normloss`: our default λ;
-    `none` and `wrs` take no factor (`None`).
+    `normloss-decoupled` and `weight-decay-decoupled`: those divided by
+    `1 − momentum` (10× at 0.9), the strength the coupled penalty has at
+    steady state under SGD momentum (a heuristic; with Adam there is no
+    fixed conversion); methods without a factor: `None`.
+
+    Example:
+
+    ```python
+    default_factor(get("quick"), "normloss-decoupled")  # 0.1: 1e-2 / (1 - 0.9)
+    ```
     """
-    return {"weight-decay": preset.weight_decay, "normloss": preset.normloss_factor}.get(
-        regularizer
-    )
+    momentum_gain = 1.0 / (1.0 - preset.momentum)
+    return {
+        "weight-decay": preset.weight_decay,
+        "normloss": preset.normloss_factor,
+        "weight-decay-decoupled": preset.weight_decay * momentum_gain,
+        "normloss-decoupled": preset.normloss_factor * momentum_gain,
+    }.get(method)

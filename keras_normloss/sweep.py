@@ -38,10 +38,15 @@ SUMMARY_COLUMNS = (
 
 
 def grid(regularizers, factors, seeds, batch_sizes):
-    """The runs of a sweep as (regularizer, factor or None, seed, batch size)."""
+    """The runs of a sweep as (method, factor or None, seed, batch size).
+
+    Methods without a factor (`keras_normloss.methods`) run once per seed and
+    batch size."""
+    from keras_normloss import methods
+
     runs = []
     for regularizer, batch_size, seed in itertools.product(regularizers, batch_sizes, seeds):
-        for factor in factors if regularizer in ("normloss", "weight-decay") else [None]:
+        for factor in factors if methods.get(regularizer).takes_factor else [None]:
             runs.append((regularizer, factor, seed, batch_size))
     return runs
 
@@ -105,9 +110,14 @@ def sweep(preset, output, *, regularizers, factors, seeds, batch_sizes=(None,), 
                  factors=[1e-4, 1e-3, 1e-2], seeds=[0, 1, 2])
     ```
     """
-    from keras_normloss import train
+    from keras_normloss import methods, train
 
-    if not factors and any(r in ("normloss", "weight-decay") for r in regularizers):
+    for regularizer in regularizers:
+        if regularizer not in methods.METHODS:
+            raise cli.UsageError(
+                f"unknown method {regularizer!r}; expected one of {', '.join(methods.names())}"
+            )
+    if not factors and any(methods.get(r).takes_factor for r in regularizers):
         factors = [None]  # each regularizer's preset default
     runs = grid(regularizers, factors, seeds, batch_sizes)
     configs = []
@@ -161,20 +171,28 @@ def _run_one(config):
 
 
 def build_parser():
-    from keras_normloss import presets, train
+    from keras_normloss import methods, train
 
     parser = cli.ArgumentParser(
         prog="keras-normloss sweep",
         description="A resumable grid of runs of one preset, and summary.csv.",
     )
     train.add_shared_arguments(parser)
-    parser.add_argument("--regularizer", nargs="+", required=True, choices=presets.REGULARIZERS)
+    parser.add_argument(
+        "--method",
+        "--regularizer",
+        dest="method",
+        nargs="+",
+        required=True,
+        choices=methods.names(),
+        help="methods to compare (--regularizer is the old name of this option)",
+    )
     parser.add_argument(
         "--factor",
         nargs="+",
         type=cli.non_negative_float,
         default=[],
-        help="factors for normloss and weight-decay (default: the preset's)",
+        help="factors for the methods that take one (default: the preset's)",
     )
     parser.add_argument("--seed", nargs="+", type=int, default=[0])
     parser.add_argument("--batch-size", nargs="+", type=cli.positive_int, default=[None])
@@ -192,7 +210,7 @@ def main(argv=None):
         rows = sweep(
             args.preset,
             args.output,
-            regularizers=args.regularizer,
+            regularizers=args.method,
             factors=args.factor,
             seeds=args.seed,
             batch_sizes=args.batch_size,

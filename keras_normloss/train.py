@@ -40,10 +40,9 @@ import tensorflow_datasets as tfds
 
 import keras_normloss
 from keras_normloss import callbacks as norm_callbacks
-from keras_normloss import cli, data, models, presets
-from keras_normloss.attach import PARAMETERS, attach
-from keras_normloss.constraints import WeightRescaling
-from keras_normloss.regularizers import NormLoss, weight_decay
+from keras_normloss import cli, data, methods, models, presets
+from keras_normloss.attach import PARAMETERS
+from keras_normloss.optimizers import extend_with_normloss
 
 METRIC_COLUMNS = (
     "epoch",
@@ -67,6 +66,14 @@ METRIC_COLUMNS = (
 )
 STRATEGIES = ("auto", "mirrored", "multiworker", "tpu", "one-device")
 WEIGHT_DECAY_ON = PARAMETERS  # "kernels", "all"
+OPTIMIZERS = {
+    "sgd": keras.optimizers.SGD,
+    "adam": keras.optimizers.Adam,
+    "adamw": keras.optimizers.AdamW,
+}
+# The initial learning rate of the adaptive optimizers when --lr is not given (at the preset's
+# batch size): Adam's usual 1e-3; the presets' 0.1 is SGD's.
+ADAPTIVE_LR = 1e-3
 
 # Settings that do not change what a run computes; a run may be resumed with
 # other values (another data directory, another machine).
@@ -95,6 +102,7 @@ class RunConfig:
     deterministic: bool
     synchronized_bn: bool
     output: str
+    optimizer: str = "sgd"
     weight_decay_on: str = "all"
     crop_padding: str = "zeros"
     strategy: str = "auto"
@@ -136,28 +144,36 @@ def make_config(preset_name, output, **overrides):
     except ValueError as error:
         raise cli.UsageError(str(error)) from None
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    regularizer = overrides.pop("regularizer", "normloss")
-    if regularizer not in presets.REGULARIZERS:
+    method = overrides.pop("method", None) or overrides.pop("regularizer", "normloss")
+    overrides.pop("regularizer", None)
+    if method not in methods.METHODS:
         raise cli.UsageError(
-            f"unknown regularizer {regularizer!r}; expected one of {', '.join(presets.REGULARIZERS)}"
+            f"unknown method {method!r}; expected one of {', '.join(methods.names())}"
         )
     factor = overrides.pop("factor", None)
-    if factor is not None and regularizer in ("none", "wrs"):
-        raise cli.UsageError(f"--factor does not apply to --regularizer {regularizer}")
+    if factor is not None and not methods.get(method).takes_factor:
+        raise cli.UsageError(f"--factor does not apply to --method {method}")
     if factor is None:
-        factor = presets.default_factor(preset, regularizer)
+        factor = presets.default_factor(preset, method)
     if factor is not None and not 0 <= factor < float("inf"):
         raise cli.UsageError(f"--factor must be a non-negative number, got {factor}")
+    optimizer = overrides.pop("optimizer", "sgd")
+    if optimizer not in OPTIMIZERS:
+        raise cli.UsageError(
+            f"unknown optimizer {optimizer!r}; expected one of {', '.join(OPTIMIZERS)}"
+        )
     batch_size = overrides.pop("batch_size", preset.batch_size)
     lr = overrides.pop("lr", None)
     if lr is None:
-        lr = preset.lr * (batch_size / preset.batch_size if preset.lr_scales_with_batch else 1.0)
+        lr = preset.lr if optimizer == "sgd" else ADAPTIVE_LR
+        lr *= batch_size / preset.batch_size if preset.lr_scales_with_batch else 1.0
     config = RunConfig(
         preset=preset.name,
         dataset=overrides.pop("dataset", preset.dataset),
         model=overrides.pop("model", preset.model),
-        regularizer=regularizer,
+        regularizer=method,
         factor=factor,
+        optimizer=optimizer,
         epochs=overrides.pop("epochs", preset.epochs),
         steps_per_epoch=overrides.pop("steps_per_epoch", None),
         batch_size=batch_size,
@@ -168,7 +184,7 @@ def make_config(preset_name, output, **overrides):
         nesterov=preset.nesterov,
         dropout=overrides.pop("dropout", preset.dropout),
         weight_decay_on=overrides.pop("weight_decay_on", preset.weight_decay_on),
-        crop_padding=preset.crop_padding,
+        crop_padding=overrides.pop("crop_padding", preset.crop_padding),
         seed=overrides.pop("seed", 0),
         deterministic=overrides.pop("deterministic", False),
         synchronized_bn=overrides.pop("synchronized_bn", False),
@@ -182,6 +198,11 @@ def make_config(preset_name, output, **overrides):
     if config.model not in models.names():
         raise cli.UsageError(
             f"unknown model {config.model!r}; expected one of {', '.join(models.names())}"
+        )
+    if config.crop_padding not in data.CROP_PADDINGS:
+        raise cli.UsageError(
+            f"unknown crop padding {config.crop_padding!r}; expected one of "
+            f"{', '.join(data.CROP_PADDINGS)}"
         )
     if config.weight_decay_on not in WEIGHT_DECAY_ON:
         raise cli.UsageError(
@@ -396,36 +417,22 @@ def read_metrics(run_dir):
         ]
 
 
-def _regularization(config):
-    return {
-        "none": {},
-        # weight decay is attached after the build: it may cover every parameter
-        "weight-decay": {},
-        "normloss": {"kernel_regularizer": NormLoss(config.factor)}
-        if config.regularizer == "normloss"
-        else {},
-        "wrs": {"kernel_constraint": WeightRescaling()},
-    }[config.regularizer]
-
-
 def _build_model(config, info, steps_per_epoch):
     kwargs = dict(
         num_classes=info.num_classes,
         input_shape=info.image_shape,
         synchronized_bn=config.synchronized_bn,
         seed=config.seed,
-        **_regularization(config),
     )
     if config.model.startswith("wrn"):
         kwargs["dropout"] = config.dropout
-    model = models.get(config.model, **kwargs)
-    if config.regularizer == "weight-decay":
-        attach(
-            model,
-            weight_decay(config.factor),
-            parameters=config.weight_decay_on,
-            on_unsupported="raise",
-        )
+    applied = methods.apply(
+        models.get(config.model, **kwargs),
+        config.regularizer,
+        config.factor,
+        weight_decay_on=config.weight_decay_on,
+    )
+    model = applied.model
     # PiecewiseConstantDecay keeps values[i] while step <= boundaries[i], and
     # the step index of a batch is the count of steps before it; so the
     # first batch of epoch e (0-based step e * spe) is decayed only if the
@@ -434,16 +441,30 @@ def _build_model(config, info, steps_per_epoch):
     values = [config.lr * config.lr_decay**i for i in range(len(boundaries) + 1)]
     schedule = keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
     model.compile(
-        optimizer=keras.optimizers.SGD(
-            schedule, momentum=config.momentum, nesterov=config.nesterov
-        ),
+        optimizer=_make_optimizer(config, schedule, applied.optimizer_options),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[
             keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
             keras.metrics.SparseCategoricalCrossentropy(from_logits=True, name="cross_entropy"),
         ],
     )
-    return model
+    return model, applied.callbacks
+
+
+def _make_optimizer(config, schedule, method_options):
+    """SGD (the presets' momentum and Nesterov), Adam or AdamW; the optimizer-level
+    methods (decoupled Norm Loss or weight decay) extend it. AdamW's own weight
+    decay is the method's: 0 unless --method weight-decay-decoupled, so that
+    `none` means no regularization whatever the optimizer."""
+    base = OPTIMIZERS[config.optimizer]
+    kwargs = dict(learning_rate=schedule)
+    if config.optimizer == "sgd":
+        kwargs.update(momentum=config.momentum, nesterov=config.nesterov)
+    elif config.optimizer == "adamw":
+        kwargs["weight_decay"] = 0.0
+    if not method_options:
+        return base(**kwargs)
+    return extend_with_normloss(base)(**kwargs, **method_options)
 
 
 def _device_report(strategy, requested):
@@ -472,6 +493,26 @@ def _versions():
         "numpy": np.__version__,
         "keras_normloss": keras_normloss.__version__,
     }
+
+
+def _run_ops_one_at_a_time():
+    """Inter-op parallelism 1, for `--deterministic`.
+
+    `enable_op_determinism` makes each op deterministic, but not the order in
+    which independent ops run: with dropout and Norm Loss together, two runs
+    of a WRN differed by 3e-8 after one step (2e-5 after four) until
+    inter-op parallelism was 1 (measured on 2 CPU cores). It can only be set
+    before TensorFlow starts its runtime; a process that started it already
+    (a notebook, a test) keeps its setting, and is told.
+    """
+    try:
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        if tf.config.threading.get_inter_op_parallelism_threads() != 1:
+            print(
+                "NOTE: --deterministic could not set TensorFlow's inter-op parallelism to 1 "
+                "(the runtime had started); results may differ in the last bits."
+            )
 
 
 def check_run_dir(config):
@@ -596,6 +637,8 @@ def run(config, verbose="auto"):
         print(f"{config.output}: finished already; results.json is there.")
         return _read_json(results_path)
 
+    if config.deterministic:
+        _run_ops_one_at_a_time()
     strategy = make_strategy(config.strategy)  # first: multi-worker needs it before any op
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
@@ -625,7 +668,7 @@ def run(config, verbose="auto"):
         )
 
     with strategy.scope():
-        model = _build_model(config, info, steps_per_epoch)
+        model, method_callbacks = _build_model(config, info, steps_per_epoch)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         _work_around_keras_multi_worker_fit(model)
 
@@ -660,6 +703,7 @@ def run(config, verbose="auto"):
         norm_callbacks.NormMonitor(
             log_dir=os.path.join(config.output, "tensorboard") if chief else None
         ),
+        *method_callbacks,  # before the logs and checkpoint: pbwn-epoch projects at epoch end
         EpochExtras(),
     ]
     if chief:
@@ -757,6 +801,14 @@ _SHARED_OPTIONS = (
             "references' way; default of every preset) or the kernels only",
         ),
     ),
+    (
+        "--optimizer",
+        dict(
+            choices=tuple(OPTIMIZERS),
+            help=f"sgd (the presets': momentum, Nesterov as the preset), adam or adamw "
+            f"(initial lr {ADAPTIVE_LR} unless --lr); default sgd",
+        ),
+    ),
     ("--strategy", dict(default="auto", choices=STRATEGIES)),
     ("--data-dir", dict(help="tfds data directory (default: $TFDS_DATA_DIR)")),
     (
@@ -789,11 +841,20 @@ def build_parser():
         description="Train one run of a preset; the same command resumes it.",
     )
     add_shared_arguments(parser)
-    parser.add_argument("--regularizer", default="normloss", choices=presets.REGULARIZERS)
+    parser.add_argument(
+        "--method",
+        "--regularizer",
+        dest="method",
+        default="normloss",
+        choices=methods.names(),
+        help="how weight norms are controlled (see keras_normloss.methods; "
+        "--regularizer is the old name of this option)",
+    )
     parser.add_argument(
         "--factor",
         type=cli.non_negative_float,
-        help="lambda for normloss, wd for weight-decay (default: the preset's)",
+        help="lambda for normloss(-decoupled), wd for weight-decay(-decoupled) "
+        "(default: the preset's)",
     )
     parser.add_argument("--batch-size", type=cli.positive_int, help="the global batch")
     parser.add_argument("--seed", type=int, default=0)
@@ -814,7 +875,7 @@ def main(argv=None):
     config = make_config(
         args.preset,
         args.output,
-        regularizer=args.regularizer,
+        method=args.method,
         factor=args.factor,
         batch_size=args.batch_size,
         seed=args.seed,

@@ -201,7 +201,9 @@ def test_parameters_all_decays_every_trainable_weight_as_pytorch_does():
 
 
 def test_parameters_all_survives_keras_round_trip(tmp_path):
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.BatchNormalization()])
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(3), keras.layers.BatchNormalization()]
+    )
     attach(model, weight_decay(0.02), parameters="all")
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras")

@@ -5,9 +5,29 @@ import inspect
 import pytest
 
 import keras_normloss
-from keras_normloss import callbacks, data, models, plots, presets, sweep, train
+from keras_normloss import (
+    callbacks,
+    data,
+    methods,
+    models,
+    optimizers,
+    plots,
+    presets,
+    sweep,
+    train,
+)
 
-PUBLIC = [getattr(keras_normloss, name) for name in keras_normloss.__all__ if name != "models"] + [
+PUBLIC = [
+    getattr(keras_normloss, name)
+    for name in keras_normloss.__all__
+    if not inspect.ismodule(getattr(keras_normloss, name))
+] + [
+    methods.get,
+    methods.names,
+    methods.layer_selector,
+    optimizers.NormLossSGD,
+    optimizers.extend_with_normloss,
+    optimizers.channel_axes_by_path,
     callbacks.NormMonitor,
     callbacks.kernel_norm_statistics,
     data.load,

@@ -315,3 +315,16 @@ def test_wide_resnet_dropout_is_seeded():
     b = models.wide_resnet(16, 1, dropout=0.3, seed=0)
     x = np.ones((2, 32, 32, 3), "float32")
     np.testing.assert_array_equal(a(x, training=True).numpy(), b(x, training=True).numpy())
+
+
+def test_batch_norm_gamma_follows_the_references():
+    """fb.resnet.torch and torchvision set gamma to 1; the WRN code keeps Torch's
+    default U(0, 1)."""
+    resnet = models.cifar_resnet(20, seed=0)
+    wrn = models.wide_resnet(16, 1, seed=0)
+    gammas = lambda m: np.concatenate(  # noqa: E731
+        [l.gamma.numpy() for l in m.layers if isinstance(l, keras.layers.BatchNormalization)]
+    )
+    assert np.all(gammas(resnet) == 1.0)
+    g = gammas(wrn)
+    assert g.min() >= 0 and g.max() < 1 and abs(g.mean() - 0.5) < 0.1

@@ -54,6 +54,7 @@ class ZeroPadShortcut(keras.layers.Layer):
 # reference uses, and documents it.
 CONV_INITS = ("fan_out", "fan_in")
 CLASSIFIER_BIAS_INITS = ("zeros", "uniform")
+BN_GAMMA_INITS = ("ones", "uniform")
 
 
 def layer_seeds(seed):
@@ -81,7 +82,9 @@ class LayerFactory:
     symmetrically by `(k - 1) // 2`, as PyTorch's `padding=k // 2`: Keras's
     "same" pads only after when the stride is 2 on an even input, which puts
     the kernel's centre one pixel off the shortcut's subsampled pixel.
-    Dense: the kernel drawn as PyTorch/Torch's default (uniform
+    BatchNormalization: beta 0, gamma 1 (fb.resnet.torch's `BNInit`,
+    torchvision) or U(0, 1) (Torch's `nn.BatchNormalization` default, which
+    the WRN code keeps). Dense: the kernel drawn as PyTorch/Torch's default (uniform
     +-1/sqrt(fan_in)); the bias zero (Torch references) or uniform
     +-1/sqrt(fan_in) (torchvision, PyTorch's default).
     Every initialiser and dropout layer gets its own seed from `layer_seeds`,
@@ -97,6 +100,7 @@ class LayerFactory:
         seed,
         conv_init="fan_out",
         classifier_bias_init="zeros",
+        bn_gamma_init="ones",
     ):
         if not 0.0 <= bn_momentum < 1.0:
             raise ValueError(
@@ -118,6 +122,12 @@ class LayerFactory:
                 "Invalid value for argument `classifier_bias_init`: expected one of "
                 f"{CLASSIFIER_BIAS_INITS}. Received: classifier_bias_init={classifier_bias_init!r}"
             )
+        if bn_gamma_init not in BN_GAMMA_INITS:
+            raise ValueError(
+                f"Invalid value for argument `bn_gamma_init`: expected one of {BN_GAMMA_INITS}. "
+                f"Received: bn_gamma_init={bn_gamma_init!r}"
+            )
+        self.bn_gamma_init = bn_gamma_init
         self.bn_momentum = bn_momentum
         self.bn_epsilon = bn_epsilon
         self.synchronized_bn = synchronized_bn
@@ -149,8 +159,12 @@ class LayerFactory:
         return conv if pad is None else (lambda x: conv(pad(x)))
 
     def bn(self, *, name):
+        gamma = "ones"
+        if self.bn_gamma_init == "uniform":
+            gamma = keras.initializers.RandomUniform(0.0, 1.0, seed=self._next_seed())
         return keras.layers.BatchNormalization(
             momentum=self.bn_momentum,
+            gamma_initializer=gamma,
             epsilon=self.bn_epsilon,
             synchronized=self.synchronized_bn,
             name=name,

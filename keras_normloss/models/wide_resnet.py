@@ -9,7 +9,9 @@ WRN-28-10 is this network.
 
 Initialisation as the authors' Torch code (`models/utils.lua`: `MSRinit`,
 `FCinit`): conv kernels N(0, 2 / (k * k * C_out)), the classifier's weights
-Torch's default uniform +-1/sqrt(fan_in) and its bias 0. (Their later
+Torch's default uniform +-1/sqrt(fan_in) and its bias 0, and BatchNormalization
+left at Torch's default: gamma U(0, 1), beta 0 (their PyTorch port too:
+`bnparams` draws `torch.rand`). (Their later
 PyTorch port draws conv kernels with fan_in instead.) Strided 3x3
 convolutions are padded by 1 on every side, as there.
 """
@@ -91,6 +93,7 @@ def wide_resnet(
         bn_epsilon=bn_epsilon,
         synchronized_bn=synchronized_bn,
         seed=seed,
+        bn_gamma_init="uniform",
     )
     inputs = keras.Input(input_shape, name="image")
     x = make.conv(16, 3, name="stem_conv")(inputs)
