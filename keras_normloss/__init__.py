@@ -29,13 +29,8 @@ from keras_normloss.norms import (
     output_channel_axes,
 )
 from keras_normloss.regularizers import NormLoss, weight_decay
-from keras_normloss.reparam import (
-    ONI,
-    OrthogonalWeightNorm,
-    WeightNorm,
-    data_dependent_init,
-    reparametrize,
-)
+from keras_normloss.reparam import ONI, OrthogonalWeightNorm, WeightNorm, data_dependent_init
+from keras_normloss.reparam_model import reparametrize
 
 __version__ = "0.1.0"
 

@@ -28,7 +28,7 @@ import functools
 
 import keras
 
-from keras_normloss import norms, reparam
+from keras_normloss import norms, reparam, reparam_model
 from keras_normloss.constraints import EpochProjection, WeightRescaling
 from keras_normloss.regularizers import NormLoss, weight_decay
 
@@ -373,7 +373,7 @@ def apply(model, method, factor=None, *, layers=None, weight_decay_on="kernels")
         report.callbacks = [EpochProjection([s.variable for s in slots], [s.axes for s in slots])]
         return report
     image_size = model.input_shape[1] if len(model.input_shape) == 4 else None
-    report.model, report.details = reparam.reparametrize(
+    report.model, report.details = reparam_model.reparametrize(
         model, _wrapper(method, image_size), where=where
     )
     return report

@@ -28,8 +28,8 @@ from keras_normloss.reparam import (
     WeightNorm,
     data_dependent_init,
     orthogonal_group_size,
-    reparametrize,
 )
+from keras_normloss.reparam_model import reparametrize
 
 # ----------------------------------------------------------------------------
 # NumPy oracles (float64), on rows Z of shape (out, d), with explicit groups.
