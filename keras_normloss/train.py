@@ -191,10 +191,10 @@ def make_config(preset_name, output, **overrides):
         output=os.fspath(output),
         **overrides,
     )
-    if config.dataset not in data.DATASETS:
-        raise cli.UsageError(
-            f"unknown dataset {config.dataset!r}; expected one of {', '.join(data.DATASETS)}"
-        )
+    try:
+        data.check_name(config.dataset)
+    except ValueError as error:
+        raise cli.UsageError(str(error)) from None
     if config.model not in models.names():
         raise cli.UsageError(
             f"unknown model {config.model!r}; expected one of {', '.join(models.names())}"

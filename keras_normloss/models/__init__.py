@@ -6,6 +6,7 @@
 | name | network | source |
 |---|---|---|
 | resnet20/32/44/56/110 | CIFAR ResNet v1, option-A shortcuts | He et al. 2016, sec. 4.2 |
+| resnet8 | the same family with one block per stage (78k parameters): CPU benchmarks | ours |
 | wrn16_4, wrn16_8, wrn28_10, wrn40_4 | pre-activation Wide ResNet | Zagoruyko & Komodakis 2016 |
 | resnet50 | ImageNet ResNet-50 v1.5 | He et al. 2016, Table 1 |
 """
@@ -18,7 +19,7 @@ from keras_normloss.models.imagenet_resnet import resnet50
 from keras_normloss.models.wide_resnet import wide_resnet
 
 _REGISTRY = {
-    **{f"resnet{d}": functools.partial(cifar_resnet, d) for d in (20, 32, 44, 56, 110)},
+    **{f"resnet{d}": functools.partial(cifar_resnet, d) for d in (8, 20, 32, 44, 56, 110)},
     **{
         f"wrn{d}_{k}": functools.partial(wide_resnet, d, k)
         for d, k in ((16, 4), (16, 8), (28, 10), (40, 4))

@@ -1,41 +1,35 @@
-"""Input pipelines: CIFAR-10/100 and ImageNet through tensorflow-datasets, and
-synthetic data. TensorFlow only.
+"""Input pipelines: in-memory images to exactly resumable training streams with augmentation,
+and the streaming pipeline of datasets too large for memory (ImageNet). TensorFlow only.
 
-Training data is a stream of epochs. For the in-memory datasets (CIFAR,
-synthetic) every random choice (the epoch's permutation, each crop and flip)
-is a stateless function of `(seed, epoch, position)`, so a run resumed at
-epoch `e`, step `k` sees exactly the batches an uninterrupted run would have
-seen. ImageNet streams from disk and resumes with a fresh seeded shuffle.
+Training data is a stream of epochs. For the in-memory datasets every random choice (the
+epoch's permutation, each crop and flip) is a stateless function of `(seed, epoch, position)`,
+so a run resumed at epoch `e`, step `k` sees exactly the batches an uninterrupted run would
+have seen. ImageNet streams from disk and resumes with a fresh seeded shuffle.
 """
 
 import dataclasses
 import math
-import os
 
 import numpy as np
 import tensorflow as tf
 
-DATASETS = ("cifar10", "cifar100", "imagenet2012", "synthetic")
-
-# Per-channel statistics of the training images, in [0, 1] units.
-_CIFAR_STATS = {
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-}
-_IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-_NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet2012": 1000}
-_TEST_SPLIT = {"cifar10": "test", "cifar100": "test", "imagenet2012": "validation"}
-# How the 4-pixel border of the random crop is filled: zeros of the normalised
+# How the border of the random crop is filled: zeros of the normalised
 # image, i.e. the mean colour (fb.resnet.torch, He et al.'s CIFAR ResNets: its
 # RandomCrop pads after ColorNormalize), or a reflection of the image (the Wide
 # ResNet authors' `randomcrop_type=reflection`); tf.pad's REFLECT is Torch's
 # SpatialReflectionPadding and PyTorch's `padding_mode="reflect"`. Padding
 # happens after normalisation in both cases.
 CROP_PADDINGS = {"zeros": "CONSTANT", "reflect": "REFLECT"}
+# Training augmentations of the in-memory datasets: a random crop of the padded image and a
+# random horizontal flip (CIFAR's, and the usual one for natural images and Fashion-MNIST),
+# the crop alone (digits and text, which a flip would change), or nothing.
+AUGMENTATIONS = ("crop-flip", "crop", "none")
 
 
-class DatasetNotPreparedError(RuntimeError):
-    """The dataset is not in the tfds data directory and downloading is off."""
+def crop_border(size):
+    """The crop's border: 4 pixels for 28- and 32-pixel images (He et al.), an eighth of the
+    side in general."""
+    return max(1, round(size / 8))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +43,7 @@ class DataInfo:
         train_examples, test_examples: split sizes (counted where tfds does
             not know them, e.g. under `tfds.testing.mock_data`).
         synthetic: True for generated data that means nothing.
+        source: where the data was read from, for the user.
     """
 
     name: str
@@ -57,6 +52,7 @@ class DataInfo:
     train_examples: int
     test_examples: int
     synthetic: bool = False
+    source: str = ""
 
     def steps_per_epoch(self, global_batch_size):
         """Full batches per training epoch (the last partial one is dropped)."""
@@ -172,132 +168,103 @@ def _options(deterministic):
     return options
 
 
-def _count(ds):
-    return int(ds.reduce(np.int64(0), lambda n, _: n + 1))
+def channel_stats(images):
+    """Per-channel mean and standard deviation of uint8 images, in [0, 1] units."""
+    flat = images.reshape(-1, images.shape[-1])
+    total = np.zeros(flat.shape[1])
+    squares = np.zeros(flat.shape[1])
+    for start in range(0, len(flat), 1 << 22):  # float64 sums, a chunk at a time
+        chunk = flat[start : start + (1 << 22)].astype(np.float64) / 255.0
+        total += chunk.sum(0)
+        squares += (chunk**2).sum(0)
+    mean = total / len(flat)
+    std = np.sqrt(np.maximum(squares / len(flat) - mean**2, 1e-12))
+    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
 
 
-def _tfds_load(name, split, data_dir, download, **kwargs):
-    import tensorflow_datasets as tfds
-
-    try:
-        return tfds.load(
-            name,
-            split=split,
-            data_dir=data_dir,
-            download=download,
-            as_supervised=True,
-            with_info=True,
-            **kwargs,
-        )
-    except Exception as error:  # tfds raises AssertionError or DatasetNotFoundError
-        if download or not _looks_unprepared(error):
-            raise
-        where = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
-        manual = (
-            " ImageNet must be downloaded by hand first: put ILSVRC2012_img_train.tar "
-            "and ILSVRC2012_img_val.tar in <data dir>/downloads/manual/."
-            if name == "imagenet2012"
-            else ""
-        )
-        raise DatasetNotPreparedError(
-            f"Dataset {name!r} is not prepared in {where} (set by --data-dir or "
-            f"TFDS_DATA_DIR).{manual} Prepare it once with network access: "
-            f"`tfds build {name} --data_dir {where}`, or run again with --download."
-        ) from error
-
-
-def _looks_unprepared(error):
-    text = f"{type(error).__name__} {error}".lower()
-    return any(s in text for s in ("not found", "notfound", "does not exist", "download"))
-
-
-def cifar(
-    name,
+def in_memory(
+    info,
+    arrays,
+    stats,
     global_batch_size,
     *,
     seed=0,
     deterministic=True,
-    data_dir=None,
-    download=False,
     steps_per_epoch=None,
+    augment="crop-flip",
     crop_padding="zeros",
 ):
-    """CIFAR-10 or CIFAR-100 through tensorflow-datasets.
+    """The pipelines of a dataset held in memory as uint8 arrays.
 
-    Training: per-channel normalisation, then 4-pixel padding (zeros, i.e.
-    the mean colour, as fb.resnet.torch for He et al. 2016, or a reflection
-    as the Wide ResNet code), a random 32x32 crop and a random horizontal
-    flip; test: normalisation only. The training
-    split is cached in memory.
+    Training: per-channel normalisation by `stats`, then (`augment`) a border of
+    `crop_border(side)` pixels (`crop_padding`: zeros, i.e. the mean colour, or a reflection),
+    a random crop back to the image's size and a random horizontal flip; test: normalisation
+    only. The whole training split is two tensors, so that every epoch is an exact stateless
+    permutation (see the module docstring).
 
     Args:
-        name: `"cifar10"` or `"cifar100"`.
+        info: the dataset's `DataInfo`.
+        arrays: an object with `train_images`, `train_labels`, `test_images`, `test_labels`
+            (`keras_normloss.data.sources.Arrays`).
+        stats: `(mean, std)` per channel, in [0, 1] units.
         global_batch_size: the batch over all replicas.
         seed: seeds the shuffle and the augmentation.
         deterministic: keep tf.data's element order deterministic.
-        data_dir: the tfds data directory (default: `TFDS_DATA_DIR` or
-            `~/tensorflow_datasets`).
-        download: let tfds download and prepare the dataset if missing. If
-            False (default), a missing dataset fails at once with
-            `DatasetNotPreparedError` rather than after minutes of retries.
         steps_per_epoch: cap on training steps per epoch; default: one pass.
-        crop_padding: `"zeros"` or `"reflect"`: how the crop's border is
-            filled.
+        augment: one of `AUGMENTATIONS`.
+        crop_padding: one of `CROP_PADDINGS`.
 
     Returns:
         `Pipelines`.
 
     Raises:
-        DatasetNotPreparedError: if the dataset is not prepared and
-            `download` is False.
-        ValueError: for an unknown `crop_padding`.
-
-    Example:
-
-    ```python
-    pipelines = cifar("cifar10", 128, data_dir="~/tensorflow_datasets")
-    model.fit(pipelines.train(), steps_per_epoch=pipelines.info.steps_per_epoch(128),
-              validation_data=pipelines.test, epochs=160)
-    ```
+        ValueError: for an unknown `augment` or `crop_padding`.
     """
     if crop_padding not in CROP_PADDINGS:
         raise ValueError(
             f"Invalid value for argument `crop_padding`: expected one of "
             f"{tuple(CROP_PADDINGS)}. Received: crop_padding={crop_padding!r}"
         )
+    if augment not in AUGMENTATIONS:
+        raise ValueError(
+            f"Invalid value for argument `augment`: expected one of {AUGMENTATIONS}. "
+            f"Received: augment={augment!r}"
+        )
     pad_mode = CROP_PADDINGS[crop_padding]
-    stats = _CIFAR_STATS[name]
-    train_raw, info = _tfds_load(name, "train", data_dir, download)
-    test_raw, _ = _tfds_load(name, "test", data_dir, download)
-    splits = info.splits
-    # Under tfds.testing.mock_data `info.splits` is empty: count instead.
-    n_train = splits["train"].num_examples if "train" in splits else _count(train_raw)
-    n_test = splits["test"].num_examples if "test" in splits else _count(test_raw)
-    # The whole training split as two tensors (150 MB of images), so that
-    # every epoch can be an exact stateless permutation. (tfds's own
-    # `batch_size=-1` aborts the process under mock_data in tfds 4.9.10.)
-    train_images, train_labels = next(iter(train_raw.batch(n_train)))
-    data_info = DataInfo(name, _NUM_CLASSES[name], (32, 32, 3), n_train, n_test)
-    steps = steps_per_epoch or data_info.steps_per_epoch(global_batch_size)
+    shape = tuple(int(d) for d in arrays.train_images.shape[1:])
+    border = crop_border(min(shape[:2]))
+    steps = steps_per_epoch or info.steps_per_epoch(global_batch_size)
+    stats = tuple(np.asarray(v, np.float32) for v in stats)
 
-    def augment(epoch_seed, index, image, label):
+    def augment_fn(epoch_seed, index, image, label):
+        image = _normalize(image, stats)
+        if augment == "none":
+            return image, label
         crop_seed, flip_seed = _element_seeds(epoch_seed, index, 2)
-        image = tf.pad(_normalize(image, stats), [[4, 4], [4, 4], [0, 0]], mode=pad_mode)
-        image = tf.image.stateless_random_crop(image, (32, 32, 3), crop_seed)
-        image = tf.image.stateless_random_flip_left_right(image, flip_seed)
+        pads = [[border, border], [border, border], [0, 0]]
+        image = tf.image.stateless_random_crop(tf.pad(image, pads, mode=pad_mode), shape, crop_seed)
+        if augment == "crop-flip":
+            image = tf.image.stateless_random_flip_left_right(image, flip_seed)
         return image, label
 
     options = _options(deterministic)
     test = (
-        test_raw.map(lambda x, y: (_normalize(x, stats), y), num_parallel_calls=tf.data.AUTOTUNE)
+        tf.data.Dataset.from_tensor_slices((arrays.test_images, arrays.test_labels))
+        .map(lambda x, y: (_normalize(x, stats), y), num_parallel_calls=tf.data.AUTOTUNE)
         .batch(global_batch_size)
         .prefetch(tf.data.AUTOTUNE)
         .with_options(options)
     )
     train = _in_memory_stream(
-        train_images, train_labels, augment, steps, global_batch_size, seed, options
+        tf.constant(arrays.train_images),
+        tf.constant(arrays.train_labels),
+        augment_fn,
+        steps,
+        global_batch_size,
+        seed,
+        options,
     )
-    return Pipelines(train, test, data_info)
+    return Pipelines(train, test, info)
 
 
 def _random_resized_crop(image, seed, size):
@@ -325,53 +292,18 @@ def _resize_and_center_crop(image, resize=256, size=224):
     return image[top : top + size, left : left + size, :]
 
 
-def imagenet(
-    global_batch_size,
-    *,
-    seed=0,
-    deterministic=True,
-    data_dir=None,
-    download=False,
-    steps_per_epoch=None,
-    image_size=224,
-):
-    """ImageNet (ILSVRC 2012) through tensorflow-datasets (manual download).
+_IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
-    Training: a random-resized crop (area 8-100 %, aspect 3/4-4/3) to
-    `image_size` and a random horizontal flip; evaluation: resize the
-    shorter side to 256/224 of `image_size`, then a central crop. Both are
-    normalised with the ImageNet channel statistics.
 
-    Args:
-        global_batch_size, seed, deterministic, data_dir, download,
-            steps_per_epoch: as in `cifar`.
-        image_size: the side of the model's input.
+def imagenet_style(info, train_raw, test_raw, global_batch_size, *, seed=0, deterministic=True):
+    """The pipelines of a large dataset read from disk, with ImageNet's preprocessing.
 
-    Returns:
-        `Pipelines`.
-
-    Raises:
-        DatasetNotPreparedError: as in `cifar`.
-
-    Example:
-
-    ```python
-    pipelines = imagenet(256, data_dir="/data/tfds")  # after `tfds build imagenet2012`
-    ```
+    Training: a random-resized crop (area 8-100 %, aspect 3/4-4/3) to the side of
+    `info.image_shape` and a random horizontal flip; evaluation: resize the shorter side to
+    256/224 of it, then a central crop. Both are normalised with the ImageNet channel
+    statistics. Training examples are shuffled in a buffer of 10,000 decoded images.
     """
-    import tensorflow_datasets as tfds
-
-    read_config = tfds.ReadConfig(shuffle_seed=seed)
-    train_raw, info = _tfds_load(
-        "imagenet2012", "train", data_dir, download, shuffle_files=True, read_config=read_config
-    )
-    test_raw, _ = _tfds_load("imagenet2012", "validation", data_dir, download)
-    splits = info.splits
-    n_train = splits["train"].num_examples if "train" in splits else _count(train_raw)
-    n_test = splits["validation"].num_examples if "validation" in splits else _count(test_raw)
-    shape = (image_size, image_size, 3)
-    data_info = DataInfo("imagenet2012", 1000, shape, n_train, n_test)
-    del steps_per_epoch  # an endless stream: epochs are counted by `fit`
+    image_size = info.image_shape[0]
 
     def augment(epoch_seed, index, image, label):
         crop_seed, flip_seed = _element_seeds(epoch_seed, index, 2)
@@ -390,9 +322,8 @@ def imagenet(
         .prefetch(tf.data.AUTOTUNE)
         .with_options(options)
     )
-    # Files are shuffled by tfds (seeded); 10,000 decoded images in the buffer.
     train = _streaming_stream(train_raw, augment, global_batch_size, seed, options, 10_000)
-    return Pipelines(train, test, data_info)
+    return Pipelines(train, test, info)
 
 
 def synthetic(
@@ -453,40 +384,3 @@ def synthetic(
         *split(train_examples, 2), augment, steps, global_batch_size, seed, options
     )
     return Pipelines(train, test, info)
-
-
-def load(name, global_batch_size, **kwargs):
-    """Returns the `Pipelines` of a dataset by name.
-
-    Args:
-        name: one of `DATASETS`: `"cifar10"`, `"cifar100"`, `"imagenet2012"`
-            or `"synthetic"`.
-        global_batch_size: the batch over all replicas.
-        **kwargs: passed to `cifar`, `imagenet` or `synthetic` (`seed`,
-            `deterministic`, `steps_per_epoch`, `data_dir`, `download`,
-            `crop_padding`; those that do not apply to a dataset are ignored).
-
-    Raises:
-        ValueError: for an unknown name.
-        DatasetNotPreparedError: see `cifar`.
-
-    Example:
-
-    ```python
-    pipelines = load("cifar100", 128, seed=1, download=True)
-    ```
-    """
-    if name not in DATASETS:
-        raise ValueError(
-            f"Invalid value for argument `dataset`: expected one of {DATASETS}. "
-            f"Received: dataset={name!r}"
-        )
-    if name == "synthetic":
-        kwargs.pop("data_dir", None)
-        kwargs.pop("download", None)
-        kwargs.pop("crop_padding", None)
-        return synthetic(global_batch_size, **kwargs)
-    if name == "imagenet2012":
-        kwargs.pop("crop_padding", None)  # random-resized crops: no border
-        return imagenet(global_batch_size, **kwargs)
-    return cifar(name, global_batch_size, **kwargs)
