@@ -10,7 +10,7 @@ one directory (`keras_normloss.sweep`, so it resumes where it stopped):
 
 1. the factor: weight decay and Norm Loss at 1e-4, 1e-3, 1e-2, 1e-1, and none and WRS, at
    batch 128;
-2. the batch size: none, weight decay and Norm Loss at their preset factors, and WRS, at
+2. the batch size: none, weight decay (1e-3) and Norm Loss (1e-2), the preset's factors, and WRS, at
    batches 32 and 512 (128 is in sweep 1);
 3. the peers of the paper's tables: PBWN, WN, ONI, OLM and OLM-L1 at batch 128.
 
