@@ -9,6 +9,8 @@ directory (one with summary.csv) gives test error against the factor (log
 scale) per regularizer, the mean over seeds with its standard deviation;
 regularizers without a factor (none, wrs) are horizontal bands; and, when
 the sweep has several batch sizes, test error against batch size.
+`plot_grid` draws the figures of a results grid (benchmarks/fashion_mnist_grid.py):
+error against factor and batch size, channel norms over training, errors over seeds.
 Reads only the CSV and JSON files of the directories.
 """
 
@@ -109,6 +111,7 @@ def _sweep_rows(sweep_dirs, metric):
                     "batch_size": int(r["batch_size"]),
                     "value": 100.0 * _float(r[metric]),
                     "synthetic": r.get("dataset") == "synthetic",
+                    "run": os.path.join(sweep_dir, r["run"]),
                 }
             )
     return rows
@@ -125,6 +128,59 @@ def _mean_std_line(ax, values_by_x, **style):
     ax.errorbar(
         xs, [m for m, _ in stats], yerr=[s for _, s in stats], marker="o", capsize=3, **style
     )
+
+
+def _factor_panel(ax, rows, batch_size, metric):
+    """Error against the factor at one batch size: a line per method that takes a factor,
+    a band (mean ± std) per method that does not."""
+    by_reg = collections.defaultdict(lambda: collections.defaultdict(list))
+    for r in rows:
+        if r["batch_size"] == batch_size:
+            by_reg[r["regularizer"]][r["factor"]].append(r["value"])
+    for i, (reg, by_factor) in enumerate(sorted(by_reg.items())):
+        color = f"C{i % 10}"
+        factors = sorted(f for f in by_factor if not math.isnan(f))
+        if factors:
+            _mean_std_line(ax, {f: by_factor[f] for f in factors}, color=color, label=reg)
+        for f in by_factor:
+            if math.isnan(f):  # none / wrs / reparametrizations: no factor
+                m, s = _mean_std(by_factor[f])
+                ax.axhline(m, color=color, ls="--", label=f"{reg} (no factor)")
+                ax.axhspan(m - s, m + s, color=color, alpha=0.15)
+    ax.set_xscale("log")
+    ax.set_xlabel("regularization factor (λ for normloss, wd for weight-decay)")
+    ax.set_ylabel(f"{metric.replace('_', ' ')} (%)")
+    ax.set_title(f"batch size {batch_size}; mean ± std over seeds")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+
+
+def _batch_panel(ax, rows, metric):
+    """Error against the batch size: a line per (method, factor) run at several batch sizes."""
+    lines = collections.defaultdict(lambda: collections.defaultdict(list))
+    for r in rows:
+        factor = "" if math.isnan(r["factor"]) else f" {r['factor']:g}"
+        lines[f"{r['regularizer']}{factor}"][r["batch_size"]].append(r["value"])
+    for label, by_batch in sorted(lines.items()):
+        if len(by_batch) > 1:
+            _mean_std_line(ax, by_batch, label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("batch size")
+    ax.set_ylabel(f"{metric.replace('_', ' ')} (%)")
+    ax.set_title("against batch size; mean ± std over seeds")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+
+
+def _main_batch(rows):
+    """The batch size most runs used."""
+    sizes = collections.Counter(r["batch_size"] for r in rows)
+    return max(sizes, key=lambda b: (sizes[b], -b))
+
+
+def _synthetic_title(fig, rows):
+    if any(r["synthetic"] for r in rows):
+        fig.suptitle("SYNTHETIC data: the points show the pipeline, not a result", color="tab:red")
 
 
 def plot_sweeps(sweep_dirs, output, metric="final_test_error"):
@@ -147,59 +203,173 @@ def plot_sweeps(sweep_dirs, output, metric="final_test_error"):
     plot_sweeps(["runs/sweep"], "sweep.png")
     ```
     """
+    plt = _pyplot()
+    rows = _sweep_rows(sweep_dirs, metric)
+    if not rows:
+        raise cli.UsageError(f"no finished runs in {', '.join(sweep_dirs)}")
+    n_panels = 2 if len({r["batch_size"] for r in rows}) > 1 else 1
+    fig, axes = plt.subplots(
+        1, n_panels, figsize=(6.5 * n_panels, 4.5), constrained_layout=True, squeeze=False
+    )
+    _factor_panel(axes[0][0], rows, _main_batch(rows), metric)
+    if n_panels == 2:
+        _batch_panel(axes[0][1], rows, metric)
+    _synthetic_title(fig, rows)
+    fig.savefig(output, dpi=120)
+    return fig
+
+
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = _sweep_rows(sweep_dirs, metric)
+    return plt
+
+
+def plot_grid(sweep_dir, output_dir, base_batch=None, metric="final_test_error"):
+    """The figures of a results grid (`benchmarks/fashion_mnist_grid.py`), as PNGs.
+
+    - `error_vs_factor.png`: error against the factor at `base_batch`, methods without a
+      factor as bands;
+    - `error_vs_batch.png`: error against the batch size;
+    - `norms.png`: the mean channel norm ‖w_c‖ after each epoch, per method and factor
+      (mean over seeds), with the unit norm Norm Loss aims at;
+    - `seeds.png`: each method's error at `base_batch` and its preset factor's runs, every
+      seed a dot, mean ± std a bar;
+    and `table.md`: mean ± std over seeds of every (method, factor, batch size).
+
+    Args:
+        sweep_dir: a sweep directory (summary.csv and its runs).
+        output_dir: where the figures go.
+        base_batch: the batch size of the factor sweep (default: the most common).
+        metric: `final_test_error` or `best_test_error`.
+
+    Returns:
+        The paths written.
+
+    Raises:
+        keras_normloss.cli.UsageError: if no run has finished.
+
+    Example:
+
+    ```python
+    plot_grid("runs/fashion-mnist-grid", "docs/results", base_batch=128)
+    ```
+    """
+    plt = _pyplot()
+    rows = _sweep_rows([sweep_dir], metric)
     if not rows:
-        raise cli.UsageError(f"no finished runs in {', '.join(sweep_dirs)}")
-    batch_sizes = sorted({r["batch_size"] for r in rows})
-    main_batch = max(batch_sizes, key=lambda b: sum(r["batch_size"] == b for r in rows))
-    n_panels = 2 if len(batch_sizes) > 1 else 1
-    fig, axes = plt.subplots(
-        1, n_panels, figsize=(6.5 * n_panels, 4.5), constrained_layout=True, squeeze=False
-    )
-    ax = axes[0][0]
-    by_reg = collections.defaultdict(lambda: collections.defaultdict(list))
+        raise cli.UsageError(f"no finished runs in {sweep_dir}")
+    base_batch = base_batch or _main_batch(rows)
+    os.makedirs(output_dir, exist_ok=True)
+    written = []
+
+    def save(fig, name):
+        _synthetic_title(fig, rows)
+        path = os.path.join(output_dir, name)
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+
+    fig, ax = plt.subplots(figsize=(8, 5), constrained_layout=True)
+    _factor_panel(ax, rows, base_batch, metric)
+    save(fig, "error_vs_factor.png")
+
+    fig, ax = plt.subplots(figsize=(7, 5), constrained_layout=True)
+    _batch_panel(ax, rows, metric)
+    save(fig, "error_vs_batch.png")
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), constrained_layout=True, sharey=True)
+    curves = collections.defaultdict(list)
     for r in rows:
-        if r["batch_size"] == main_batch:
-            by_reg[r["regularizer"]][r["factor"]].append(r["value"])
-    for i, (reg, by_factor) in enumerate(sorted(by_reg.items())):
-        color = f"C{i}"
-        factors = sorted(f for f in by_factor if not math.isnan(f))
-        if factors:
-            _mean_std_line(ax, {f: by_factor[f] for f in factors}, color=color, label=reg)
-        for f in by_factor:
-            if math.isnan(f):  # none / wrs: no factor
-                m, s = _mean_std(by_factor[f])
-                ax.axhline(m, color=color, ls="--", label=f"{reg} (no factor)")
-                ax.axhspan(m - s, m + s, color=color, alpha=0.15)
-    ax.set_xscale("log")
-    ax.set_xlabel("regularization factor (λ for normloss, wd for weight-decay)")
-    ax.set_ylabel(f"{metric.replace('_', ' ')} (%)")
-    ax.set_title(f"batch size {main_batch}; mean ± std over seeds")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    if n_panels == 2:
-        ax = axes[0][1]
-        lines = collections.defaultdict(lambda: collections.defaultdict(list))
-        for r in rows:
-            factor = "" if math.isnan(r["factor"]) else f" {r['factor']:g}"
-            lines[f"{r['regularizer']}{factor}"][r["batch_size"]].append(r["value"])
-        for label, by_batch in sorted(lines.items()):
-            _mean_std_line(ax, by_batch, label=label)
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("batch size")
-        ax.set_ylabel(f"{metric.replace('_', ' ')} (%)")
-        ax.set_title("against batch size")
+        if r["batch_size"] == base_batch:
+            metrics = _read_csv(os.path.join(r["run"], "metrics.csv"))
+            curves[(r["regularizer"], r["factor"])].append(
+                [_float(m["norm_mean"]) for m in metrics]
+            )
+    for ax, family in zip(axes, ("normloss", "weight-decay")):
+        for (reg, factor), runs in sorted(curves.items()):
+            if reg not in (family, "none", "wrs"):
+                continue
+            length = min(len(c) for c in runs)
+            mean = [statistics.fmean(c[e] for c in runs) for e in range(length)]
+            label = reg if math.isnan(factor) else f"{reg} {factor:g}"
+            style = dict(ls="--", color="grey") if reg == "none" else {}
+            if reg == "wrs":
+                style = dict(ls=":", color="black")
+            ax.plot(range(1, length + 1), mean, marker="o", label=label, **style)
+        ax.axhline(1.0, color="tab:red", lw=1, alpha=0.6)
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_title(f"{family}: mean channel norm ‖w_c‖ (batch {base_batch}; mean of seeds)")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
-    if any(r["synthetic"] for r in rows):
-        fig.suptitle("SYNTHETIC data: the points show the pipeline, not a result", color="tab:red")
-    fig.savefig(output, dpi=120)
-    return fig
+    axes[0].set_ylabel("mean ‖w_c‖ over every kernel's channels")
+    save(fig, "norms.png")
+
+    fig, ax = plt.subplots(figsize=(9, 4.8), constrained_layout=True)
+    per_method = _preset_factor_runs(rows, base_batch)
+    names = sorted(per_method, key=lambda n: statistics.fmean(per_method[n]))
+    for i, name in enumerate(names):
+        values = per_method[name]
+        m, s = _mean_std(values)
+        ax.bar(i, m, yerr=s, color=f"C{i % 10}", alpha=0.5, capsize=4)
+        ax.plot([i] * len(values), values, "k.", ms=7)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    low = min(min(v) for v in per_method.values())
+    high = max(max(v) for v in per_method.values())
+    ax.set_ylim(max(0.0, low - 0.25 * (high - low + 1)), high + 0.25 * (high - low + 1))
+    ax.set_ylabel(f"{metric.replace('_', ' ')} (%)")
+    ax.set_title(f"batch {base_batch}, each method at its default factor: seeds (dots), mean ± std")
+    ax.grid(alpha=0.3, axis="y")
+    save(fig, "seeds.png")
+
+    table = os.path.join(output_dir, "table.md")
+    with open(table, "w") as f:
+        f.write(_markdown_table(rows, metric))
+    written.append(table)
+    return written
+
+
+def _preset_factor_runs(rows, batch_size):
+    """`{label: values}` at one batch size: each method at the factor it was run with at other
+    batch sizes too (its preset factor in the grid), or its only factor."""
+    factors_elsewhere = collections.defaultdict(set)
+    for r in rows:
+        if r["batch_size"] != batch_size:
+            factors_elsewhere[r["regularizer"]].add(r["factor"])
+    out = collections.defaultdict(list)
+    for r in rows:
+        if r["batch_size"] != batch_size:
+            continue
+        chosen = factors_elsewhere.get(r["regularizer"])
+        if chosen and not math.isnan(r["factor"]) and r["factor"] not in chosen:
+            continue
+        if not chosen and not math.isnan(r["factor"]):
+            continue  # a factor-sweep method never run elsewhere: in error_vs_factor only
+        factor = "" if math.isnan(r["factor"]) else f" {r['factor']:g}"
+        out[f"{r['regularizer']}{factor}"].append(r["value"])
+    return out
+
+
+def _markdown_table(rows, metric):
+    groups = collections.defaultdict(list)
+    for r in rows:
+        groups[(r["regularizer"], r["factor"], r["batch_size"])].append(r["value"])
+    lines = [
+        f"| method | factor | batch | {metric.replace('_', ' ')} (%), mean ± std | seeds |",
+        "|---|---|---|---|---|",
+    ]
+    for (reg, factor, batch), values in sorted(
+        groups.items(),
+        key=lambda kv: (kv[0][2], kv[0][0], -1 if math.isnan(kv[0][1]) else kv[0][1]),
+    ):
+        m, s = _mean_std(values)
+        shown = "—" if math.isnan(factor) else f"{factor:g}"
+        lines.append(f"| {reg} | {shown} | {batch} | {m:.2f} ± {s:.2f} | {len(values)} |")
+    return "\n".join(lines) + "\n"
 
 
 def build_parser():

@@ -60,15 +60,15 @@ def test_cifar_augmentation_pads_crops_and_flips():
 
 def test_imagenet_preprocessing_shapes():
     image = tf.random.uniform((300, 400, 3), maxval=255)
-    crop = data._random_resized_crop(image, tf.constant([1, 2], tf.int64), 224)
+    crop = data.pipelines._random_resized_crop(image, tf.constant([1, 2], tf.int64), 224)
     assert crop.shape == (224, 224, 3)
-    center = data._resize_and_center_crop(image, 256, 224)
+    center = data.pipelines._resize_and_center_crop(image, 256, 224)
     assert tuple(center.shape) == (224, 224, 3)
 
 
 def test_unknown_dataset():
-    with pytest.raises(ValueError, match="Received: dataset='mnist'"):
-        data.load("mnist", 8)
+    with pytest.raises(ValueError, match="Received: dataset='no_such_dataset'"):
+        data.load("no_such_dataset", 8)
 
 
 def test_unprepared_dataset_fails_fast_with_instructions(tmp_path):
@@ -103,7 +103,7 @@ def test_cifar_crop_padding_matches_numpy(crop_padding, numpy_mode):
         p = data.cifar("cifar10", 8, seed=0, crop_padding=crop_padding)
         raw = tfds.load("cifar10", split="train", as_supervised=True)
         sources = np.stack([x.numpy() for x, _ in raw]).astype("float32")
-    mean, std = (np.array(v, "float32") for v in data._CIFAR_STATS["cifar10"])
+    mean, std = (np.array(v, "float32") for v in data.CIFAR_STATS["cifar10"])
     x, _ = next(iter(p.train()))
     images = x.numpy()
     normalised = (sources / 255.0 - mean) / std

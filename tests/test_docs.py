@@ -34,6 +34,9 @@ PUBLIC = [
     data.cifar,
     data.imagenet,
     data.synthetic,
+    data.mnist_like,
+    data.tfds_dataset,
+    data.image_folder,
     models.get,
     models.names,
     models.cifar_resnet,
@@ -45,6 +48,7 @@ PUBLIC = [
     sweep.sweep,
     plots.plot_runs,
     plots.plot_sweeps,
+    plots.plot_grid,
 ]
 DOCUMENTED_WITHOUT_EXAMPLE = {"AttachReport", "UnsupportedLayerError"}  # data / exception classes
 

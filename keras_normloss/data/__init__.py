@@ -78,6 +78,11 @@ def default_augment(name):
     return DEFAULT_AUGMENT.get(name, "crop-flip")
 
 
+def _check(kwargs):
+    """Bad options fail before any data is read."""
+    pipelines.check_options(kwargs.get("augment"), kwargs.get("crop_padding"))
+
+
 def _from_arrays(name, arrays, global_batch_size, stats=None, augment=None, **kwargs):
     stats = stats or pipelines.channel_stats(arrays.train_images)
     info = DataInfo(
@@ -127,16 +132,16 @@ def cifar(name, global_batch_size, *, data_dir=None, download=False, **kwargs):
               validation_data=pipelines.test, epochs=160)
     ```
     """
+    _check(kwargs)
     arrays = sources.tfds_arrays(name, data_dir, download)
     return _from_arrays(name, arrays, global_batch_size, stats=CIFAR_STATS[name], **kwargs)
 
 
 def mnist_like(name, global_batch_size, *, data_dir=None, download=False, **kwargs):
-    """Fashion-MNIST (`"fashion_mnist"`), MNIST (`"mnist"`) or the Fashion-MNIST subset
-    shipped with the package (`"fashion_mnist_mini"`: the first 400 training and 100 test
-    images of each class, in the original order; MIT licence, Zalando SE).
+    """Fashion-MNIST, MNIST, or the Fashion-MNIST subset shipped with the package.
 
-    28x28x1 images, normalised by the training split's statistics; training crops a
+    `"fashion_mnist_mini"` is the first 400 training and 100 test images of each class of
+    Fashion-MNIST, in the original order (MIT licence, Zalando SE). 28x28x1 images, normalised by the training split's statistics; training crops a
     4-pixel-padded image back to 28x28 and (not MNIST) flips it.
 
     Args:
@@ -157,6 +162,7 @@ def mnist_like(name, global_batch_size, *, data_dir=None, download=False, **kwar
     pipelines = mnist_like("fashion_mnist", 128, data_dir="/usr/share/datasets/fashion-mnist")
     ```
     """
+    _check(kwargs)
     if name == "fashion_mnist_mini":
         arrays = sources.shipped(name)
     else:
@@ -171,8 +177,19 @@ def tfds_dataset(
 
     Its image size, channels and classes come from its features; normalisation from its
     training split. The test split is `test`, else `validation`, else the last 10 % of
-    `train`. Images of varying size are resized (shorter side) and centre-cropped to
-    `image_size` (default `DEFAULT_IMAGE_SIZE`).
+    `train`.
+
+    Args:
+        name: a tfds name (`"svhn_cropped"`, `"imagenette/160px"`, ...).
+        global_batch_size: the batch over all replicas.
+        data_dir: the tfds data directory.
+        download: let tfds download and prepare it.
+        image_size: resize (shorter side) and centre-crop every image to this side; needed
+            for images of varying size (default then: `DEFAULT_IMAGE_SIZE`).
+        **kwargs: see `pipelines.in_memory`.
+
+    Returns:
+        `Pipelines`.
 
     Raises:
         ValueError: tfds has no such image-classification dataset.
@@ -184,6 +201,7 @@ def tfds_dataset(
     pipelines = tfds_dataset("svhn_cropped", 128, augment="crop")  # digits: no flips
     ```
     """
+    _check(kwargs)
     builder = sources.tfds_builder(name)
     if builder is None:
         check_name(name)  # raises with the list of names
@@ -195,9 +213,20 @@ def tfds_dataset(
 
 
 def image_folder(global_batch_size, *, data_dir=None, image_size=None, **kwargs):
-    """A folder of images, one sub-folder per class (`keras.utils.image_dataset_from_directory`
-    conventions), with `train/` and `test/` sub-folders or a fixed 20 % held out; RGB, resized
-    and centre-cropped to `image_size` (default `DEFAULT_IMAGE_SIZE`), held in memory.
+    """A folder of images, one sub-folder per class, held in memory.
+
+    The layout is `keras.utils.image_dataset_from_directory`'s; with `train/` and `test/`
+    sub-folders those are the splits, otherwise a fixed 20 % is held out for testing. Images
+    are read as RGB, resized and centre-cropped.
+
+    Args:
+        global_batch_size: the batch over all replicas.
+        data_dir: the folder.
+        image_size: the side of the images (default `DEFAULT_IMAGE_SIZE`).
+        **kwargs: see `pipelines.in_memory`.
+
+    Returns:
+        `Pipelines`.
 
     Raises:
         DatasetNotPreparedError: no such directory.
@@ -209,6 +238,7 @@ def image_folder(global_batch_size, *, data_dir=None, image_size=None, **kwargs)
     pipelines = image_folder(32, data_dir="~/photos", image_size=96)
     ```
     """
+    _check(kwargs)
     arrays = sources.image_folder(
         data_dir and os.path.expanduser(data_dir), image_size or DEFAULT_IMAGE_SIZE
     )
@@ -225,8 +255,9 @@ def imagenet(
     steps_per_epoch=None,
     image_size=224,
 ):
-    """ImageNet (ILSVRC 2012) through tensorflow-datasets (manual download), streamed from
-    disk with `pipelines.imagenet_style` preprocessing.
+    """ImageNet (ILSVRC 2012) through tensorflow-datasets (manual download), streamed.
+
+    Preprocessing: `pipelines.imagenet_style`.
 
     Args:
         global_batch_size, seed, deterministic, data_dir, download,

@@ -168,6 +168,20 @@ def _options(deterministic):
     return options
 
 
+def check_options(augment=None, crop_padding=None):
+    """Raises ValueError for an unknown `augment` or `crop_padding` (None: not given)."""
+    if crop_padding is not None and crop_padding not in CROP_PADDINGS:
+        raise ValueError(
+            f"Invalid value for argument `crop_padding`: expected one of "
+            f"{tuple(CROP_PADDINGS)}. Received: crop_padding={crop_padding!r}"
+        )
+    if augment is not None and augment not in AUGMENTATIONS:
+        raise ValueError(
+            f"Invalid value for argument `augment`: expected one of {AUGMENTATIONS}. "
+            f"Received: augment={augment!r}"
+        )
+
+
 def channel_stats(images):
     """Per-channel mean and standard deviation of uint8 images, in [0, 1] units."""
     flat = images.reshape(-1, images.shape[-1])
@@ -220,16 +234,7 @@ def in_memory(
     Raises:
         ValueError: for an unknown `augment` or `crop_padding`.
     """
-    if crop_padding not in CROP_PADDINGS:
-        raise ValueError(
-            f"Invalid value for argument `crop_padding`: expected one of "
-            f"{tuple(CROP_PADDINGS)}. Received: crop_padding={crop_padding!r}"
-        )
-    if augment not in AUGMENTATIONS:
-        raise ValueError(
-            f"Invalid value for argument `augment`: expected one of {AUGMENTATIONS}. "
-            f"Received: augment={augment!r}"
-        )
+    check_options(augment=augment, crop_padding=crop_padding)
     pad_mode = CROP_PADDINGS[crop_padding]
     shape = tuple(int(d) for d in arrays.train_images.shape[1:])
     border = crop_border(min(shape[:2]))
