@@ -13,7 +13,7 @@ from keras_normloss import cli, train
     [
         (["--preset", "nope"], "invalid choice: 'nope'"),
         (["--preset", "quick", "--model", "resnet18"], "unknown model 'resnet18'"),
-        (["--preset", "quick", "--dataset", "mnist"], "unknown dataset 'mnist'"),
+        (["--preset", "quick", "--dataset", "no_such"], "Received: dataset='no_such'"),
         (["--preset", "quick", "--regularizer", "l1"], "invalid choice: 'l1'"),
         (["--preset", "quick", "--factor", "-1"], "expected a non-negative finite number, got -1"),
         (

@@ -328,3 +328,15 @@ def test_batch_norm_gamma_follows_the_references():
     assert np.all(gammas(resnet) == 1.0)
     g = gammas(wrn)
     assert g.min() >= 0 and g.max() < 1 and abs(g.mean() - 0.5) < 0.1
+
+
+@pytest.mark.parametrize("name", ["resnet8", "resnet20", "wrn16_4"])
+def test_cifar_models_take_28_pixel_grey_images(name):
+    """Fashion-MNIST and MNIST: 28x28x1 goes 28 -> 14 -> 7 through the three stages, as 32
+    goes 32 -> 16 -> 8 (explicit symmetric padding and option-A subsampling agree)."""
+    model = models.get(name, num_classes=10, input_shape=(28, 28, 1), seed=0)
+    pooled = next(l for l in model.layers if isinstance(l, keras.layers.GlobalAveragePooling2D))
+    assert tuple(pooled.input.shape[1:3]) == (7, 7)
+    x = tf.random.stateless_normal((2, 28, 28, 1), seed=(1, 2))
+    logits = model(x, training=True)
+    assert logits.shape == (2, 10) and np.all(np.isfinite(logits.numpy()))
