@@ -40,46 +40,58 @@ SEEDS = (0, 1, 2)
 BASE_BATCH = 128
 OTHER_BATCHES = (32, 512)
 PEERS = ("pbwn", "wn", "oni", "olm", "olm-l1")
+BASELINES = ("none", "weight-decay", "normloss", "wrs")
 
 
-def sweeps(images_per_epoch):
+def sweeps(
+    images_per_epoch,
+    methods=BASELINES,
+    factors=FACTORS,
+    base_batch=BASE_BATCH,
+    other_batches=OTHER_BATCHES,
+    peers=PEERS,
+):
     """The three sweeps: (name, keyword arguments of `keras_normloss.sweep.sweep`)."""
 
     def steps(batch):
         return max(1, images_per_epoch // batch)
 
-    return [
+    grids = [
         (
             "factor",
             dict(
-                regularizers=["none", "weight-decay", "normloss", "wrs"],
-                factors=list(FACTORS),
-                batch_sizes=[BASE_BATCH],
-                steps_per_epoch=steps(BASE_BATCH),
+                regularizers=list(methods),
+                factors=list(factors),
+                batch_sizes=[base_batch],
+                steps_per_epoch=steps(base_batch),
             ),
-        ),
-        *[
+        )
+    ]
+    for batch in other_batches:
+        grids.append(
             (
                 f"batch {batch}",
                 dict(
-                    regularizers=["none", "weight-decay", "normloss", "wrs"],
+                    regularizers=list(methods),
                     factors=[],  # the preset's
                     batch_sizes=[batch],
                     steps_per_epoch=steps(batch),
                 ),
             )
-            for batch in OTHER_BATCHES
-        ],
-        (
-            "peers",
-            dict(
-                regularizers=list(PEERS),
-                factors=[],
-                batch_sizes=[BASE_BATCH],
-                steps_per_epoch=steps(BASE_BATCH),
-            ),
-        ),
-    ]
+        )
+    if peers:
+        grids.append(
+            (
+                "peers",
+                dict(
+                    regularizers=list(peers),
+                    factors=[],
+                    batch_sizes=[base_batch],
+                    steps_per_epoch=steps(base_batch),
+                ),
+            )
+        )
+    return grids
 
 
 def main(argv=None):
@@ -94,6 +106,11 @@ def main(argv=None):
         "--dataset", default=None, help="another dataset (tests use fashion_mnist_mini)"
     )
     parser.add_argument("--model", default=None, help="another model (default: the preset's)")
+    parser.add_argument("--methods", nargs="+", default=list(BASELINES), help="swept methods")
+    parser.add_argument("--factors", type=float, nargs="+", default=list(FACTORS))
+    parser.add_argument("--base-batch", type=int, default=BASE_BATCH)
+    parser.add_argument("--other-batches", type=int, nargs="*", default=list(OTHER_BATCHES))
+    parser.add_argument("--peers", nargs="*", default=list(PEERS), help="run at the base batch")
     parser.add_argument("--plot-only", action="store_true", help="draw from finished runs")
     args = parser.parse_args(argv)
 
@@ -102,7 +119,15 @@ def main(argv=None):
     start = time.time()
     log_path = os.path.join(args.output, "grid.json")
     if not args.plot_only:
-        for name, grid in sweeps(args.images_per_epoch):
+        grids = sweeps(
+            args.images_per_epoch,
+            args.methods,
+            args.factors,
+            args.base_batch,
+            args.other_batches,
+            args.peers,
+        )
+        for name, grid in grids:
             print(f"== sweep: {name}", flush=True)
             sweep.sweep(
                 PRESET,
@@ -139,7 +164,7 @@ def main(argv=None):
     shutil.copy(os.path.join(args.output, "summary.csv"), os.path.join(args.docs, "summary.csv"))
     if os.path.exists(log_path):
         shutil.copy(log_path, os.path.join(args.docs, "grid.json"))
-    figures = plots.plot_grid(args.output, args.docs, base_batch=BASE_BATCH)
+    figures = plots.plot_grid(args.output, args.docs, base_batch=args.base_batch)
     print(
         f"{len(rows)} runs; {os.path.join(args.docs, 'summary.csv')}; figures: {', '.join(figures)}"
     )

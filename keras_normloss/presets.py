@@ -213,7 +213,7 @@ PRESETS = {
         lr_decay=0.1,
         momentum=0.9,
         nesterov=False,
-        weight_decay=5e-4,
+        weight_decay=1e-3,
         normloss_factor=1e-2,
         source=(
             "Ours: the README's first command, ResNet-20 on the 4,000 Fashion-MNIST images "
