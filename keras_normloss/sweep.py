@@ -12,12 +12,15 @@ after each run. `none` and `wrs` take no factor, so they run once per seed
 and batch size.
 """
 
+import contextlib
 import csv
 import itertools
 import json
 import multiprocessing
 import os
+import signal
 import sys
+import threading
 
 from keras_normloss import cli
 
@@ -101,7 +104,9 @@ def sweep(preset, output, *, regularizers, factors, seeds, batch_sizes=(None,), 
     Raises:
         keras_normloss.cli.UsageError: for bad settings, or a run directory
             that holds another run (checked before anything runs).
-        RuntimeError: if a run fails; started again, the sweep resumes there.
+        RunError: if a run fails or is stopped by SIGTERM (passed on to the
+            running run, which saves a checkpoint); started again, the sweep
+            resumes there.
 
     Example:
 
@@ -149,25 +154,81 @@ def sweep(preset, output, *, regularizers, factors, seeds, batch_sizes=(None,), 
         print(f"[{i}/{len(configs)}] {name}", flush=True)
         process = spawn.Process(target=_run_one, args=(config,))
         process.start()
-        process.join()
+        with _forward_sigterm(process):
+            process.join()
         if process.exitcode != 0:
             write_summary(output)
-            raise RuntimeError(
-                f"run {config.output} failed (exit status {process.exitcode}); "
-                "the sweep stops here and resumes from this run when started again"
-            )
+            raise RunError(config.output, process.exitcode)
         write_summary(output)
     return write_summary(output)
 
 
+class RunError(RuntimeError):
+    """A run of the sweep did not finish; `exit_status` is the sweep's (the run's, or 1)."""
+
+    def __init__(self, run_dir, exitcode):
+        if exitcode == 143:
+            what = "was stopped by SIGTERM after writing a checkpoint"
+        else:
+            what = f"failed (exit status {exitcode})"
+        super().__init__(
+            f"run {run_dir} {what}; the sweep stops here and resumes from this run when "
+            "started again"
+        )
+        self.exit_status = exitcode if exitcode in (2, 143) else 1
+
+
+@contextlib.contextmanager
+def _forward_sigterm(process):
+    """Passes SIGTERM on to the running run, which saves a checkpoint and stops (status 143)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: process.terminate())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _run_one(config):
-    from keras_normloss import data, train
+    from keras_normloss import cli, data, train
 
     try:
         train.run(config)
-    except data.DatasetNotPreparedError as error:
+    except (cli.UsageError, data.DatasetNotPreparedError, data.MalformedDatasetError) as error:
         print(f"keras-normloss sweep: error: {error}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(2)
+    except train.RunStopped as error:
+        # Preempted's message starts with "stopped by SIGTERM"; the others are errors.
+        kind = "" if isinstance(error, train.Preempted) else "error: "
+        print(f"keras-normloss sweep: {kind}{error}", file=sys.stderr, flush=True)
+        sys.exit(error.exit_status)
+
+
+def format_table(rows):
+    """The sweep's runs as a text table: method, factor, seed, batch size, final test error.
+
+    Args:
+        rows: rows of summary.csv (see `write_summary`).
+
+    Returns:
+        The table, one line per run after a header.
+
+    Example:
+
+    ```python
+    print(format_table(write_summary("runs/sweep")))
+    ```
+    """
+    lines = [f"{'method':<28} {'factor':>10} {'seed':>5} {'batch':>6} {'final test error':>17}"]
+    for row in rows:
+        factor = "-" if row["factor"] in (None, "") else f"{float(row['factor']):g}"
+        lines.append(
+            f"{row['regularizer']:<28} {factor:>10} {row['seed']:>5} {row['batch_size']:>6} "
+            f"{100 * float(row['final_test_error']):>15.2f} %"
+        )
+    return "\n".join(lines)
 
 
 def build_parser():
@@ -202,7 +263,9 @@ def build_parser():
 
 @cli.command("sweep")
 def main(argv=None):
-    """`keras-normloss sweep`. Returns 0, or exits with status 2 on bad input."""
+    """`keras-normloss sweep`. Prints the table of finished runs at the end; returns 0, 1 if a
+    run failed, 143 if stopped by SIGTERM (the running run saved a checkpoint), or exits with
+    status 2 on bad input."""
     from keras_normloss import train
 
     args = build_parser().parse_args(argv)
@@ -216,8 +279,11 @@ def main(argv=None):
             batch_sizes=args.batch_size,
             **train.shared_overrides(args),
         )
-    except RuntimeError as error:
-        print(f"keras-normloss sweep: error: {error}", file=sys.stderr)
-        return 1
+    except RunError as error:
+        print(format_table(write_summary(args.output)))
+        kind = "stopped" if error.exit_status == 143 else "error"
+        print(f"keras-normloss sweep: {kind}: {error}", file=sys.stderr)
+        return error.exit_status
+    print(format_table(rows))
     print(f"{len(rows)} runs finished; {os.path.join(args.output, 'summary.csv')}")
     return 0

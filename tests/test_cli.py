@@ -63,20 +63,26 @@ def test_console_script_and_module_dispatch():
     assert proc.returncode == 2 and "unknown command 'fly'" in proc.stderr
 
 
-def test_offline_dataset_fails_fast_with_exit_1(tmp_path, capsys):
-    code = train.main(
-        [
-            "--preset",
-            "quick",
-            "--data-dir",
-            str(tmp_path / "tfds"),
-            "--output",
-            str(tmp_path / "run"),
-        ]
-    )
-    assert code == 1
+def test_offline_dataset_fails_fast_with_exit_2(tmp_path, capsys):
+    """A dataset that is not prepared is bad input (which dataset, where, --download): status 2,
+    one line, and nothing written."""
+    (tmp_path / "tfds").mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(
+            [
+                "--preset",
+                "quick",
+                "--data-dir",
+                str(tmp_path / "tfds"),
+                "--output",
+                str(tmp_path / "run"),
+            ]
+        )
+    assert exit_info.value.code == 2
     err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("keras-normloss train: error:")
     assert "not prepared" in err and str(tmp_path / "tfds") in err and "--download" in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_non_negative_float_rejects_nan_and_inf():

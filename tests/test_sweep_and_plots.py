@@ -73,6 +73,17 @@ def test_sweep_is_resumable(swept, capsys):
     assert sweep.main(args) == 0
     text = capsys.readouterr().out
     assert text.count("finished already") == 2
+    # The table it ends with: one row per run of summary.csv, errors in percent.
+    with open(out / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    table = text[text.index("method ") :].splitlines()
+    assert table[0].split() == ["method", "factor", "seed", "batch", "final", "test", "error"]
+    assert len(table) == len(rows) + 2  # and the line with the summary.csv path
+    for row, line in zip(rows, table[1:]):
+        cells = line.split()
+        assert (cells[0], cells[2], cells[3]) == (row["regularizer"], row["seed"], "16")
+        assert cells[1] == (f"{float(row['factor']):g}" if row["factor"] else "-")
+        assert cells[4:] == [f"{100 * float(row['final_test_error']):.2f}", "%"]
     assert (out / "normloss_f0.1_s0_b16" / "results.json").exists()
     for d, stamp in stamps.items():
         if d != "normloss_f0.1_s0_b16":

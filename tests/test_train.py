@@ -1,6 +1,8 @@
 import csv
+import glob
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -126,6 +128,16 @@ def test_presets_name_a_registered_model_and_a_source(name, preset):
     assert preset.source and all(e < preset.epochs for e in preset.lr_decay_epochs)
 
 
+def _mid_epoch_checkpoint_exists(run_dir, epoch):
+    """True once a complete checkpoint (its sidecar is written last) is at epoch >= `epoch`,
+    step > 0 (named ckpt-eEEEEE-sKKKKKKK.json after its position)."""
+    for path in glob.glob(os.path.join(run_dir, "checkpoint", "ckpt-*.json")):
+        e, k = re.match(r"ckpt-e(\d+)-s(\d+)\.json$", os.path.basename(path)).groups()
+        if int(e) >= epoch and int(k) > 0:
+            return True
+    return False
+
+
 def _cli(args, **kwargs):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
@@ -175,15 +187,8 @@ def test_kill_minus_nine_and_resume_equals_uninterrupted_run(tmp_path, model_arg
 
     out = tmp_path / "killed"
     proc = _cli(common + ["--output", str(out)])
-    state = out / "checkpoint" / "state.json"
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if (
-            state.exists()
-            and json.load(open(state)).get("step", 0) > 0
-            and json.load(open(state))["epoch"] >= 1
-        ):
-            break  # a mid-epoch checkpoint of the second epoch exists
+    while time.monotonic() < deadline and not _mid_epoch_checkpoint_exists(out, epoch=1):
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

@@ -32,6 +32,11 @@ from keras_normloss.data.pipelines import (
 )
 from keras_normloss.data.sources import DatasetNotPreparedError, MalformedDatasetError
 
+
+class DatasetOptionError(ValueError):
+    """An option the dataset cannot take (`image_size` for CIFAR, `augment` for ImageNet)."""
+
+
 DATASETS = (
     "cifar10",
     "cifar100",
@@ -352,7 +357,7 @@ def _options(name, kwargs, ignored=(), refused=()):
     an error rather than a silent no-op."""
     for key in refused:
         if key in kwargs:
-            raise ValueError(
+            raise DatasetOptionError(
                 f"Dataset {name!r} does not take `{key}`. Received: {key}={kwargs[key]!r}"
             )
     return {k: v for k, v in kwargs.items() if k not in ignored}
@@ -365,6 +370,7 @@ __all__ = [
     "DATASETS",
     "DataInfo",
     "DatasetNotPreparedError",
+    "DatasetOptionError",
     "MalformedDatasetError",
     "Pipelines",
     "check_name",

@@ -186,6 +186,10 @@ class LayerFactory:
                 1.0 / 3.0, "fan_in", "uniform", seed=self._next_seed()
             ),
             bias_initializer=bias,
+            # Under a mixed policy the logits are computed in float32: they feed a softmax,
+            # whose 16-bit rounding Keras's mixed-precision guide warns about (bfloat16 keeps
+            # 8 bits of mantissa: a logit of 5 is only known to about 0.03).
+            dtype="float32" if keras.config.dtype_policy().name.startswith("mixed_") else None,
             name=name,
         )
 

@@ -1,0 +1,68 @@
+"""The compiled model of a run: its network, method, optimizer and learning-rate schedule."""
+
+import keras
+
+from keras_normloss import methods, models
+from keras_normloss.optimizers import extend_with_normloss
+from keras_normloss.training.compute import JIT_COMPILE
+from keras_normloss.training.config import OPTIMIZERS
+
+
+def build_model(config, info, steps_per_epoch):
+    """Builds and compiles the model of `config` for a dataset described by `info`.
+
+    Call it inside the strategy's scope, and under the run's dtype policy.
+
+    Returns:
+        (model, callbacks): the compiled model and the callbacks its method needs.
+    """
+    kwargs = dict(
+        num_classes=info.num_classes,
+        input_shape=info.image_shape,
+        synchronized_bn=config.synchronized_bn,
+        seed=config.seed,
+    )
+    if config.model.startswith("wrn"):
+        kwargs["dropout"] = config.dropout
+    applied = methods.apply(
+        models.get(config.model, **kwargs),
+        config.regularizer,
+        config.factor,
+        weight_decay_on=config.weight_decay_on,
+    )
+    model = applied.model
+    # PiecewiseConstantDecay keeps values[i] while step <= boundaries[i], and
+    # the step index of a batch is the count of steps before it; so the
+    # first batch of epoch e (0-based step e * spe) is decayed only if the
+    # boundary is e * spe - 1. With e * spe the decay would come a step late.
+    boundaries = [int(e * steps_per_epoch) - 1 for e in config.lr_decay_epochs]
+    values = [config.lr * config.lr_decay**i for i in range(len(boundaries) + 1)]
+    schedule = keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+    model.compile(
+        optimizer=make_optimizer(config, schedule, applied.optimizer_options),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[
+            keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+            keras.metrics.SparseCategoricalCrossentropy(from_logits=True, name="cross_entropy"),
+        ],
+        # "auto" is Keras's: XLA only with a GPU and without a tf.distribute strategy, so never
+        # in `train`, which always runs under one (Keras 3.15, Trainer._resolve_auto_jit_compile).
+        jit_compile=JIT_COMPILE[config.jit_compile],
+    )
+    return model, applied.callbacks
+
+
+def make_optimizer(config, schedule, method_options):
+    """SGD (the presets' momentum and Nesterov), Adam or AdamW; the optimizer-level
+    methods (decoupled Norm Loss or weight decay) extend it. AdamW's own weight
+    decay is the method's: 0 unless --method weight-decay-decoupled, so that
+    `none` means no regularization whatever the optimizer."""
+    base = OPTIMIZERS[config.optimizer]
+    kwargs = dict(learning_rate=schedule)
+    if config.optimizer == "sgd":
+        kwargs.update(momentum=config.momentum, nesterov=config.nesterov)
+    elif config.optimizer == "adamw":
+        kwargs["weight_decay"] = 0.0
+    if not method_options:
+        return base(**kwargs)
+    return extend_with_normloss(base)(**kwargs, **method_options)

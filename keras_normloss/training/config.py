@@ -1,0 +1,194 @@
+"""The configuration of a run: `RunConfig`, and `make_config` that builds and validates it.
+
+Every setting a run is defined by is a field of `RunConfig`; `config.json` in the run directory is
+`dataclasses.asdict(config)`. Fields in `OPERATIONAL` change how a run is carried out but not what
+it computes, so a run may be resumed with other values of them (another data directory, machine
+or strategy).
+"""
+
+import dataclasses
+import os
+
+import keras
+
+from keras_normloss import cli, data, methods, models, presets
+from keras_normloss.attach import PARAMETERS
+from keras_normloss.training.strategies import STRATEGIES
+
+WEIGHT_DECAY_ON = PARAMETERS  # "kernels", "all"
+OPTIMIZERS = {
+    "sgd": keras.optimizers.SGD,
+    "adam": keras.optimizers.Adam,
+    "adamw": keras.optimizers.AdamW,
+}
+# The initial learning rate of the adaptive optimizers when --lr is not given (at the preset's
+# batch size): Adam's usual 1e-3; the presets' 0.1 is SGD's.
+ADAPTIVE_LR = 1e-3
+MIXED_PRECISION = ("off", "float16", "bfloat16")
+JIT_COMPILE = ("auto", "on", "off")
+DEFAULT_KEEP_CHECKPOINTS = 2
+
+# Settings that do not change what a run computes; a run may be resumed with other values.
+# XLA (`jit_compile`) fuses operations and so changes the last bits of the results, as another
+# strategy or device does: it is operational like them. Mixed precision changes the numbers
+# themselves: it is part of the run's identity.
+OPERATIONAL = (
+    "output",
+    "data_dir",
+    "download",
+    "strategy",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "jit_compile",
+)
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Everything that defines a run. Built by `make_config` from a preset."""
+
+    preset: str
+    dataset: str
+    model: str
+    regularizer: str
+    factor: object  # float, or None for none/wrs
+    epochs: int
+    steps_per_epoch: object  # int or None: one pass over the training split
+    batch_size: int
+    lr: float
+    lr_decay_epochs: list
+    lr_decay: float
+    momentum: float
+    nesterov: bool
+    dropout: float
+    seed: int
+    deterministic: bool
+    synchronized_bn: bool
+    output: str
+    optimizer: str = "sgd"
+    weight_decay_on: str = "all"
+    crop_padding: str = "zeros"
+    augment: object = None  # one of data.AUGMENTATIONS, or None: the dataset's default
+    image_size: object = None  # int, or None: the dataset's own size (64 for varying sizes)
+    mixed_precision: str = "off"
+    strategy: str = "auto"
+    data_dir: object = None
+    download: bool = False
+    checkpoint_every: object = None
+    keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS
+    jit_compile: str = "auto"
+
+    def identity(self):
+        """The fields that must match for a directory to be this run."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in OPERATIONAL}
+
+
+def make_config(preset_name, output, **overrides):
+    """Builds a `RunConfig` from a preset and explicit overrides.
+
+    Args:
+        preset_name: a name from `keras_normloss.presets.PRESETS`.
+        output: the run directory.
+        **overrides: any `RunConfig` field; `None` values are ignored. An
+            unset `factor` becomes the preset's default for the regularizer;
+            `lr` is scaled with the global batch for presets that say so.
+
+    Raises:
+        keras_normloss.cli.UsageError: for an unknown preset, dataset, model,
+            regularizer, strategy, precision or XLA setting, a factor given to
+            `none`/`wrs`, or a `data_dir` that does not exist.
+
+    Returns:
+        A `RunConfig`.
+
+    Example:
+
+    ```python
+    config = make_config("cifar10-resnet110", "runs/r110", regularizer="weight-decay")
+    config.factor  # 1e-4: the paper's weight decay
+    ```
+    """
+    try:
+        preset = presets.get(preset_name)
+    except ValueError as error:
+        raise cli.UsageError(str(error)) from None
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    method = overrides.pop("method", None) or overrides.pop("regularizer", "normloss")
+    overrides.pop("regularizer", None)
+    if method not in methods.METHODS:
+        raise cli.UsageError(
+            f"unknown method {method!r}; expected one of {', '.join(methods.names())}"
+        )
+    factor = overrides.pop("factor", None)
+    if factor is not None and not methods.get(method).takes_factor:
+        raise cli.UsageError(f"--factor does not apply to --method {method}")
+    if factor is None:
+        factor = presets.default_factor(preset, method)
+    if factor is not None and not 0 <= factor < float("inf"):
+        raise cli.UsageError(f"--factor must be a non-negative number, got {factor}")
+    optimizer = overrides.pop("optimizer", "sgd")
+    if optimizer not in OPTIMIZERS:
+        raise cli.UsageError(
+            f"unknown optimizer {optimizer!r}; expected one of {', '.join(OPTIMIZERS)}"
+        )
+    batch_size = overrides.pop("batch_size", preset.batch_size)
+    lr = overrides.pop("lr", None)
+    if lr is None:
+        lr = preset.lr if optimizer == "sgd" else ADAPTIVE_LR
+        lr *= batch_size / preset.batch_size if preset.lr_scales_with_batch else 1.0
+    config = RunConfig(
+        preset=preset.name,
+        dataset=overrides.pop("dataset", preset.dataset),
+        model=overrides.pop("model", preset.model),
+        regularizer=method,
+        factor=factor,
+        optimizer=optimizer,
+        epochs=overrides.pop("epochs", preset.epochs),
+        steps_per_epoch=overrides.pop("steps_per_epoch", None),
+        batch_size=batch_size,
+        lr=lr,
+        lr_decay_epochs=list(overrides.pop("lr_decay_epochs", preset.lr_decay_epochs)),
+        lr_decay=preset.lr_decay,
+        momentum=preset.momentum,
+        nesterov=preset.nesterov,
+        dropout=overrides.pop("dropout", preset.dropout),
+        weight_decay_on=overrides.pop("weight_decay_on", preset.weight_decay_on),
+        crop_padding=overrides.pop("crop_padding", preset.crop_padding),
+        seed=overrides.pop("seed", 0),
+        deterministic=overrides.pop("deterministic", False),
+        synchronized_bn=overrides.pop("synchronized_bn", False),
+        output=os.fspath(output),
+        **overrides,
+    )
+    try:
+        data.check_name(config.dataset)
+    except ValueError as error:
+        raise cli.UsageError(str(error)) from None
+    if config.augment is not None:
+        _check_choice("--augment", config.augment, data.AUGMENTATIONS)
+    if config.image_size is not None and not (
+        isinstance(config.image_size, int) and config.image_size >= 8
+    ):
+        raise cli.UsageError(f"--image-size must be an integer >= 8, got {config.image_size}")
+    _check_choice("model", config.model, models.names())
+    _check_choice("crop padding", config.crop_padding, data.CROP_PADDINGS)
+    _check_choice("--weight-decay-on", config.weight_decay_on, WEIGHT_DECAY_ON)
+    _check_choice("strategy", config.strategy, STRATEGIES)
+    _check_choice("--mixed-precision", config.mixed_precision, MIXED_PRECISION)
+    _check_choice("--jit-compile", config.jit_compile, JIT_COMPILE)
+    if not (isinstance(config.keep_checkpoints, int) and config.keep_checkpoints >= 1):
+        raise cli.UsageError(
+            f"--keep-checkpoints must be a positive integer, got {config.keep_checkpoints}"
+        )
+    if config.data_dir is not None:
+        config.data_dir = os.fspath(config.data_dir)
+        # Only existence: for some datasets it is a tfds directory, for others a folder of
+        # image or IDX files, which the data layer checks itself.
+        if not os.path.exists(config.data_dir):
+            raise cli.UsageError(f"--data-dir {config.data_dir} does not exist")
+    return config
+
+
+def _check_choice(what, value, choices):
+    if value not in choices:
+        raise cli.UsageError(f"unknown {what} {value!r}; expected one of {', '.join(choices)}")

@@ -1,0 +1,117 @@
+"""What a run logs each epoch: the extra log entries, and `metrics.csv` (written and read).
+
+TensorBoard's scalars are Keras's own callback; the channel-norm statistics come from
+`keras_normloss.callbacks.NormMonitor`.
+"""
+
+import csv
+import os
+import time
+
+import keras
+import numpy as np
+
+METRIC_COLUMNS = (
+    "epoch",
+    "loss",
+    "cross_entropy",
+    "regularization_loss",
+    "accuracy",
+    "error",
+    "test_loss",
+    "test_cross_entropy",
+    "test_accuracy",
+    "test_error",
+    "learning_rate",
+    "norm_mean",
+    "norm_std",
+    "norm_min",
+    "norm_max",
+    "oblique_distance",
+    "epoch_seconds",
+    "dataset",
+)
+
+
+class EpochExtras(keras.callbacks.Callback):
+    """Adds learning rate, penalty, errors and epoch time to the logs."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+        self._lr = float(np.asarray(self.model.optimizer.learning_rate))
+
+    def on_epoch_end(self, epoch, logs=None):
+        losses = self.model.losses
+        logs["regularization_loss"] = float(sum(float(np.asarray(l)) for l in losses))
+        logs["learning_rate"] = self._lr
+        if "accuracy" in logs:
+            logs["error"] = 1.0 - float(logs["accuracy"])
+        if "val_accuracy" in logs:
+            logs["val_error"] = 1.0 - float(logs["val_accuracy"])
+        logs["epoch_seconds"] = time.perf_counter() - self._start
+
+
+class MetricsCSV(keras.callbacks.Callback):
+    """metrics.csv: fixed columns, one fsynced row per epoch, 1-based."""
+
+    def __init__(self, path, dataset, first_epoch):
+        super().__init__()
+        self.path = path
+        self.dataset = dataset
+        truncate_metrics(path, first_epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch + 1, "dataset": self.dataset}
+        for key, value in logs.items():
+            column = "test_" + key[4:] if key.startswith("val_") else key
+            if column in METRIC_COLUMNS:
+                row[column] = f"{float(value):.6g}"
+        new = not os.path.exists(self.path)
+        with open(self.path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _epoch(row):
+    try:
+        return int(row["epoch"])
+    except (TypeError, ValueError):
+        return None
+
+
+def truncate_metrics(path, completed_epochs):
+    """Keeps only rows of epochs <= completed_epochs (a resumed run redoes the rest).
+
+    A row cut short (a full disk, a crash mid-write) has no epoch number, or
+    one of an epoch the resumed run redoes; either way it goes.
+    """
+    if not os.path.exists(path):
+        return
+    with open(path, newline="") as f:
+        rows = [
+            r
+            for r in csv.DictReader(f)
+            if (_epoch(r) or completed_epochs + 1) <= completed_epochs and None not in r.values()
+        ]
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def read_metrics(run_dir):
+    """Returns metrics.csv of a run as a list of dicts of floats (dataset as str)."""
+    with open(os.path.join(run_dir, "metrics.csv"), newline="") as f:
+        return [
+            {
+                k: (v if k == "dataset" else float(v) if v not in ("", None) else float("nan"))
+                for k, v in row.items()
+            }
+            for row in csv.DictReader(f)
+        ]

@@ -1,0 +1,205 @@
+"""The command line of `keras-normloss train`, and the options that `train` and `sweep` share.
+
+Shared options become `make_config` overrides of the same name; flags are stored as None when
+absent, so that the preset's value stands.
+"""
+
+import sys
+
+from keras_normloss import cli, data, methods, presets
+from keras_normloss.training.config import (
+    ADAPTIVE_LR,
+    DEFAULT_KEEP_CHECKPOINTS,
+    JIT_COMPILE,
+    MIXED_PRECISION,
+    OPTIMIZERS,
+    WEIGHT_DECAY_ON,
+    make_config,
+)
+from keras_normloss.training.faults import Preempted, RunStopped
+from keras_normloss.training.run import run
+from keras_normloss.training.strategies import STRATEGIES
+
+_SHARED_OPTIONS = (
+    (
+        "--dataset",
+        dict(
+            help="cifar10, cifar100, imagenet2012, fashion_mnist, mnist, fashion_mnist_mini "
+            "(shipped: no download), folder (--data-dir: one sub-folder per class), any "
+            "tensorflow-datasets image-classification name, or synthetic (default: the preset's)"
+        ),
+    ),
+    (
+        "--augment",
+        dict(
+            choices=("crop-flip", "crop", "none"),
+            help="training augmentation (default: the dataset's: crop-flip; mnist crop)",
+        ),
+    ),
+    (
+        "--image-size",
+        dict(
+            type=cli.positive_int,
+            help="resize a folder's or a tfds dataset's images to this side (default: their "
+            "own size; 64 if it varies)",
+        ),
+    ),
+    ("--model", dict(help="a registered model name (default: the preset's)")),
+    ("--epochs", dict(type=cli.positive_int)),
+    (
+        "--steps-per-epoch",
+        dict(
+            type=cli.positive_int, help="cap on steps per epoch (default: one pass over the data)"
+        ),
+    ),
+    ("--lr", dict(type=cli.non_negative_float, help="initial learning rate")),
+    (
+        "--deterministic",
+        dict(
+            action="store_const",
+            const=True,
+            help="deterministic TensorFlow ops (slower): bit-reproducible runs",
+        ),
+    ),
+    (
+        "--synchronized-bn",
+        dict(
+            action="store_const", const=True, help="BatchNormalization statistics over all replicas"
+        ),
+    ),
+    (
+        "--weight-decay-on",
+        dict(
+            choices=WEIGHT_DECAY_ON,
+            help="with --regularizer weight-decay: every trainable parameter (the "
+            "references' way; default of every preset) or the kernels only",
+        ),
+    ),
+    (
+        "--optimizer",
+        dict(
+            choices=tuple(OPTIMIZERS),
+            help=f"sgd (the presets': momentum, Nesterov as the preset), adam or adamw "
+            f"(initial lr {ADAPTIVE_LR} unless --lr); default sgd",
+        ),
+    ),
+    (
+        "--mixed-precision",
+        dict(
+            choices=MIXED_PRECISION,
+            help="off (float32, the default), float16 (GPUs; loss scaling is automatic) or "
+            "bfloat16 (TPUs, recent GPUs and CPUs); the penalty stays float32",
+        ),
+    ),
+    (
+        "--jit-compile",
+        dict(
+            choices=JIT_COMPILE,
+            help="XLA: auto (Keras's choice: never under a tf.distribute strategy, so never "
+            "here), on or off; default auto",
+        ),
+    ),
+    ("--strategy", dict(default="auto", choices=STRATEGIES)),
+    (
+        "--data-dir",
+        dict(
+            help="where the dataset is: the tfds data directory (default: $TFDS_DATA_DIR), "
+            "the four IDX files of (fashion_)mnist, or the image folder"
+        ),
+    ),
+    (
+        "--download",
+        dict(
+            action="store_const",
+            const=True,
+            help="let tfds or Keras download a missing dataset (never without this flag)",
+        ),
+    ),
+)
+
+
+def add_shared_arguments(parser):
+    """Adds `--preset` and the options that `train` and `sweep` share."""
+    parser.add_argument("--preset", required=True, choices=sorted(presets.PRESETS))
+    for flag, kwargs in _SHARED_OPTIONS:
+        parser.add_argument(flag, **kwargs)
+
+
+def shared_overrides(args):
+    """The `make_config` overrides given by the shared options of `args`."""
+    return {
+        flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_"))
+        for flag, _ in _SHARED_OPTIONS
+    }
+
+
+def build_parser():
+    """The parser of `keras-normloss train`."""
+    parser = cli.ArgumentParser(
+        prog="keras-normloss train",
+        description="Train one run of a preset; the same command resumes it. Exit status: 0 "
+        "done, 1 the run failed (NaN, unreadable checkpoints, full disk), 2 bad input, "
+        "143 stopped by SIGTERM after a checkpoint.",
+    )
+    add_shared_arguments(parser)
+    parser.add_argument(
+        "--method",
+        "--regularizer",
+        dest="method",
+        default="normloss",
+        choices=methods.names(),
+        help="how weight norms are controlled (see keras_normloss.methods; "
+        "--regularizer is the old name of this option)",
+    )
+    parser.add_argument(
+        "--factor",
+        type=cli.non_negative_float,
+        help="lambda for normloss(-decoupled), wd for weight-decay(-decoupled) "
+        "(default: the preset's)",
+    )
+    parser.add_argument("--batch-size", type=cli.positive_int, help="the global batch")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--checkpoint-every",
+        type=cli.positive_int,
+        metavar="STEPS",
+        help="also checkpoint every STEPS steps (always at each epoch's end, and on SIGTERM)",
+    )
+    parser.add_argument(
+        "--keep-checkpoints",
+        type=cli.positive_int,
+        metavar="N",
+        help=f"keep the last N checkpoints (default {DEFAULT_KEEP_CHECKPOINTS}); a resume "
+        "takes the newest that loads",
+    )
+    parser.add_argument("--output", required=True, help="the run directory")
+    return parser
+
+
+@cli.command("train")
+def main(argv=None):
+    """`keras-normloss train`. Returns the exit status (see `keras_normloss.training.faults`):
+    0 done, 1 the run failed, 143 stopped by SIGTERM; exits with status 2 on bad input."""
+    args = build_parser().parse_args(argv)
+    config = make_config(
+        args.preset,
+        args.output,
+        method=args.method,
+        factor=args.factor,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
+        keep_checkpoints=args.keep_checkpoints,
+        **shared_overrides(args),
+    )
+    try:
+        run(config)
+    except (data.DatasetNotPreparedError, data.MalformedDatasetError) as error:
+        # Bad input: which dataset, where, and whether to download are the user's to change.
+        raise cli.UsageError(str(error)) from None
+    except RunStopped as error:
+        # Preempted's message starts with "stopped by SIGTERM"; the others are errors.
+        kind = "" if isinstance(error, Preempted) else "error: "
+        print(f"keras-normloss train: {kind}{error}", file=sys.stderr, flush=True)
+        return error.exit_status
+    return 0

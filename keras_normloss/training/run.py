@@ -1,0 +1,357 @@
+"""One training run: config -> strategy -> data -> model -> fit -> outputs.
+
+    keras-normloss train --preset quick --dataset synthetic --output runs/quick
+
+A run directory holds:
+
+    config.json        everything needed to run it again (`--config` is not
+                       needed: the same command resumes it)
+    metrics.csv        one row per epoch (see `metrics.METRIC_COLUMNS`)
+    tensorboard/       Keras's scalars, and per-kernel channel norms (NormMonitor)
+    checkpoint/        the last `--keep-checkpoints` checkpoints: weights +
+                       optimizer state, each with a JSON sidecar (see
+                       `checkpoints`); removed when the run is finished
+    model.keras        the final model
+    results.json       the final test error (the one to report), the best
+                       epoch's (picked on the test set: optimistic), wall
+                       time, precision and XLA, versions, device
+
+A run killed at any moment and started again with the same command
+continues from its newest checkpoint that loads (every epoch, every
+`--checkpoint-every` steps, and on SIGTERM). The data of epoch e, step k is
+a function of (seed, e, k) alone, so a resumed run sees the batches an
+uninterrupted run would have seen; with `--deterministic` its final weights
+are the same. How a run stops early, and with which exit status: `faults`.
+"""
+
+import dataclasses
+import errno
+import os
+import sys
+import tempfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+import keras_normloss
+from keras_normloss import callbacks as norm_callbacks
+from keras_normloss import cli, data
+from keras_normloss.training import compute, keras_multiworker_patch
+from keras_normloss.training.build import build_model
+from keras_normloss.training.checkpoints import Checkpointer, CheckpointStore
+from keras_normloss.training.faults import RunFailed, StopOnNonFiniteLoss, StopRequest
+from keras_normloss.training.metrics import EpochExtras, MetricsCSV, read_metrics
+from keras_normloss.training.run_directory import (
+    OUTPUTS,
+    check_run_dir,
+    read_json,
+    write_json,
+)
+from keras_normloss.training.strategies import (
+    device_report,
+    is_chief,
+    is_multi_worker,
+    make_strategy,
+)
+
+
+def run(config, verbose="auto"):
+    """Trains one run and writes its directory (see the module docstring).
+
+    Resumes from the directory's newest checkpoint that loads, and returns
+    at once if the run is finished. Prints one summary line at the end.
+
+    Args:
+        config: a `RunConfig` (see `make_config`).
+        verbose: Keras's `fit` verbosity ("auto" shows a progress bar).
+
+    Returns:
+        The run's results (the content of results.json).
+
+    Raises:
+        keras_normloss.cli.UsageError: if the output directory cannot hold
+            this run, or the machine cannot run its settings.
+        keras_normloss.data.DatasetNotPreparedError: if the dataset is not
+            prepared and `config.download` is False.
+        keras_normloss.training.faults.RunFailed: if the loss became
+            non-finite, no checkpoint loads, or a file cannot be written
+            (a full disk); nothing that was there is lost.
+        keras_normloss.training.faults.Preempted: on SIGTERM, after writing
+            a checkpoint; running it again resumes.
+
+    Example:
+
+    ```python
+    results = run(make_config("quick", "runs/quick", dataset="synthetic", epochs=1))
+    results["final_test_error"]
+    ```
+    """
+    state = check_run_dir(config)
+    results_path = os.path.join(config.output, "results.json")
+    if state == "finished":
+        print(f"{config.output}: finished already; results.json is there.")
+        results = read_json(results_path)
+        print(summary_line(results, config.output), flush=True)
+        return results
+    stop = StopRequest()
+    try:
+        # Under MultiWorkerMirroredStrategy a checkpoint needs every worker (reading some
+        # variables is a collective operation), and SIGTERM reaches one worker at a time: the
+        # handler would save on one worker and hang. There, SIGTERM keeps its default (the run
+        # resumes from its last periodic checkpoint).
+        with compute.dtype_policy(config.mixed_precision):
+            if config.strategy == "multiworker":
+                results = _train(config, state, verbose, None)
+            else:
+                with stop.on_sigterm():
+                    results = _train(config, state, verbose, stop)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise RunFailed(
+            f"no space left on device while writing {error.filename or config.output}; "
+            "the last checkpoint is intact: free space and run the same command to resume"
+        ) from None
+    if results:
+        print(summary_line(results, config.output), flush=True)
+    return results
+
+
+def _train(config, state, verbose, stop):
+    if config.deterministic:
+        _run_ops_one_at_a_time()
+    strategy = make_strategy(config.strategy)  # first: multi-worker needs it before any op
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise cli.UsageError(
+            f"--batch-size {config.batch_size} does not split over {replicas} replicas"
+        )
+    notes = compute.check(config, strategy)
+    chief = is_chief(strategy)
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+    try:
+        pipelines = _load_data(config)
+    except data.DatasetOptionError as error:  # e.g. --image-size for CIFAR
+        raise cli.UsageError(str(error)) from None
+    info = pipelines.info
+    print(
+        f"data: {info.name}, {info.train_examples:,} training and {info.test_examples:,} test "
+        f"images of {'x'.join(map(str, info.image_shape))}, {info.num_classes} classes"
+        + (f", from {info.source}" if info.source else "")
+    )
+    steps_per_epoch = config.steps_per_epoch or info.steps_per_epoch(config.batch_size)
+    if info.synthetic:
+        print(
+            "NOTE: training on SYNTHETIC data (random templates plus noise); "
+            "the numbers say nothing about a real dataset."
+        )
+    for note in notes:
+        print(note)
+
+    with strategy.scope():
+        model, method_callbacks = build_model(config, info, steps_per_epoch)
+    if is_multi_worker(strategy):
+        try:
+            keras_multiworker_patch.apply(model)
+        except RuntimeError as error:
+            raise RunFailed(str(error)) from None
+
+    checkpoint_dir = os.path.join(config.output, "checkpoint")
+    store = CheckpointStore(checkpoint_dir, config.keep_checkpoints, write=chief)
+    first_epoch, skip_steps = 0, 0
+    if state == "resume":
+        with strategy.scope():
+            # The weights file holds the optimizer's state (momentum,
+            # iterations, hence the learning-rate schedule's position) too;
+            # its variables must exist before it is read.
+            model.optimizer.build(model.trainable_variables)
+            position = store.restore(
+                model, report=lambda line: print(f"{config.output}: {line}", file=sys.stderr)
+            )
+        if position is not None:
+            first_epoch, skip_steps = position
+            print(f"{config.output}: resuming at epoch {first_epoch + 1}, step {skip_steps}.")
+    if chief:
+        os.makedirs(config.output, exist_ok=True)
+        write_json(os.path.join(config.output, "config.json"), dataclasses.asdict(config))
+
+    nan_guard = StopOnNonFiniteLoss()
+    checkpointer = Checkpointer(store, steps_per_epoch, config.checkpoint_every, stop)
+    callbacks = [
+        nan_guard,  # first: no other callback sees a step whose loss is not finite
+        norm_callbacks.NormMonitor(
+            log_dir=os.path.join(config.output, "tensorboard") if chief else None
+        ),
+        *method_callbacks,  # before the logs and checkpoint: pbwn-epoch projects at epoch end
+        EpochExtras(),
+    ]
+    if chief:
+        callbacks += [
+            MetricsCSV(os.path.join(config.output, "metrics.csv"), info.name, first_epoch),
+            keras.callbacks.TensorBoard(os.path.join(config.output, "tensorboard")),
+        ]
+    callbacks.append(checkpointer)  # last: an epoch is logged before it counts as done
+
+    test_steps = info.test_steps(config.batch_size)
+    fit = dict(
+        validation_data=pipelines.test,
+        validation_steps=test_steps,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,
+    )  # data is shuffled already
+    with strategy.scope():
+        _fit(model, pipelines, config, first_epoch, skip_steps, steps_per_epoch, callbacks, fit)
+
+    if not chief:
+        with tempfile.TemporaryDirectory() as scratch:  # see CheckpointStore.save
+            model.save(os.path.join(scratch, "model.keras"))
+        return {}
+    model.save(os.path.join(config.output, "model.keras"))
+    rows = read_metrics(config.output)
+    best = min(rows, key=lambda r: r["test_error"])
+    results = {
+        # The number to report: the test error after the last epoch. The best
+        # epoch is chosen on the test set itself, so its error is optimistic.
+        "report": "final_test_error",
+        "final_test_error": rows[-1]["test_error"],
+        "best_test_error": best["test_error"],
+        "best_epoch": int(best["epoch"]),
+        "final_test_cross_entropy": rows[-1]["test_cross_entropy"],
+        "final_train_cross_entropy": rows[-1]["cross_entropy"],
+        "final_oblique_distance": rows[-1]["oblique_distance"],
+        "epochs": len(rows),
+        "wall_seconds": sum(r["epoch_seconds"] for r in rows),
+        "dataset": info.name,
+        "synthetic_data": info.synthetic,
+        "mixed_precision": config.mixed_precision,
+        "dtype_policy": keras.config.dtype_policy().name,
+        "jit_compile": config.jit_compile,
+        # What Keras made of it ("auto" resolves to False under any tf.distribute strategy).
+        "xla_used": bool(model.jit_compile),
+        "versions": _versions(),
+        "device": device_report(strategy, config.strategy),
+        "notes": {
+            "final_test_error": "the error to report: after the last epoch, chosen by nothing",
+            "best_test_error": "the lowest test error of any epoch: picked on the test set, "
+            "so optimistic; do not report it as a result",
+            "test_loss": "metrics.csv's test_loss includes the regularization penalty; "
+            "compare methods on test_cross_entropy or test_error",
+        },
+    }
+    if info.synthetic:
+        results["note"] = "SYNTHETIC data: these numbers say nothing about a real dataset."
+    write_json(os.path.join(config.output, "results.json"), results)
+    store.remove_all()
+    return results
+
+
+def _load_data(config):
+    return data.load(
+        config.dataset,
+        config.batch_size,
+        seed=config.seed,
+        steps_per_epoch=config.steps_per_epoch,
+        data_dir=config.data_dir,
+        download=config.download,
+        crop_padding=config.crop_padding,
+        augment=config.augment,
+        image_size=config.image_size,
+    )
+
+
+def _fit(model, pipelines, config, first_epoch, skip_steps, steps_per_epoch, callbacks, fit):
+    if skip_steps and first_epoch < config.epochs:
+        # The rest of an epoch interrupted mid-way, on its own.
+        for callback in callbacks:
+            if hasattr(callback, "step_offset"):
+                callback.step_offset = skip_steps
+        model.fit(
+            pipelines.train(first_epoch, skip_steps),
+            initial_epoch=first_epoch,
+            epochs=first_epoch + 1,
+            steps_per_epoch=steps_per_epoch - skip_steps,
+            **fit,
+        )
+        first_epoch += 1
+    if first_epoch < config.epochs:
+        model.fit(
+            pipelines.train(first_epoch),
+            initial_epoch=first_epoch,
+            epochs=config.epochs,
+            steps_per_epoch=steps_per_epoch,
+            **fit,
+        )
+
+
+def _duration(seconds):
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, seconds = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def summary_line(results, output):
+    """The line `train` ends with: final and best test error, epochs, time, where the outputs are.
+
+    Args:
+        results: the content of results.json.
+        output: the run directory.
+
+    Returns:
+        One line of text.
+
+    Example:
+
+    ```python
+    summary_line({"final_test_error": 0.1234, "best_test_error": 0.119, "best_epoch": 7,
+                  "epochs": 5, "wall_seconds": 83}, "runs/quick")
+    # 'keras-normloss train: done: final test error 12.34 % (best 11.90 % at epoch 7; ...'
+    ```
+    """
+    synthetic = " on SYNTHETIC data" if results.get("synthetic_data") else ""
+    return (
+        f"keras-normloss train: done: final test error {100 * results['final_test_error']:.2f} %"
+        f"{synthetic} (best {100 * results['best_test_error']:.2f} % at epoch "
+        f"{results['best_epoch']}; picked on the test set), {results['epochs']} epochs in "
+        f"{_duration(results['wall_seconds'])}; outputs in {output} ({', '.join(OUTPUTS)})"
+    )
+
+
+def _versions():
+    return {
+        "python": sys.version.split()[0],
+        "keras": keras.__version__,
+        "tensorflow": tf.__version__,
+        "tensorflow_datasets": tfds.__version__,
+        "numpy": np.__version__,
+        "keras_normloss": keras_normloss.__version__,
+    }
+
+
+def _run_ops_one_at_a_time():
+    """Inter-op parallelism 1, for `--deterministic`.
+
+    `enable_op_determinism` makes each op deterministic, but not the order in
+    which independent ops run: with dropout and Norm Loss together, two runs
+    of a WRN differed by 3e-8 after one step (2e-5 after four) until
+    inter-op parallelism was 1 (measured on 2 CPU cores). It can only be set
+    before TensorFlow starts its runtime; a process that started it already
+    (a notebook, a test) keeps its setting, and is told.
+    """
+    try:
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        if tf.config.threading.get_inter_op_parallelism_threads() != 1:
+            print(
+                "NOTE: --deterministic could not set TensorFlow's inter-op parallelism to 1 "
+                "(the runtime had started); results may differ in the last bits."
+            )
