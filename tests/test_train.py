@@ -206,3 +206,36 @@ def test_kill_minus_nine_and_resume_equals_uninterrupted_run(tmp_path, model_arg
     for x, y in zip(a, b):
         np.testing.assert_allclose(y, x, rtol=1e-5, atol=atol)
     assert not (out / "checkpoint").exists()
+
+
+def test_first_command_trains_on_the_shipped_subset_and_ends_with_a_summary(tmp_path, capsys):
+    """The README's first command, shortened: real Fashion-MNIST images, no download."""
+    out = tmp_path / "first"
+    args = ["--preset", "fashion-mnist-mini", "--model", "resnet8", "--epochs", "1"]
+    args += ["--steps-per-epoch", "2", "--batch-size", "8", "--output", str(out)]
+    assert train.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "data: fashion_mnist_mini, 4,000 training and 1,000 test images of 28x28x1" in printed
+    last = printed.strip().splitlines()[-1]
+    assert last.startswith("keras-normloss train: done: final test error") and str(out) in last
+    results = json.loads((out / "results.json").read_text())
+    assert results["dataset"] == "fashion_mnist_mini" and not results["synthetic_data"]
+    assert 0.0 <= results["final_test_error"] <= 1.0
+    config = json.loads((out / "config.json").read_text())
+    assert config["augment"] is None and config["image_size"] is None
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--dataset", "cifar10", "--image-size", "64"], "does not take `image_size`"),
+        (["--dataset", "imdb_reviews"], "not image classification"),
+        (["--dataset", "folder"], "needs --data-dir"),
+    ],
+)
+def test_dataset_misuse_is_one_line_and_status_2(extra, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--preset", "quick", *extra, "--output", str(tmp_path / "run")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
