@@ -107,7 +107,13 @@ def main(argv=None):
     )
     parser.add_argument("--model", default=None, help="another model (default: the preset's)")
     parser.add_argument("--methods", nargs="+", default=list(BASELINES), help="swept methods")
-    parser.add_argument("--factors", type=float, nargs="+", default=list(FACTORS))
+    parser.add_argument(
+        "--factors",
+        type=float,
+        nargs="*",
+        default=list(FACTORS),
+        help="the factor sweep's factors (none given: each method's preset factor)",
+    )
     parser.add_argument("--base-batch", type=int, default=BASE_BATCH)
     parser.add_argument("--other-batches", type=int, nargs="*", default=list(OTHER_BATCHES))
     parser.add_argument("--peers", nargs="*", default=list(PEERS), help="run at the base batch")
