@@ -120,7 +120,7 @@ def main(argv=None):
     parser.add_argument("--plot-only", action="store_true", help="draw from finished runs")
     args = parser.parse_args(argv)
 
-    from keras_normloss import plots, sweep
+    from keras_normloss import cli, plots, sweep
 
     start = time.time()
     log_path = os.path.join(args.output, "grid.json")
@@ -135,17 +135,11 @@ def main(argv=None):
         )
         for name, grid in grids:
             print(f"== sweep: {name}", flush=True)
-            sweep.sweep(
-                PRESET,
-                args.output,
-                seeds=args.seeds,
-                epochs=args.epochs,
-                dataset=args.dataset,
-                model=args.model,
-                data_dir=args.data_dir,
-                deterministic=True,
-                **grid,
-            )
+            try:
+                _sweep(sweep, args, grid)
+            except (cli.UsageError, sweep.RunError) as error:
+                print(f"fashion_mnist_grid: error: {error}", file=sys.stderr)
+                return getattr(error, "exit_status", 2)
         os.makedirs(args.output, exist_ok=True)
         previous = _read(log_path).get("wall_seconds", 0.0)
         with open(log_path, "w") as f:
@@ -175,6 +169,20 @@ def main(argv=None):
         f"{len(rows)} runs; {os.path.join(args.docs, 'summary.csv')}; figures: {', '.join(figures)}"
     )
     return 0
+
+
+def _sweep(sweep, args, grid):
+    sweep.sweep(
+        PRESET,
+        args.output,
+        seeds=args.seeds,
+        epochs=args.epochs,
+        dataset=args.dataset,
+        model=args.model,
+        data_dir=args.data_dir,
+        deterministic=True,
+        **grid,
+    )
 
 
 def _read(path):

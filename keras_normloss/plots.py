@@ -309,22 +309,25 @@ def plot_grid(sweep_dir, output_dir, base_batch=None, metric="final_test_error")
     axes[0].set_ylabel("mean ‖w_c‖ over every kernel's channels")
     save(fig, "norms.png")
 
-    fig, ax = plt.subplots(figsize=(9, 4.8), constrained_layout=True)
     per_method = _preset_factor_runs(rows, base_batch)
-    names = sorted(per_method, key=lambda n: statistics.fmean(per_method[n]))
-    for i, name in enumerate(names):
-        values = per_method[name]
-        m, s = _mean_std(values)
-        ax.bar(i, m, yerr=s, color=f"C{i % 10}", alpha=0.5, capsize=4)
-        ax.plot([i] * len(values), values, "k.", ms=7)
-    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
-    low = min(min(v) for v in per_method.values())
-    high = max(max(v) for v in per_method.values())
-    ax.set_ylim(max(0.0, low - 0.25 * (high - low + 1)), high + 0.25 * (high - low + 1))
-    ax.set_ylabel(f"{metric.replace('_', ' ')} (%)")
-    ax.set_title(f"batch {base_batch}, each method at its default factor: seeds (dots), mean ± std")
-    ax.grid(alpha=0.3, axis="y")
-    save(fig, "seeds.png")
+    if per_method:  # else no run at the base batch with a preset factor: no such figure
+        fig, ax = plt.subplots(figsize=(9, 4.8), constrained_layout=True)
+        names = sorted(per_method, key=lambda n: statistics.fmean(per_method[n]))
+        for i, name in enumerate(names):
+            values = per_method[name]
+            m, s = _mean_std(values)
+            ax.bar(i, m, yerr=s, color=f"C{i % 10}", alpha=0.5, capsize=4)
+            ax.plot([i] * len(values), values, "k.", ms=7)
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+        low = min(min(v) for v in per_method.values())
+        high = max(max(v) for v in per_method.values())
+        ax.set_ylim(max(0.0, low - 0.25 * (high - low + 1)), high + 0.25 * (high - low + 1))
+        ax.set_ylabel(f"{metric.replace('_', ' ')} (%)")
+        ax.set_title(
+            f"batch {base_batch}, each method at its default factor: seeds (dots), mean ± std"
+        )
+        ax.grid(alpha=0.3, axis="y")
+        save(fig, "seeds.png")
 
     table = os.path.join(output_dir, "table.md")
     with open(table, "w") as f:
@@ -334,21 +337,20 @@ def plot_grid(sweep_dir, output_dir, base_batch=None, metric="final_test_error")
 
 
 def _preset_factor_runs(rows, batch_size):
-    """`{label: values}` at one batch size: each method at the factor it was run with at other
-    batch sizes too (its preset factor in the grid), or its only factor."""
-    factors_elsewhere = collections.defaultdict(set)
-    for r in rows:
-        if r["batch_size"] != batch_size:
-            factors_elsewhere[r["regularizer"]].add(r["factor"])
+    """`{label: values}` at one batch size: every method without a factor, and every method
+    with one at its preset's default factor (read from each run's config.json)."""
+    from keras_normloss import presets
+
     out = collections.defaultdict(list)
     for r in rows:
         if r["batch_size"] != batch_size:
             continue
-        chosen = factors_elsewhere.get(r["regularizer"])
-        if chosen and not math.isnan(r["factor"]) and r["factor"] not in chosen:
-            continue
-        if not chosen and not math.isnan(r["factor"]):
-            continue  # a factor-sweep method never run elsewhere: in error_vs_factor only
+        if not math.isnan(r["factor"]):
+            with open(os.path.join(r["run"], "config.json")) as f:
+                preset = json.load(f)["preset"]
+            default = presets.default_factor(presets.get(preset), r["regularizer"])
+            if default is None or not math.isclose(r["factor"], default):
+                continue
         factor = "" if math.isnan(r["factor"]) else f" {r['factor']:g}"
         out[f"{r['regularizer']}{factor}"].append(r["value"])
     return out

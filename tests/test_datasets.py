@@ -226,40 +226,80 @@ def test_options_a_dataset_cannot_use_are_refused():
         data.load("fashion_mnist_mini", 8, image_size=64)
 
 
-def _image_folder(root, classes=("cat", "dog", "fox"), per_class=10, size=(20, 30)):
-    rng = np.random.default_rng(0)
+COLOURS = {"cat": (200, 30, 30), "dog": (30, 200, 30), "fox": (30, 30, 200)}
+
+
+def _image_folder(root, classes=tuple(COLOURS), per_class=10, size=(20, 30)):
+    """One flat colour per class, so that a label can be checked against its image."""
     for c in classes:
         os.makedirs(os.path.join(root, c), exist_ok=True)
         for i in range(per_class):
-            pixels = rng.integers(0, 256, size=(*size, 3)).astype("float32")
-            keras.utils.save_img(os.path.join(root, c, f"{i}.png"), pixels, scale=False)
+            pixels = np.broadcast_to(np.array(COLOURS[c], "float32"), (*size, 3))
+            keras.utils.save_img(os.path.join(root, c, f"{i:02d}.png"), pixels, scale=False)
 
 
-def test_image_folder_holds_out_a_fixed_split_and_trains(tmp_path):
+def _colours_match_labels(images, labels):
+    names = sorted(COLOURS)
+    for image, label in zip(images, labels):
+        np.testing.assert_allclose(image.mean(axis=(0, 1)), COLOURS[names[label]], atol=1)
+
+
+def test_image_folder_holds_out_every_fifth_file_of_each_class_and_trains(tmp_path):
     _image_folder(str(tmp_path))
+    arrays = sources.image_folder(str(tmp_path), 16)
+    assert np.bincount(arrays.train_labels).tolist() == [8, 8, 8]
+    assert np.bincount(arrays.test_labels).tolist() == [2, 2, 2]  # every class in both splits
+    _colours_match_labels(arrays.train_images, arrays.train_labels)
+    _colours_match_labels(arrays.test_images, arrays.test_labels)
     p = data.load("folder", 4, data_dir=str(tmp_path), image_size=16)
     assert p.info.num_classes == 3 and p.info.image_shape == (16, 16, 3)
-    assert (p.info.train_examples, p.info.test_examples) == (24, 6)  # 20 % held out
-    again = data.load("folder", 4, data_dir=str(tmp_path), image_size=16, seed=5)
-    first = np.concatenate([x.numpy() for x, _ in p.test])
-    np.testing.assert_array_equal(first, np.concatenate([x.numpy() for x, _ in again.test]))
+    assert (p.info.train_examples, p.info.test_examples) == (24, 6)
     _trains(p)
 
 
-def test_image_folder_with_train_and_test_directories(tmp_path):
+@pytest.mark.parametrize("test_folder", ["test", "val", "validation"])
+def test_image_folder_with_split_directories(tmp_path, test_folder):
     _image_folder(str(tmp_path / "train"), per_class=4)
-    _image_folder(str(tmp_path / "test"), per_class=2)
+    _image_folder(str(tmp_path / test_folder), per_class=2)
     info = data.load("folder", 4, data_dir=str(tmp_path), image_size=8).info
     assert (info.train_examples, info.test_examples, info.num_classes) == (12, 6, 3)
 
 
-def test_image_folder_missing_or_empty(tmp_path):
+def test_image_folder_of_split_folders_under_other_names_is_refused(tmp_path):
+    _image_folder(str(tmp_path / "training"), per_class=2)
+    _image_folder(str(tmp_path / "holdout"), per_class=2)
+    with pytest.raises(data.MalformedDatasetError, match="holdout/ holds folders, not images"):
+        data.load("folder", 4, data_dir=str(tmp_path), image_size=8)
+
+
+def test_image_folder_missing_empty_or_damaged(tmp_path):
     with pytest.raises(data.DatasetNotPreparedError, match="needs --data-dir"):
         data.load("folder", 4)
     with pytest.raises(data.DatasetNotPreparedError, match="does not exist"):
         data.load("folder", 4, data_dir=str(tmp_path / "nowhere"))
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    (tmp_path / "b" / "notes.txt").write_text("not an image")
-    with pytest.raises(data.MalformedDatasetError, match=str(tmp_path)):
-        data.load("folder", 4, data_dir=str(tmp_path))
+    empty = tmp_path / "empty"
+    (empty / "a").mkdir(parents=True)
+    (empty / "b").mkdir()
+    (empty / "b" / "notes.txt").write_text("not an image")
+    with pytest.raises(data.MalformedDatasetError, match=str(empty)):
+        data.load("folder", 4, data_dir=str(empty))
+    damaged = tmp_path / "damaged"
+    _image_folder(str(damaged), per_class=3)
+    (damaged / "dog" / "01.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    with pytest.raises(data.MalformedDatasetError, match="cannot decode"):
+        data.load("folder", 4, data_dir=str(damaged), image_size=8)
+
+
+def test_damaged_gzip_body_is_malformed_not_a_traceback(tmp_path):
+    _idx_dataset(str(tmp_path))
+    path = tmp_path / "t10k-images-idx3-ubyte.gz"
+    raw = bytearray(path.read_bytes())
+    raw[20:60] = b"\xff" * 40  # inside the deflate stream
+    path.write_bytes(bytes(raw))
+    with pytest.raises(data.MalformedDatasetError, match="t10k-images"):
+        data.load("fashion_mnist", 8, data_dir=str(tmp_path))
+
+
+def test_synthetic_data_refuses_an_image_size():
+    with pytest.raises(data.DatasetOptionError, match="image_size"):
+        data.load("synthetic", 8, image_size=16)

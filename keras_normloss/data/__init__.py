@@ -207,7 +207,7 @@ def tfds_dataset(
     ```
     """
     _check(kwargs)
-    builder = sources.tfds_builder(name)
+    builder = sources.tfds_builder(name, data_dir)
     if builder is None:
         check_name(name)  # raises with the list of names
     shape = builder.info.features[builder.info.supervised_keys[0]].shape
@@ -220,9 +220,10 @@ def tfds_dataset(
 def image_folder(global_batch_size, *, data_dir=None, image_size=None, **kwargs):
     """A folder of images, one sub-folder per class, held in memory.
 
-    The layout is `keras.utils.image_dataset_from_directory`'s; with `train/` and `test/`
-    sub-folders those are the splits, otherwise a fixed 20 % is held out for testing. Images
-    are read as RGB, resized and centre-cropped.
+    The layout is `keras.utils.image_dataset_from_directory`'s; with `train/` and `test/` (or
+    `val/`, `validation/`) sub-folders those are the splits, otherwise every fifth file of each
+    class (20 %, the same files for every run) is held out for testing. Images are read as RGB,
+    resized and centre-cropped.
 
     Args:
         global_batch_size: the batch over all replicas.
@@ -317,8 +318,11 @@ def load(name, global_batch_size, **kwargs):
             image-classification dataset.
         global_batch_size: the batch over all replicas.
         **kwargs: `seed`, `deterministic`, `steps_per_epoch`, `data_dir`, `download`,
-            `augment`, `crop_padding`, `image_size`; those that do not apply to a dataset are
-            ignored when None (or the default), and refused otherwise.
+            `augment`, `crop_padding`, `image_size`. The options the training command passes
+            for every dataset are ignored where they do not apply (`data_dir` and `download`
+            for the shipped and synthetic data, `crop_padding` for ImageNet and synthetic
+            data, `augment` for synthetic data); `image_size` for a fixed-size dataset and
+            `augment` for ImageNet raise `DatasetOptionError`.
 
     Raises:
         ValueError: for an unknown name, or an option the dataset cannot take.
@@ -333,7 +337,9 @@ def load(name, global_batch_size, **kwargs):
     check_name(name)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     if name == "synthetic":
-        options = _options(name, kwargs, ("data_dir", "download", "crop_padding", "augment"))
+        options = _options(
+            name, kwargs, ("data_dir", "download", "crop_padding", "augment"), ("image_size",)
+        )
         return synthetic(global_batch_size, **options)
     if name == "imagenet2012":
         options = _options(name, kwargs, ("crop_padding",), refused=("augment",))

@@ -11,6 +11,7 @@ import dataclasses
 import gzip
 import importlib.resources
 import os
+import zlib
 
 import numpy as np
 import tensorflow as tf
@@ -102,7 +103,7 @@ def read_idx(path, dims):
             raw = f.read()
         if raw[:2] == b"\x1f\x8b":
             raw = gzip.decompress(raw)
-    except (OSError, EOFError) as error:
+    except (OSError, EOFError, zlib.error) as error:
         raise MalformedDatasetError(f"{path}: cannot be read ({error})") from None
     header = 4 + 4 * dims
     if len(raw) < header or int.from_bytes(raw[:4], "big") != _IDX_MAGIC[dims]:
@@ -255,7 +256,7 @@ def _looks_unprepared(error):
     return any(s in text for s in ("not found", "notfound", "does not exist", "download"))
 
 
-def tfds_builder(name):
+def tfds_builder(name, data_dir=None):
     """The tfds builder of an image-classification dataset, or None if tfds has no such name.
 
     Raises:
@@ -264,7 +265,7 @@ def tfds_builder(name):
     import tensorflow_datasets as tfds
 
     try:
-        builder = tfds.builder(name)  # reads no data; fast (tfds.list_builders() is not)
+        builder = tfds.builder(name, data_dir=data_dir)  # reads no data; fast
     except tfds.core.registered.DatasetNotFoundError:
         return None
     info = builder.info
@@ -282,9 +283,13 @@ def tfds_builder(name):
     return builder
 
 
-def _to_uint8_arrays(ds, image_size):
+def _to_uint8_arrays(ds, image_size, source):
     """All of a tf.data split of (image, label) as uint8 arrays; images of another size than
-    `image_size` (or of varying size) are resized (shorter side) and centre-cropped."""
+    `image_size` (or of varying size) are resized (shorter side) and centre-cropped.
+
+    Raises:
+        MalformedDatasetError: an image or record of `source` cannot be decoded.
+    """
 
     def fit(image, label):
         if image_size is None:
@@ -301,11 +306,15 @@ def _to_uint8_arrays(ds, image_size):
         return image, label
 
     images, labels = [], []
-    for x, y in ds.map(fit, num_parallel_calls=tf.data.AUTOTUNE).batch(1024):
-        images.append(x.numpy())
-        labels.append(y.numpy())
+    try:
+        for x, y in ds.map(fit, num_parallel_calls=tf.data.AUTOTUNE).batch(1024):
+            images.append(x.numpy())
+            labels.append(y.numpy())
+    except tf.errors.OpError as error:  # a damaged image file or tfds record
+        first_line = (error.message or str(error)).strip().splitlines()[0]
+        raise MalformedDatasetError(f"{source}: cannot decode its data ({first_line})") from None
     if not images:
-        raise MalformedDatasetError("a split of the dataset is empty")
+        raise MalformedDatasetError(f"{source}: a split of the dataset is empty")
     return np.concatenate(images), np.concatenate(labels).astype(np.int64)
 
 
@@ -321,9 +330,11 @@ def tfds_arrays(name, data_dir=None, download=False, image_size=None, held_out=0
             `image_size`.
         DatasetNotPreparedError: not prepared and `download` is False.
     """
-    builder = tfds_builder(name)
+    builder = tfds_builder(name, data_dir)
     if builder is None:
         raise ValueError(f"tensorflow-datasets has no dataset {name!r}")
+    if download and not builder.info.splits:
+        builder.download_and_prepare()  # so that the splits are known before one is chosen
     info = builder.info
     image_key, label_key = info.supervised_keys
     shape = info.features[image_key].shape
@@ -333,38 +344,70 @@ def tfds_arrays(name, data_dir=None, download=False, image_size=None, held_out=0
         )
     if image_size is not None and tuple(shape[:2]) == (image_size, image_size):
         image_size = None  # already that size
-    splits = set(info.splits) or {"train", "test"}  # under tfds.testing.mock_data: none known
+    # A dataset not prepared in `data_dir` knows no splits: loading "train" below then fails
+    # with DatasetNotPreparedError. (Under tfds.testing.mock_data no split is known either.)
+    splits = set(info.splits) or {"train", "test"}
+    if "train" not in splits:
+        raise ValueError(
+            f"tfds dataset {name!r} has no train split (it has {', '.join(sorted(splits))})"
+        )
     test = next((s for s in ("test", "validation") if s in splits), None)
     train_split = "train" if test else f"train[:{100 - round(100 * held_out)}%]"
     test_split = test or f"train[{100 - round(100 * held_out)}%:]"
+    _check_memory(name, info, image_size, shape)
     train, _ = tfds_load(name, train_split, data_dir, download)
     test_ds, _ = tfds_load(name, test_split, data_dir, download)
     where = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+    source = f"tfds {name} in {where} ({train_split} / {test_split})"
     return Arrays(
-        *_to_uint8_arrays(train, image_size),
-        *_to_uint8_arrays(test_ds, image_size),
+        *_to_uint8_arrays(train, image_size, source),
+        *_to_uint8_arrays(test_ds, image_size, source),
         info.features[label_key].num_classes,
-        source=f"tfds {name} in {where} ({train_split} / {test_split})",
+        source=source,
     )
+
+
+def _check_memory(name, info, image_size, shape):
+    """Refuses a dataset whose images would take more than half of this machine's memory (they
+    are held as uint8 arrays, and briefly twice)."""
+    examples = sum(split.num_examples for split in info.splits.values())
+    if not examples:
+        return
+    side = (image_size, image_size) if image_size else tuple(shape[:2])
+    needed = examples * side[0] * side[1] * (shape[2] or 3)
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return
+    if 2 * needed > memory:
+        raise MalformedDatasetError(
+            f"tfds {name}: {examples:,} images of {side[0]}x{side[1]} need {needed / 2**30:.1f} "
+            f"GiB held in memory, more than half of this machine's {memory / 2**30:.1f} GiB; "
+            "choose a smaller --image-size"
+        )
 
 
 # --------------------------------------------------------------------------------------------
 # A folder of images
 
-FOLDER_SPLIT_SEED = 1337  # the held-out split of a folder is the same for every run's seed
+# Sub-folders that hold a folder dataset's test split, when present beside `train/`.
+TEST_FOLDERS = ("test", "val", "validation")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
 
-def image_folder(directory, image_size, held_out=0.2):
-    """Images in `directory/<class>/*.{png,jpg,jpeg,bmp,gif}`, as
-    `keras.utils.image_dataset_from_directory` reads them (RGB, resized to `image_size`).
+def image_folder(directory, image_size, held_out_every=5):
+    """Images in `directory/<class>/*.{png,jpg,jpeg,bmp,gif}`, read by
+    `keras.utils.image_dataset_from_directory` (RGB, resized with area interpolation and
+    centre-cropped to `image_size`).
 
-    If `directory` has `train/` and `test/` sub-folders with the same classes, those are the
-    splits; otherwise a fixed `held_out` fraction of the files (chosen by Keras with a fixed
-    seed, `FOLDER_SPLIT_SEED`) is the test split.
+    If `directory` has `train/` and a `test/`, `val/` or `validation/` sub-folder with the same
+    classes, those are the splits; otherwise every `held_out_every`-th file of each class (in
+    file-name order) is held out for testing: 20 %, stratified, the same files for every run.
 
     Raises:
         DatasetNotPreparedError: `directory` is not given or does not exist.
-        MalformedDatasetError: no class sub-folders or no images.
+        MalformedDatasetError: no class sub-folders, no images, a damaged image, or class
+            folders that hold only sub-folders (split folders under another name).
     """
     import keras
 
@@ -380,38 +423,77 @@ def image_folder(directory, image_size, held_out=0.2):
         label_mode="int",
         color_mode="rgb",
         image_size=(image_size, image_size),
+        interpolation="area",
         crop_to_aspect_ratio=True,
         batch_size=None,
-        shuffle=False,
+        shuffle=False,  # file-name order within each class: the split below is fixed
         verbose=False,
     )
-    train_dir, test_dir = (os.path.join(directory, s) for s in ("train", "test"))
+    train_dir = os.path.join(directory, "train")
+    test_dir = next(
+        (
+            os.path.join(directory, t)
+            for t in TEST_FOLDERS
+            if os.path.isdir(os.path.join(directory, t))
+        ),
+        None,
+    )
+    split_folders = os.path.isdir(train_dir) and test_dir is not None
+    for root in (train_dir, test_dir) if split_folders else (directory,):
+        _check_class_folders(root)
     try:
-        if os.path.isdir(train_dir) and os.path.isdir(test_dir):
+        if split_folders:
             train = keras.utils.image_dataset_from_directory(train_dir, **read)
             test = keras.utils.image_dataset_from_directory(
                 test_dir, class_names=train.class_names, **read
             )
             classes = train.class_names
-        else:
-            train, test = keras.utils.image_dataset_from_directory(
-                directory,
-                validation_split=held_out,
-                subset="both",
-                seed=FOLDER_SPLIT_SEED,
-                **read,
+            source = f"{directory} (train/ and {os.path.basename(test_dir)}/"
+            arrays = (
+                *_to_uint8_arrays(train, None, directory),
+                *_to_uint8_arrays(test, None, directory),
             )
-            classes = train.class_names
+        else:
+            everything = keras.utils.image_dataset_from_directory(directory, **read)
+            classes = everything.class_names
+            images, labels = _to_uint8_arrays(everything, None, directory)
+            position = np.zeros(len(labels), np.int64)  # index of each file within its class
+            for c in range(len(classes)):
+                members = np.flatnonzero(labels == c)
+                position[members] = np.arange(len(members))
+            test = position % held_out_every == held_out_every - 1
+            arrays = (images[~test], labels[~test], images[test], labels[test])
+            source = f"{directory} (every {held_out_every}th file of each class held out"
     except ValueError as error:  # "No images found in directory ...", class mismatches
         raise MalformedDatasetError(f"image folder {directory}: {error}") from None
     if len(classes) < 2:
         raise MalformedDatasetError(
             f"image folder {directory}: found {len(classes)} class sub-folder(s); need at least 2"
         )
+    if not len(arrays[3]):
+        raise MalformedDatasetError(f"image folder {directory}: no test images")
     return Arrays(
-        *_to_uint8_arrays(train, None),
-        *_to_uint8_arrays(test, None),
+        *arrays,
         len(classes),
-        source=f"{directory} ({len(classes)} classes: {', '.join(classes[:5])}"
+        source=f"{source}; {len(classes)} classes: {', '.join(classes[:5])}"
         f"{', ...' if len(classes) > 5 else ''})",
     )
+
+
+def _check_class_folders(root):
+    """Refuses class folders that hold images only in deeper folders: Keras would read them
+    recursively, and `data/train/<c>` plus `data/valid/<c>` would become the classes "train"
+    and "valid"."""
+    for name in sorted(os.listdir(root)):
+        path = os.path.join(root, name)
+        if not os.path.isdir(path):
+            continue
+        entries = os.listdir(path)
+        has_images = any(e.lower().endswith(IMAGE_EXTENSIONS) for e in entries)
+        has_folders = any(os.path.isdir(os.path.join(path, e)) for e in entries)
+        if has_folders and not has_images:
+            raise MalformedDatasetError(
+                f"image folder {root}: {name}/ holds folders, not images; give the folder whose "
+                f"sub-folders are the classes (train/ with {'/, '.join(TEST_FOLDERS)}/ beside "
+                "it are recognised)"
+            )

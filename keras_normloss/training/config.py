@@ -79,8 +79,10 @@ class RunConfig:
     jit_compile: str = "auto"
 
     def identity(self):
-        """The fields that must match for a directory to be this run."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in OPERATIONAL}
+        """The fields that must match for a directory to be this run. For `--dataset folder`
+        the data directory is the dataset, so it is one of them."""
+        operational = set(OPERATIONAL) - ({"data_dir"} if self.dataset == "folder" else set())
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in operational}
 
 
 def make_config(preset_name, output, **overrides):

@@ -87,7 +87,7 @@ def check_run_dir(config):
             f"{path} cannot be read ({error}); choose a new --output, or repair that file"
         ) from None
     mine = json.loads(json.dumps(config.identity()))
-    theirs = {k: v for k, v in saved.items() if k not in OPERATIONAL}
+    theirs = {k: v for k, v in saved.items() if k in mine or k not in OPERATIONAL}
     # A field added to RunConfig after the directory was written (mixed_precision, ...) had
     # its default value there: the run is the same one.
     for field in dataclasses.fields(config):
