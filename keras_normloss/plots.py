@@ -296,11 +296,12 @@ def plot_grid(sweep_dir, output_dir, base_batch=None, metric="final_test_error")
             length = min(len(c) for c in runs)
             mean = [statistics.fmean(c[e] for c in runs) for e in range(length)]
             label = reg if math.isnan(factor) else f"{reg} {factor:g}"
-            style = dict(ls="--", color="grey") if reg == "none" else {}
+            style = dict(ls="--", color="grey", lw=2.5, zorder=5) if reg == "none" else {}
             if reg == "wrs":
                 style = dict(ls=":", color="black")
             ax.plot(range(1, length + 1), mean, marker="o", label=label, **style)
         ax.axhline(1.0, color="tab:red", lw=1, alpha=0.6)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
         ax.set_yscale("log")
         ax.set_xlabel("epoch")
         ax.set_title(f"{family}: mean channel norm ‖w_c‖ (batch {base_batch}; mean of seeds)")
