@@ -73,8 +73,8 @@ class Preset:
 
 _NOT_RUN_PAPER = (
     "Not run here: the development machine has 2 CPU cores and no GPU, where a full schedule "
-    "takes days (ResNet-110: ~17 h per CIFAR run at 2026's fastest measured step time; "
-    "WRN-28-10 and ResNet-50 far longer), and no network to prepare the dataset."
+    "takes from 17 hours (ResNet-110 on CIFAR, at the fastest step time measured here) to "
+    "weeks (WRN-28-10, ResNet-50), and no network to prepare the dataset."
 )
 
 
@@ -193,6 +193,11 @@ PRESETS = {
         model="resnet8",
         epochs=3,
         lr_decay_epochs=(2,),
+        run_here=(
+            "Run here by `python benchmarks/fashion_mnist_grid.py` (69 runs, 3 seeds, an epoch "
+            "of 3,072 images: README, Results). Batch 128, final test error: Norm Loss "
+            "λ 1e-2 44.5 ± 4.9 %, weight decay 1e-3 38.8 ± 3.9 %, none 44.3 ± 4.4 % (mean ± std of 3 seeds; within seed noise of each other)."
+        ),
         source=(
             "Ours: the CPU benchmark of benchmarks/fashion_mnist_grid.py (ResNet-8 on "
             "Fashion-MNIST, a few epochs on 2 CPU cores); not a paper's setting. lr 0.1 per "
@@ -215,6 +220,11 @@ PRESETS = {
         nesterov=False,
         weight_decay=1e-3,
         normloss_factor=1e-2,
+        run_here=(
+            "Run here: `keras-normloss train --preset fashion-mnist-mini --output runs/first` "
+            "gave a final test error of 27.5 % (seed 0) in 5 min 26 s on the 2-core machine "
+            "while it ran other work."
+        ),
         source=(
             "Ours: the README's first command, ResNet-20 on the 4,000 Fashion-MNIST images "
             "shipped with the package (no download), 3 epochs; to try the package, not a "

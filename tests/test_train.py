@@ -126,6 +126,7 @@ def test_presets_name_a_registered_model_and_a_source(name, preset):
 
     assert preset.model in models.names() and preset.dataset in data.DATASETS
     assert preset.source and all(e < preset.epochs for e in preset.lr_decay_epochs)
+    assert preset.run_here.startswith(("Run here", "Not run here")), preset.run_here
 
 
 def _mid_epoch_checkpoint_exists(run_dir, epoch):
