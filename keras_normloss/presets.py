@@ -209,17 +209,9 @@ PRESETS = {
     ),
     "fashion-mnist-mini": Preset(
         name="fashion-mnist-mini",
-        dataset="fashion_mnist_mini",
         model="resnet20",
-        batch_size=128,
-        lr=0.1,
         epochs=3,
         lr_decay_epochs=(2,),
-        lr_decay=0.1,
-        momentum=0.9,
-        nesterov=False,
-        weight_decay=1e-3,
-        normloss_factor=1e-2,
         run_here=(
             "Run here: `keras-normloss train --preset fashion-mnist-mini --output runs/first` "
             "gave a final test error of 27.5 % (seed 0) in 5 min 26 s on the 2-core machine "
@@ -230,6 +222,7 @@ PRESETS = {
             "shipped with the package (no download), 3 epochs; to try the package, not a "
             "benchmark."
         ),
+        **{**_FASHION_MNIST, "dataset": "fashion_mnist_mini"},
     ),
 }
 

@@ -4,13 +4,12 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 
 import keras
 import numpy as np
 import pytest
+from train_process import start_train
 
 from keras_normloss import presets, train
 
@@ -139,18 +138,6 @@ def _mid_epoch_checkpoint_exists(run_dir, epoch):
     return False
 
 
-def _cli(args, **kwargs):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "keras_normloss", "train", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **kwargs,
-    )
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "model_args, atol",
@@ -184,10 +171,10 @@ def test_kill_minus_nine_and_resume_equals_uninterrupted_run(tmp_path, model_arg
     ]
     n_epochs = int([common[i + 1] for i, arg in enumerate(common) if arg == "--epochs"][-1])
     epochs = [str(e) for e in range(1, n_epochs + 1)]
-    reference = _cli(common + ["--output", str(tmp_path / "reference")])
+    reference = start_train(common + ["--output", str(tmp_path / "reference")])
 
     out = tmp_path / "killed"
-    proc = _cli(common + ["--output", str(out)])
+    proc = start_train(common + ["--output", str(out)])
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not _mid_epoch_checkpoint_exists(out, epoch=1):
         time.sleep(0.02)
@@ -195,7 +182,7 @@ def test_kill_minus_nine_and_resume_equals_uninterrupted_run(tmp_path, model_arg
     proc.wait()
     assert not (out / "results.json").exists(), "the run finished before it could be killed"
 
-    resumed = _cli(common + ["--output", str(out)])
+    resumed = start_train(common + ["--output", str(out)])
     stdout, stderr = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, stderr[-2000:]
     assert "resuming at epoch" in stdout

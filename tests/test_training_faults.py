@@ -11,7 +11,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 
 import h5py
@@ -19,6 +18,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from train_process import start_train
 
 from keras_normloss import data, train
 from keras_normloss.training import checkpoints, keras_multiworker_patch, strategies
@@ -401,17 +401,6 @@ def test_nan_loss_stops_at_once_and_keeps_the_last_good_checkpoint(tmp_path, cap
     assert not (out / "results.json").exists()
 
 
-def _cli(args):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "keras_normloss", "train", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def test_sigterm_saves_and_exits_143_then_resume_past_a_truncated_checkpoint(tmp_path):
     """A cluster's SIGTERM mid-epoch: the run saves at the step it is on and exits 143. The
     newest checkpoint is then cut short (the disk failed); the same command skips it, says so,
@@ -419,7 +408,7 @@ def test_sigterm_saves_and_exits_143_then_resume_past_a_truncated_checkpoint(tmp
     out = tmp_path / "run"
     args = SMALL + ["--epochs", "1", "--steps-per-epoch", "12", "--checkpoint-every", "2"]
     args += ["--output", str(out)]
-    proc = _cli(args)
+    proc = start_train(args)
     deadline = time.monotonic() + 120
     while not glob.glob(f"{out}/checkpoint/ckpt-*.json") and time.monotonic() < deadline:
         time.sleep(0.02)  # the first periodic checkpoint: it is stepping
@@ -441,7 +430,7 @@ def test_sigterm_saves_and_exits_143_then_resume_past_a_truncated_checkpoint(tmp
     weights = out / "checkpoint" / f"{stems[-1]}.weights.h5"
     os.truncate(weights, os.path.getsize(weights) - 1)
     previous_step = int(stems[0][-7:])
-    resumed = _cli(args)
+    resumed = start_train(args)
     stdout, stderr = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, stderr[-2000:]
     assert f"skipped checkpoint {stems[-1]}: its weights file has" in stderr
