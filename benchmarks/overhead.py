@@ -31,7 +31,7 @@ import tensorflow as tf  # noqa: E402
 from step_timing import sgd_step_timer  # noqa: E402
 
 from keras_normloss import methods, models, presets, reparam  # noqa: E402
-from keras_normloss.optimizers import extend_with_normloss  # noqa: E402
+from keras_normloss.methods.decoupled import extend_with_normloss  # noqa: E402
 
 PRESET = presets.get("cifar10-resnet110")  # lr 0.1, momentum 0.9, wd 1e-4, λ 1e-3
 

@@ -10,6 +10,7 @@ Public names:
     EpochProjection   PBWN's per-epoch projection (a callback)
     methods           THE table of methods: methods.names(), methods.apply(model, name, factor)
     optimizers        decoupled Norm Loss / weight decay for any Keras optimizer
+                      (keras_normloss.methods.decoupled; `keras_normloss.optimizers` imports too)
     channel_norms, oblique_distance, output_channel_axes, layer_kernels
     models            the papers' networks: models.get("resnet110"), models.names()
     NormMonitor       (keras_normloss.callbacks) channel-norm statistics each epoch
@@ -17,10 +18,16 @@ Public names:
 
 # `models` is imported so that its serializable layer (ZeroPadShortcut) is
 # registered: `import keras_normloss` is then enough to load a saved model.
-from keras_normloss import methods, models, optimizers
+from keras_normloss import methods, models
 from keras_normloss.attach import AttachReport, attach
-from keras_normloss.constraints import EpochProjection, WeightRescaling
 from keras_normloss.methods import apply as apply_method
+from keras_normloss.methods import decoupled as optimizers
+from keras_normloss.methods.oni import ONI
+from keras_normloss.methods.own import OrthogonalWeightNorm
+from keras_normloss.methods.penalties import NormLoss, weight_decay
+from keras_normloss.methods.projections import EpochProjection, WeightRescaling
+from keras_normloss.methods.reparametrize import reparametrize
+from keras_normloss.methods.weight_norm import WeightNorm, data_dependent_init
 from keras_normloss.norms import (
     UnsupportedLayerError,
     channel_norms,
@@ -28,9 +35,6 @@ from keras_normloss.norms import (
     oblique_distance,
     output_channel_axes,
 )
-from keras_normloss.regularizers import NormLoss, weight_decay
-from keras_normloss.reparam import ONI, OrthogonalWeightNorm, WeightNorm, data_dependent_init
-from keras_normloss.reparam_model import reparametrize
 
 __version__ = "0.1.0"
 

@@ -101,7 +101,7 @@ def test_attach_by_name_in_place_and_with_a_new_model():
     assert isinstance(report, MethodReport) and report.model is model
     assert len(model.losses) == 20 and isinstance(model.layers[1].kernel.regularizer, NormLoss)
     x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
-    with pytest.warns(UserWarning, match="built a new model"):
+    with pytest.warns(UserWarning, match="cannot change `model` in place"):
         wn = attach(model, "wn")
     assert wn.model is not model and len(_wrapped(wn.model)) == 19
     # WN starts with g = ||v||: the function is unchanged at wrap time.

@@ -3,7 +3,7 @@
 import keras
 
 from keras_normloss import methods, models
-from keras_normloss.optimizers import extend_with_normloss
+from keras_normloss.methods.decoupled import extend_with_normloss
 from keras_normloss.training.compute import JIT_COMPILE
 from keras_normloss.training.config import OPTIMIZERS
 
@@ -65,4 +65,4 @@ def make_optimizer(config, schedule, method_options):
         kwargs["weight_decay"] = 0.0
     if not method_options:
         return base(**kwargs)
-    return extend_with_normloss(base)(**kwargs, **method_options)
+    return extend_with_normloss(base)(**{**kwargs, **method_options})

@@ -1,0 +1,65 @@
+"""Which layers of a model a method touches by default: every kernel, the convolutions, or the stem."""
+
+import keras
+
+# Names of projection shortcuts: ours ("..._shortcut_conv"), keras.applications' ResNets
+# ("conv2_block1_0_conv") and torchvision-style ports ("downsample").
+_SHORTCUT_MARKS = ("shortcut", "_0_conv", "downsample")
+
+
+def _is_conv(layer):
+    return isinstance(layer, keras.layers.Conv1D | keras.layers.Conv2D | keras.layers.Conv3D)
+
+
+def _is_shortcut(layer):
+    return any(mark in layer.name for mark in _SHORTCUT_MARKS)
+
+
+def _stem(model):
+    """The first convolution of the model, in layer order (nested models entered)."""
+    for layer in model._flatten_layers(include_self=False):
+        if _is_conv(layer):
+            return layer
+    return None
+
+
+def layer_selector(name, model):
+    """The predicate `layer -> bool` of a default layer choice, for one model.
+
+    Args:
+        name: `"kernels"` (every conv and Dense kernel), `"convs"` (every
+            convolution but projection shortcuts; the classifier and other
+            Dense layers stay plain: PBWN, ONI, OLM and WN in the peers'
+            code) or `"stem"` (the model's first convolution: OLM-L1).
+        model: the model the predicate will be asked about.
+
+    Returns:
+        A callable `layer -> bool`.
+
+    Raises:
+        ValueError: for an unknown name, or `"stem"` on a model without a
+            convolution.
+
+    Example:
+
+    ```python
+    where = layer_selector("convs", model)
+    [layer.name for layer in model.layers if where(layer)]
+    ```
+    """
+    if name == "kernels":
+        return lambda layer: True
+    if name == "convs":
+        return lambda layer: _is_conv(layer) and not _is_shortcut(layer)
+    if name == "stem":
+        stem = _stem(model)
+        if stem is None:
+            raise ValueError(f"Model '{model.name}' has no convolution to call its stem.")
+        return lambda layer: layer is stem
+    raise ValueError(
+        f"Invalid value for argument `layers`: expected one of {LAYER_CHOICES}. "
+        f"Received: layers={name!r}"
+    )
+
+
+LAYER_CHOICES = ("kernels", "convs", "stem")

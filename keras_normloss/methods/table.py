@@ -1,0 +1,186 @@
+"""THE table of methods: every way of controlling weight norms that keras-normloss ships.
+
+A method is a name (the one `train --method` and `attach(model, NAME)` take), what it does to a
+model (a penalty on kernels, a constraint, a reparametrization of kernels, or an optimizer-level
+decoupled update), what its factor means and which layers it touches by default. `train`,
+`sweep`, `attach` and the overhead benchmark all read this table; nothing else decides which
+methods exist or which layers they touch. Default factors per training setting live in
+`keras_normloss.presets`.
+
+| name | kind | factor | layers by default | reference |
+|---|---|---|---|---|
+| none | - | - | - | |
+| weight-decay | penalty `wd/2 Σw²` | wd | every parameter (or kernels) | the papers' baseline |
+| normloss | penalty `λ Σ_c (1 − ‖w_c‖)²` | λ | conv and Dense kernels | Georgiou et al. 2020 |
+| wrs | constraint: `w_c ← w_c/‖w_c‖` after each step | - | conv and Dense kernels | Liu et al. 2021 |
+| pbwn | the same projection as wrs | - | convs, no shortcut, no classifier | Huang et al. 2017 |
+| pbwn-epoch | that projection after each epoch | - | as pbwn | Huang et al. 2017 ("NP-Epoch") |
+| wn | reparametrization `g_c v_c/‖v_c‖` | - | as pbwn | Salimans & Kingma 2016 |
+| oni | reparametrization: Newton iteration | - | as pbwn | Huang et al. 2020 |
+| olm | reparametrization: centred whitening | - | as pbwn | Huang et al. 2018 |
+| olm-l1 | olm on the first conv only | - | the stem | Huang et al. 2018 |
+| normloss-decoupled | optimizer: `w_c ← w_c(1 − lr·2λ(1 − 1/‖w_c‖))` | λ | as normloss | Ranger21's form |
+| weight-decay-decoupled | optimizer: `w ← w(1 − lr·wd)` | wd | as weight-decay | PyTorch AdamW / optax form |
+"""
+
+import dataclasses
+
+KINDS = ("none", "penalty", "constraint", "epoch-projection", "reparametrization", "optimizer")
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """One row of the table of methods.
+
+    Attributes:
+        name: the name `train --method` and `attach(model, name)` take.
+        kind: one of `KINDS`.
+        summary: what it does, in one line (the README's methods table).
+        factor: what `--factor` means for it, or `None` if it takes none.
+        layers: the layers it touches by default, one of `LAYER_CHOICES`.
+        reference: where it comes from.
+    """
+
+    name: str
+    kind: str
+    summary: str
+    factor: object
+    layers: object
+    reference: str
+
+    @property
+    def takes_factor(self):
+        return self.factor is not None
+
+
+_TABLE = (
+    Method("none", "none", "no regularization", None, None, ""),
+    Method(
+        "weight-decay",
+        "penalty",
+        "coupled weight decay (wd/2)·Σw², gradient wd·w (PyTorch SGD convention)",
+        "wd",
+        "kernels",  # every parameter under train's default --weight-decay-on all
+        "the papers' baseline",
+    ),
+    Method(
+        "normloss",
+        "penalty",
+        "Norm Loss λ·Σ_c (1 − ‖w_c‖)², a soft pull to unit channel norms",
+        "λ",
+        "kernels",
+        "Georgiou et al., ICPR 2020, arXiv 2103.06583",
+    ),
+    Method(
+        "wrs",
+        "constraint",
+        "weight rescaling: w_c ← w_c/‖w_c‖ after every step",
+        None,
+        "kernels",
+        "Liu et al., arXiv 2102.03497",
+    ),
+    Method(
+        "pbwn",
+        "constraint",
+        "projection-based WN: w_c ← w_c/‖w_c‖ after every step (the wrs operation)",
+        None,
+        "convs",
+        "Huang et al., arXiv 1710.02338 ('NP')",
+    ),
+    Method(
+        "pbwn-epoch",
+        "epoch-projection",
+        "w_c ← w_c/‖w_c‖ after every epoch",
+        None,
+        "convs",
+        "Huang et al., arXiv 1710.02338 ('NP-Epoch')",
+    ),
+    Method(
+        "wn",
+        "reparametrization",
+        "weight normalization: w_c = g_c·v_c/‖v_c‖, trained in (v, g)",
+        None,
+        "convs",
+        "Salimans & Kingma, NeurIPS 2016",
+    ),
+    Method(
+        "oni",
+        "reparametrization",
+        "orthogonalization by Newton's iteration (T steps), then a learnable scale",
+        None,
+        "convs",
+        "Huang et al., CVPR 2020, arXiv 2004.00917",
+    ),
+    Method(
+        "olm",
+        "reparametrization",
+        "orthogonal linear module: centred whitening, orthonormal rows",
+        None,
+        "convs",
+        "Huang et al., AAAI 2018, arXiv 1709.06079",
+    ),
+    Method(
+        "olm-l1",
+        "reparametrization",
+        "olm on the first convolution only",
+        None,
+        "stem",
+        "Huang et al., AAAI 2018 (models/CIFAR/wr_OLM_L1.lua)",
+    ),
+    Method(
+        "normloss-decoupled",
+        "optimizer",
+        "Norm Loss's step outside the optimizer: w_c ← w_c·(1 − lr·2λ·(1 − 1/‖w_c‖))",
+        "λ",
+        "kernels",
+        "Ranger21's decoupled Norm Loss",
+    ),
+    Method(
+        "weight-decay-decoupled",
+        "optimizer",
+        "decoupled weight decay: w ← w·(1 − lr·wd) outside the optimizer",
+        "wd",
+        "kernels",  # every parameter under train's default --weight-decay-on all
+        "PyTorch's AdamW / optax's w·(1 − lr·wd); Loshchilov & Hutter's multiply wd by "
+        "the schedule multiplier η_t, not by lr",
+    ),
+)
+METHODS = {m.name: m for m in _TABLE}
+
+
+def names():
+    """The method names, in the table's order.
+
+    Example:
+
+    ```python
+    names()  # ('none', 'weight-decay', 'normloss', 'wrs', 'pbwn', ...)
+    ```
+    """
+    return tuple(METHODS)
+
+
+def get(name):
+    """Returns the `Method` called `name`.
+
+    Args:
+        name: one of `names()`.
+
+    Returns:
+        A `Method`.
+
+    Raises:
+        ValueError: for an unknown name, listing the known ones.
+
+    Example:
+
+    ```python
+    get("oni").kind  # 'reparametrization'
+    ```
+    """
+    if name not in METHODS:
+        raise ValueError(
+            f"Invalid value for argument `method`: expected one of {names()}. "
+            f"Received: method={name!r}"
+        )
+    return METHODS[name]
