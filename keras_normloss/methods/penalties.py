@@ -1,9 +1,11 @@
-"""Norm Loss and the weight-decay baseline, as Keras regularizers."""
+"""Norm Loss, the weight-decay baseline and the orthogonality penalties (SO, SRIP), as Keras regularizers."""
 
+import functools
 import math
 import numbers
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_normloss import norms
@@ -130,3 +132,264 @@ def weight_decay(wd):
     ```
     """
     return keras.regularizers.L2(validate_factor(wd, "wd") / 2.0)
+
+
+def _kernel_matrix(x, axis):
+    """The kernel as the matrix W of shape (fan_in, C_out), in the penalty's dtype.
+
+    The reduction axes (`axis`, as for NormLoss) become the rows, in increasing
+    order; the remaining output-channel axes the columns. For a Conv2D kernel
+    (3, 3, 4, 8) that is `x.reshape(36, 8)`. The row and column order does not
+    change either penalty: permuting them conjugates the Gram matrix by a
+    permutation, which keeps its Frobenius norm and its spectrum.
+    """
+    x = ops.convert_to_tensor(x)
+    rows = norms.reduction_axes(x.shape, axis)
+    columns = tuple(i for i in range(len(x.shape)) if i not in rows)
+    x = ops.cast(x, norms.compute_dtype(x.dtype))
+    x = ops.transpose(x, rows + columns)
+    fan_in = math.prod(x.shape[: len(rows)])
+    return ops.reshape(x, (fan_in, math.prod(x.shape[len(rows) :])))
+
+
+def _gram_minus_identity(w):
+    """`WᵀW − I` for a (fan_in, C_out) matrix `W`, on the smaller side of `W`.
+
+    `WᵀW` (C_out × C_out) unless C_out > fan_in, then `WWᵀ` (fan_in × fan_in),
+    as the reference: `W.view(C_out, -1)`, then `WᵀW` if rows > cols else
+    `WWᵀ` (VITA-Group/Orthogonality-in-CNNs, Wide-Resnet/train_n.py,
+    `l2_reg_ortho`). Both Gram matrices share their non-zero eigenvalues
+    s_i²; the larger one adds |fan_in − C_out| zero eigenvalues, i.e.
+    eigenvalues −1 of the difference, which no weight can move.
+
+    Returns:
+        A square tensor of size min(fan_in, C_out).
+    """
+    fan_in, channels = w.shape
+    gram = ops.matmul(w, ops.transpose(w)) if channels > fan_in else ops.matmul(ops.transpose(w), w)
+    return gram - ops.eye(gram.shape[0], dtype=gram.dtype)
+
+
+@functools.lru_cache(maxsize=None)
+def _start_vector(size):
+    vector = np.random.default_rng(0).uniform(size=(size, 1))
+    vector.setflags(write=False)
+    return vector
+
+
+def power_iteration_start(size):
+    """SRIP's start vector for a Gram matrix of size `size`: fixed, uniform in [0, 1).
+
+    The reference draws `torch.rand(size, 1)` afresh at every call. We draw
+    from the same distribution once, with NumPy's generator at seed 0, so the
+    penalty is a deterministic function of the weights (the same value for the
+    same kernel on every backend and in every run), needs no random state in
+    a jitted train step, and survives serialization unchanged.
+
+    Args:
+        size: the Gram matrix's size, min(fan_in, C_out).
+
+    Returns:
+        A read-only float64 NumPy array of shape (size, 1): the first `size`
+        draws of `np.random.default_rng(0).uniform()`.
+
+    Example:
+
+    ```python
+    power_iteration_start(3).ravel()  # array([0.637, 0.270, 0.041]), to 3 digits
+    ```
+    """
+    return _start_vector(int(size))
+
+
+# The normalisation x / max(‖x‖, sqrt(eps)): finite value and gradient when W
+# is exactly orthogonal (W Wᵀ − I = 0); below float32 resolution otherwise.
+_NORMALIZE_EPSILON = 1e-30
+
+
+def _spectral_norm_squared(a, iterations=2):
+    """σ(A)² of a symmetric matrix `A` by power iteration, as SRIP computes it.
+
+    With `x` the normalised start vector (`power_iteration_start`), `iterations
+    − 1` steps `x ← Ax/‖Ax‖`, then `σ = ‖Ax‖`. At 2 iterations this is the
+    reference's `v1 = A b; v2 = v1/‖v1‖; v3 = A v2; ‖v3‖²`, i.e. ‖A²b‖²/‖Ab‖².
+    The gradient flows through every step (only the start vector is a
+    constant), as in the reference. A few iterations underestimate σ: the
+    estimate is ≤ σ and tends to it as `iterations` grows.
+
+    Args:
+        a: a square symmetric tensor.
+        iterations: the number of products with `A`, an int >= 1.
+
+    Returns:
+        A scalar tensor.
+    """
+    x = ops.convert_to_tensor(power_iteration_start(a.shape[0]), dtype=a.dtype)
+    x = x / ops.norm(x)
+    for _ in range(iterations - 1):
+        y = ops.matmul(a, x)
+        x = y * ops.rsqrt(ops.maximum(ops.sum(ops.square(y)), _NORMALIZE_EPSILON))
+    return ops.sum(ops.square(ops.matmul(a, x)))
+
+
+def validate_iterations(value, name):
+    """Returns `value` as a Python int >= 1, or raises a Keras-style ValueError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(
+            f"Invalid value for argument `{name}`: expected an int >= 1. Received: {name}={value!r}"
+        )
+    return int(value)
+
+
+@keras.saving.register_keras_serializable(package="keras_normloss")
+class SoftOrthogonality(keras.regularizers.Regularizer):
+    """Soft orthogonality (SO): pulls a kernel's Gram matrix to the identity.
+
+    From Bansal, Chen and Wang, "Can We Gain More from Orthogonality
+    Regularizations in Training Deep CNNs?", NeurIPS 2018 (arXiv 1810.09102),
+    eq. 2, with the squared Frobenius norm:
+
+        loss = factor * ||WᵀW − I||_F**2
+        d loss / d W = 4 * factor * W (WᵀW − I)
+
+    W is the kernel as a (fan_in, C_out) matrix: the output-channel axes
+    (those not in `axis`) last, the others flattened into rows; for a Conv2D
+    kernel (k, k, C_in, C_out) that is `kernel.reshape(k*k*C_in, C_out)` (the
+    reference's `W.view(C_out, -1)`, transposed). The Gram matrix is taken on
+    the smaller side, as the reference's SRIP code does: `WᵀW` (C_out ×
+    C_out) unless C_out > fan_in, then `WWᵀ` (fan_in × fan_in). The penalty is
+    then Σ_i (s_i² − 1)² over the singular values s_i of W, zero at
+    orthonormal columns (or rows); the larger side would add the constant
+    |fan_in − C_out| and change no gradient.
+
+    The reference repository ships no SO code (its README lists SO as not
+    released); the paper defines it. Each singular value relaxes to 1 with a
+    time constant of about `1 / (8 * lr * factor)` SGD steps, 4 times Norm
+    Loss's rate at the same factor. The paper's runs multiply the factor by a
+    schedule (see `SRIP`); here it is constant, as every penalty of the table.
+    Computed in float32 for 16-bit kernels, as NormLoss.
+
+    Args:
+        factor: the regularization factor λ, a non-negative float.
+        axis: the axes that make up one output channel's weight vector, as
+            NormLoss's (`None`: every axis but the last; `attach` and
+            `keras_normloss.methods.apply` give each kernel its own).
+
+    Raises:
+        ValueError: if `factor` is negative, NaN, infinite or not a number, or
+            `axis` is not None, an int or a tuple of distinct ints. When called:
+            if an axis is out of range for the kernel.
+
+    Example:
+
+    ```python
+    layer = keras.layers.Conv2D(64, 3, kernel_regularizer=SoftOrthogonality(1e-2))
+    SoftOrthogonality(1.0)(np.eye(4, dtype="float32"))  # 0.0: orthonormal columns
+    ```
+    """
+
+    def __init__(self, factor=1e-2, axis=None):
+        self.factor = validate_factor(factor, "factor")
+        self.axis = norms.normalize_axis(axis)
+
+    def __call__(self, x):
+        a = _gram_minus_identity(_kernel_matrix(x, self.axis))
+        return ops.cast(self.factor, a.dtype) * ops.sum(ops.square(a))
+
+    def get_config(self):
+        return {"factor": self.factor, "axis": None if self.axis is None else list(self.axis)}
+
+    def __repr__(self):
+        return f"SoftOrthogonality(factor={self.factor!r}, axis={self.axis!r})"
+
+
+@keras.saving.register_keras_serializable(package="keras_normloss")
+class SRIP(keras.regularizers.Regularizer):
+    """SRIP: the squared spectral norm of `WᵀW − I`, by power iteration.
+
+    Spectral restricted isometry property regularization, from Bansal, Chen
+    and Wang, "Can We Gain More from Orthogonality Regularizations in Training
+    Deep CNNs?", NeurIPS 2018 (arXiv 1810.09102), as its reference code
+    computes it (VITA-Group/Orthogonality-in-CNNs, Wide-Resnet/train_n.py,
+    `l2_reg_ortho`, the code behind the paper's Wide ResNet results):
+
+        A = WᵀW − I
+        v = A b / ||A b||            b: a fixed start vector
+        loss = factor * ||A v||**2   (≈ factor * σ(A)**2)
+
+    W is the kernel as a (fan_in, C_out) matrix: the output-channel axes
+    (those not in `axis`) last, the others flattened into rows; for a Conv2D
+    kernel (k, k, C_in, C_out) that is `kernel.reshape(k*k*C_in, C_out)` (the
+    reference's `W.view(C_out, -1)`, transposed). A is taken on the smaller
+    side, as the reference: `WᵀW − I` (C_out × C_out) unless C_out > fan_in,
+    then `WWᵀ − I` (fan_in × fan_in). On the larger side A would have the
+    eigenvalue −1 (the Gram's null space) that no weight can move, so σ(A)
+    would never fall below 1.
+
+    `||A v||` estimates σ(A) after `power_iterations` products with A (the
+    reference's two); the estimate is at most σ(A). The gradient flows through
+    the whole iteration, as in the reference (only b is a constant). The
+    reference draws `b = torch.rand(n, 1)` at every call; here b is drawn once
+    from the same distribution with a fixed seed (`power_iteration_start`), so
+    the penalty is a deterministic function of the weights, stateless under
+    `jit`, and the same on every backend. At an exactly orthogonal W the value
+    and gradient are 0.
+
+    The reference multiplies the factor by a schedule (`adjust_ortho_decay_rate`,
+    1-based epochs e): λ for e <= 20, λ·1e-3 up to e = 50, λ·1e-4 up to 70,
+    λ·1e-6 up to 120, then 0 (the ImageNet scripts: first drop after e = 30);
+    its initial λ is 1e-2 on CIFAR and SVHN (`--ortho-decay`), 1e-6 on
+    ImageNet. Here `factor` is constant, as every penalty of the table; the
+    presets' default is the reference's initial λ. The Wide ResNet code
+    regularizes every weight of rank >= 2, the classifier included: this
+    method's default layers, "kernels".
+
+    The reference's other scripts differ: SVHN/train.py and the ImageNet
+    scripts always take `WᵀW` on the fan_in side and estimate σ as `uᵀAv`
+    from a Gaussian start; the Keras ResNet script (ResNet/resnet_cifar_new.py)
+    adds σ (not squared) on the C_out side plus 1e-4·||W||_F, on Conv2D
+    kernels only. Computed in float32 for 16-bit kernels, as NormLoss.
+
+    Args:
+        factor: the regularization factor λ, a non-negative float.
+        axis: the axes that make up one output channel's weight vector, as
+            NormLoss's (`None`: every axis but the last; `attach` and
+            `keras_normloss.methods.apply` give each kernel its own).
+        power_iterations: the number of products with A, an int >= 1
+            (default 2, the reference's).
+
+    Raises:
+        ValueError: if `factor` is negative, NaN, infinite or not a number,
+            `axis` is not None, an int or a tuple of distinct ints, or
+            `power_iterations` is not an int >= 1. When called: if an axis is
+            out of range for the kernel.
+
+    Example:
+
+    ```python
+    layer = keras.layers.Conv2D(64, 3, kernel_regularizer=SRIP(1e-2))
+    SRIP(1.0)(2.0 * np.eye(3, dtype="float32"))  # 9.0: WᵀW − I = 3·I
+    ```
+    """
+
+    def __init__(self, factor=1e-2, axis=None, power_iterations=2):
+        self.factor = validate_factor(factor, "factor")
+        self.axis = norms.normalize_axis(axis)
+        self.power_iterations = validate_iterations(power_iterations, "power_iterations")
+
+    def __call__(self, x):
+        a = _gram_minus_identity(_kernel_matrix(x, self.axis))
+        return ops.cast(self.factor, a.dtype) * _spectral_norm_squared(a, self.power_iterations)
+
+    def get_config(self):
+        return {
+            "factor": self.factor,
+            "axis": None if self.axis is None else list(self.axis),
+            "power_iterations": self.power_iterations,
+        }
+
+    def __repr__(self):
+        return (
+            f"SRIP(factor={self.factor!r}, axis={self.axis!r}, "
+            f"power_iterations={self.power_iterations!r})"
+        )
