@@ -7,6 +7,7 @@ from keras import ops
 from keras_normloss.methods.reparametrization import KernelReparametrization
 from keras_normloss.norms import UnsupportedLayerError
 
+# Orthogonalizing rows is meaningful only where every output channel sees the
 # same inputs. A depthwise kernel's channels (and filters in different groups
 # of a grouped convolution) read disjoint inputs: the layer's full weight
 # matrix is block-diagonal and already orthogonal across them, and whitening

@@ -30,9 +30,19 @@ class OrthogonalWeightNorm(CentredOrthogonalization):
 
     Groups hold at most `d − 1` rows (see `orthogonal_group_size`): a
     larger group is rank-deficient after centring, and the PyTorch OWN code
-    (no eps) returns NaN there. The Torch OLM has no scale, hence
-    `scale_init=1.0, learnable_scale=False` by default; the PyTorch OWN
-    uses a learnable scale initialised to 1.414.
+    (no eps) returns NaN there.
+
+    The scale. The defaults, `scale_init=1.0, learnable_scale=False`, are
+    the Torch OLM's, the code of the paper's experiments (`olm`, `olm-l1`):
+    it has no scale, and its rows have unit length
+    (`module/spatial/cudnn_Spatial_Weight_DBN_Row.lua` l.48-53, 337-338 in
+    github.com/huangleiBuaa/OthogonalWN). The PyTorch `OWN_Conv2d`
+    multiplies by a fixed 1.414 unless `adjustScale=True` makes it a
+    learnable scale starting at 1.414 (`module_pytorch/OWN.py` l.57-67;
+    the same class in the ONI repository): `scale_init=1.414` gives its
+    default, adding `learnable_scale=True` its `adjustScale`. The kernel
+    starts as the wrapped layer has it (both references draw theirs with
+    the layer's ordinary initialization).
 
     "OLM-L1" in the papers is OLM on the first convolution only: use
     `reparametrize(model, OrthogonalWeightNorm, where=...)` on the stem.
@@ -44,8 +54,10 @@ class OrthogonalWeightNorm(CentredOrthogonalization):
         group_size: rows per group, an int >= 1, or `None` for one group
             (default 64, every OLM script's `m_perGroup`); clipped to
             `min(group_size, out, d − 1)`.
-        scale_init: the initial per-channel scale, a positive float (default 1).
-        learnable_scale: whether the scale is trained (default False).
+        scale_init: the per-channel scale (its initial value if learnable), a
+            positive float (default 1: the Torch OLM; 1.414: the PyTorch OWN).
+        learnable_scale: whether the scale is trained (default False, as
+            both references by default).
         eps: added to the diagonal of `Zc Zcᵀ`, a non-negative float (default
             1e-5, as ONI; the PyTorch OWN has none, the Torch OLM adds 1e-8 to
             `Zc Zcᵀ / d`). It is absolute: a direction with eigenvalue `λ`

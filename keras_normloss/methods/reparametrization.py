@@ -52,7 +52,6 @@ _ROW_LAYERS = (
     keras.layers.DepthwiseConv1D,
     keras.layers.DepthwiseConv2D,
 )
-# Orthogonalizing rows is meaningful only where every output channel sees the
 
 
 def check_positive_int(value, name, allow_none=False, minimum=1):
@@ -121,9 +120,11 @@ class KernelReparametrization(keras.layers.Wrapper):
         W = scale_c * normalize(Z)_c       Z: v as rows (out, d)
 
     and runs the inner layer with `W` in place of `v` inside a
-    `keras.StatelessScope`. `v` is never overwritten: the optimizer updates
-    `v` and `scale` with gradients taken through `normalize`, and inference
-    uses the same `W` as training. Subclasses define `normalize`.
+    `keras.StatelessScope`. `call` never overwrites `v`: the optimizer
+    updates `v` and `scale` with gradients taken through `normalize`, and
+    inference uses the same `W` as training. (Only `ONI`'s `build` sets `v`,
+    once, to the Torch reference's orthogonalized start, unless
+    `init="keep"`.) Subclasses define `normalize`.
 
     Notes: an inner `kernel_regularizer` or `kernel_constraint` acts on `v`,
     not on `W`; the inner layer's activity-regularization losses are kept.

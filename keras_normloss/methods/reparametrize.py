@@ -1,6 +1,6 @@
 """Wrapping the chosen layers of a built model in a kernel reparametrization (WN, ONI, OLM).
 
-The wrappers themselves are in `keras_normloss.reparam`; this module copies a model layer by
+The wrappers themselves are in `weight_norm.py`, `oni.py` and `own.py`; this module copies a model layer by
 layer (`keras.models.clone_model`) and wraps the layers a predicate chooses, reporting which.
 """
 
@@ -66,8 +66,10 @@ def reparametrize(model, wrapper, *, where=None):
     supports, and for which `where(layer)` is true, are wrapped. Since the
     copies keep the original kernels, a `WeightNorm` copy computes the same
     function as the original at wrap time; `ONI` and `OrthogonalWeightNorm`
-    replace the kernels by their orthogonalized versions. Nested functional
-    and Sequential models are entered. The copy is not compiled.
+    compute with orthogonalized kernels instead, and `ONI` (unless
+    `init="keep"`) also starts its raw kernel from the orthogonalized copy.
+    Nested functional and Sequential models are entered. The copy is not
+    compiled.
 
     Layers the wrapper does not support (a DepthwiseConv2D for `ONI`, a
     1-input Dense, RNNs, ...) are copied unwrapped and listed in
