@@ -171,3 +171,58 @@ def test_multi_worker_training_on_localhost(tmp_path):
     assert results["device"]["strategy"] == "multiworker"
     assert results["device"]["replicas"] == 2 and results["epochs"] == 2
     assert not (tmp_path / "worker1").exists()  # only the chief writes
+
+
+def _pbwn_epoch_fit(strategy, initial, x, y):
+    from keras_normloss import methods
+
+    with strategy.scope():
+        model = keras.Sequential(
+            [
+                keras.Input((6, 6, 3)),
+                keras.layers.Conv2D(8, 3, name="conv"),
+                keras.layers.ReLU(),
+                keras.layers.Flatten(),
+                keras.layers.Dense(3, name="classifier"),
+            ]
+        )
+        model.set_weights(initial)
+        report = methods.apply(model, "pbwn-epoch")
+        model.compile(
+            keras.optimizers.SGD(0.1, momentum=0.9),
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+    norms_after_epoch_1 = []
+
+    class Spy(keras.callbacks.Callback):  # runs after the projection, which comes first
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                kernel = np.array(model.get_layer("conv").kernel).reshape(-1, 8)
+                norms_after_epoch_1.append(np.linalg.norm(kernel, axis=0))
+
+    model.fit(
+        x,
+        y,
+        batch_size=8,
+        epochs=2,
+        shuffle=False,
+        verbose=0,
+        callbacks=report.callbacks + [Spy()],
+    )
+    np.testing.assert_allclose(norms_after_epoch_1[0], 1.0, rtol=1e-5)  # projected
+    return model.get_weights()
+
+
+def test_pbwn_epoch_under_mirrored_strategy_equals_one_device():
+    """pbwn-epoch's callback projects mirrored kernels from a callback; under a
+    MirroredStrategy (any GPU machine's default) it must run and give the
+    one-device result."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 6, 6, 3)).astype("float32")
+    y = rng.integers(0, 3, size=(16,))
+    keras.utils.set_random_seed(0)
+    initial = [2.0 * w for w in _model().get_weights()]  # conv norms far from 1
+    single = _pbwn_epoch_fit(tf.distribute.get_strategy(), initial, x, y)
+    mirrored = _pbwn_epoch_fit(two_replica_strategy(), initial, x, y)
+    for a, b in zip(single, mirrored):
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-5)
