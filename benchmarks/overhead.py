@@ -86,7 +86,7 @@ def extra_work_timer(model, applied):
 
     elif kind == "optimizer":
         optimizer = model.optimizer
-        # The private hook the decoupled update lives in (see keras_normloss.optimizers).
+        # The private hook the decoupled update lives in (see keras_normloss.methods.keras_optimizer_hook).
         work = tf.function(lambda: optimizer._apply_weight_decay(model.trainable_variables))
     else:
         return None

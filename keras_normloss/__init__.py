@@ -3,6 +3,7 @@
 Public names:
     NormLoss          the regularizer: factor * sum_c (1 - ||w_c||)**2
     weight_decay      the weight-decay baseline in the paper/PyTorch convention
+    SoftOrthogonality, SRIP   orthogonality penalties (Bansal et al., NeurIPS 2018)
     WeightRescaling   the weight-rescaling (WRS) baseline, a constraint
     attach            add any of them to a built or pretrained model; attach(model, "wn") by name
     WeightNorm, ONI, OrthogonalWeightNorm   kernel reparametrizations (WN, ONI, OLM/OWN)
@@ -24,7 +25,7 @@ from keras_normloss.methods import apply as apply_method
 from keras_normloss.methods import decoupled as optimizers
 from keras_normloss.methods.oni import ONI
 from keras_normloss.methods.own import OrthogonalWeightNorm
-from keras_normloss.methods.penalties import NormLoss, weight_decay
+from keras_normloss.methods.penalties import SRIP, NormLoss, SoftOrthogonality, weight_decay
 from keras_normloss.methods.projections import EpochProjection, WeightRescaling
 from keras_normloss.methods.reparametrize import reparametrize
 from keras_normloss.methods.weight_norm import WeightNorm, data_dependent_init
@@ -43,6 +44,8 @@ __all__ = [
     "EpochProjection",
     "NormLoss",
     "ONI",
+    "SRIP",
+    "SoftOrthogonality",
     "OrthogonalWeightNorm",
     "WeightNorm",
     "apply_method",

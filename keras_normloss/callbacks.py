@@ -23,7 +23,7 @@ def kernel_norm_statistics(model):
         to floats; `per_kernel` maps each kernel's path to the same keys plus
         `norms`, the array of its channel norms. Both are empty for a model
         without supported kernels. For a layer wrapped in a
-        `keras_normloss.reparam` wrapper (WN, ONI, OLM), the norms are those of
+        `keras_normloss.methods` reparametrization wrapper (WN, ONI, OLM), the norms are those of
         the kernel it computes with (`effective_kernel()`), not of its raw v.
 
     Example:

@@ -49,6 +49,12 @@ class Preset:
         source: where the settings come from.
         run_here: the command that ran it on this project's machines and the result it
             gave, or why it has not been run.
+        orthogonality_factor: the default λ of `so` and `srip`: the initial
+            `--ortho-decay` of Bansal et al.'s reference code (1e-2 on CIFAR
+            and SVHN, 1e-6 on ImageNet), which decays it by a schedule where
+            ours stays constant. The reference ships no SO code; SO takes
+            SRIP's λ, as both pull a singular value s by the gradient of
+            λ(s² − 1)² (SO every s, SRIP the farthest from 1).
     """
 
     name: str
@@ -69,6 +75,7 @@ class Preset:
     weight_decay_on: str = "all"
     crop_padding: str = "zeros"
     run_here: str = ""
+    orthogonality_factor: float = 1e-2
 
 
 _NOT_RUN_PAPER = (
@@ -156,6 +163,7 @@ PRESETS = {
         nesterov=False,
         weight_decay=1e-4,
         normloss_factor=1e-4,
+        orthogonality_factor=1e-6,
         run_here=_NOT_RUN_PAPER,
         source=(
             "He et al., CVPR 2016, sec. 3.4 and Goyal et al., Accurate, Large "
@@ -255,25 +263,41 @@ def get(name):
     return PRESETS[name]
 
 
-def default_factor(preset, method):
+def default_factor(preset, method, lr=None):
     """The factor a method (`keras_normloss.methods`) uses under a preset when none is given.
 
-    `weight-decay`: the paper's weight decay; `normloss`: our default λ;
-    `normloss-decoupled` and `weight-decay-decoupled`: those divided by
-    `1 − momentum` (10× at 0.9), the strength the coupled penalty has at
-    steady state under SGD momentum (a heuristic; with Adam there is no
-    fixed conversion); methods without a factor: `None`.
+    `weight-decay`: the paper's weight decay; `normloss`: our default λ. The
+    decoupled methods keep the relaxation time of the coupled default under
+    the preset's SGD: a coupled penalty's step, `lr·2λ·(‖w‖ − 1)` for Norm
+    Loss and `lr·wd·w` for weight decay, is amplified about `1/(1 − μ)` times
+    by momentum μ at steady state, while a decoupled step is `lr_run·2λ'·…`
+    whatever the optimizer, so
+
+        λ' = λ · lr_preset / ((1 − μ) · lr_run)
+
+    (10× the coupled λ under the preset's own SGD at μ = 0.9; 1,000× at Adam's
+    lr 1e-3 against the preset's 0.1). The norms then move toward 1 in as
+    many steps as under the coupled default. Methods without a factor: `None`.
+
+    Args:
+        preset: a `Preset`.
+        method: a method name.
+        lr: the run's initial learning rate; `None` means the preset's.
 
     Example:
 
     ```python
     default_factor(get("quick"), "normloss-decoupled")  # 0.1: 1e-2 / (1 - 0.9)
+    default_factor(get("quick"), "normloss-decoupled", lr=1e-3)  # 10.0: Adam's lr
     ```
     """
-    momentum_gain = 1.0 / (1.0 - preset.momentum)
+    lr = preset.lr if lr is None else lr
+    gain = preset.lr / ((1.0 - preset.momentum) * lr)
     return {
         "weight-decay": preset.weight_decay,
         "normloss": preset.normloss_factor,
-        "weight-decay-decoupled": preset.weight_decay * momentum_gain,
-        "normloss-decoupled": preset.normloss_factor * momentum_gain,
+        "so": preset.orthogonality_factor,
+        "srip": preset.orthogonality_factor,
+        "weight-decay-decoupled": preset.weight_decay * gain,
+        "normloss-decoupled": preset.normloss_factor * gain,
     }.get(method)

@@ -38,23 +38,29 @@ def _wrapped(model):
 
 
 # ResNet-20 (option A): 19 convolutions (stem first), one Dense classifier, no 1x1 shortcut.
-@pytest.mark.parametrize(
-    "name, regularized, constrained, wrapped, projected",
-    [
-        ("none", 0, 0, 0, 0),
-        ("weight-decay", 20, 0, 0, 0),
-        ("normloss", 20, 0, 0, 0),
-        ("wrs", 0, 20, 0, 0),
-        ("pbwn", 0, 19, 0, 0),  # convs only: the classifier stays plain, as in PBWN's code
-        ("pbwn-epoch", 0, 0, 0, 19),
-        ("wn", 0, 0, 19, 0),
-        ("oni", 0, 0, 19, 0),
-        ("olm", 0, 0, 19, 0),
-        ("olm-l1", 0, 0, 1, 0),
-        ("normloss-decoupled", 0, 0, 0, 0),
-        ("weight-decay-decoupled", 0, 0, 0, 0),
-    ],
-)
+DEFAULT_LAYERS = [
+    ("none", 0, 0, 0, 0),
+    ("weight-decay", 20, 0, 0, 0),
+    ("normloss", 20, 0, 0, 0),
+    ("so", 20, 0, 0, 0),
+    ("srip", 20, 0, 0, 0),
+    ("wrs", 0, 20, 0, 0),
+    ("pbwn", 0, 19, 0, 0),  # convs only: the classifier stays plain, as in PBWN's code
+    ("pbwn-epoch", 0, 0, 0, 19),
+    ("wn", 0, 0, 19, 0),
+    ("oni", 0, 0, 19, 0),
+    ("olm", 0, 0, 19, 0),
+    ("olm-l1", 0, 0, 1, 0),
+    ("normloss-decoupled", 0, 0, 0, 0),
+    ("weight-decay-decoupled", 0, 0, 0, 0),
+]
+
+
+def test_the_default_layers_test_covers_every_method():
+    assert sorted(case[0] for case in DEFAULT_LAYERS) == sorted(methods.names())
+
+
+@pytest.mark.parametrize("name, regularized, constrained, wrapped, projected", DEFAULT_LAYERS)
 def test_every_method_touches_its_default_layers(
     name, regularized, constrained, wrapped, projected
 ):
@@ -121,7 +127,9 @@ def test_pbwn_projects_after_every_step():
     assert np.abs(np.asarray(channel_norms(model.get_layer("classifier").kernel)) - 1).max() > 0.1
 
 
-def test_epoch_projection_projects_at_start_and_epoch_ends_only():
+def test_epoch_projection_projects_after_every_epoch_but_the_last():
+    """As the reference (NormProjection's exp_Conv_CIFAR.lua): not before the first step, not
+    after each step, after each epoch but the last."""
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
     model.compile(keras.optimizers.SGD(0.5), "mse")
     kernel = model.layers[0].kernel
@@ -137,13 +145,14 @@ def test_epoch_projection_projects_at_start_and_epoch_ends_only():
         x,
         y,
         batch_size=2,
-        epochs=1,
+        epochs=2,
         verbose=0,
         callbacks=[EpochProjection([kernel], [(0,)]), Spy()],
     )
-    np.testing.assert_allclose(seen[0], 1.0, rtol=1e-6)  # projected before the first step
-    assert np.abs(seen[1] - 1).max() > 0.01  # not after each step
-    np.testing.assert_allclose(channel_norms(kernel), 1.0, rtol=1e-6)  # epoch end
+    np.testing.assert_allclose(seen[0], 6.0, rtol=1e-6)  # not projected before the first step
+    np.testing.assert_allclose(seen[2], 1.0, rtol=1e-6)  # after epoch 1
+    assert np.abs(seen[3] - 1).max() > 0.01  # not after each step
+    assert np.abs(np.asarray(channel_norms(kernel)) - 1).max() > 0.01  # not after the last
 
 
 def test_decoupled_defaults_carry_the_momentum_gain():
@@ -179,7 +188,9 @@ def test_train_runs_each_kind_of_method(tmp_path, extra):
     assert config["regularizer"] == extra[1]
     if "--optimizer" in extra:
         assert config["optimizer"] == "adam" and config["lr"] == pytest.approx(train.ADAPTIVE_LR)
-        assert config["factor"] == pytest.approx(0.1)
+        # The decoupled default keeps the coupled SGD default's relaxation time:
+        # λ·lr_sgd/((1 − μ)·lr_adam) = 1e-2·0.1/(0.1·1e-3).
+        assert config["factor"] == pytest.approx(10.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = keras.saving.load_model(out / "model.keras")

@@ -11,7 +11,7 @@ from keras_normloss.methods import decoupled, placement, table
 from keras_normloss.methods.layer_choice import LAYER_CHOICES, layer_selector
 from keras_normloss.methods.oni import ONI, ONI_PRESETS
 from keras_normloss.methods.own import OrthogonalWeightNorm
-from keras_normloss.methods.penalties import NormLoss, weight_decay
+from keras_normloss.methods.penalties import SRIP, NormLoss, SoftOrthogonality, weight_decay
 from keras_normloss.methods.projections import EpochProjection, WeightRescaling
 from keras_normloss.methods.reparametrize import reparametrize
 from keras_normloss.methods.weight_norm import WeightNorm
@@ -19,8 +19,12 @@ from keras_normloss.methods.weight_norm import WeightNorm
 # ONI's settings for networks with BatchNormalization. The reference's ImageNet ResNets (with BN):
 # T=2, one group, scale 1.414. Its CIFAR ResNet-110 ran without BN (scale 0.8); for our CIFAR
 # networks, which have BN, we keep its CIFAR T=5 and groups of 64 and the BN setting's 1.414.
+# Each starts v as its reference does (`ONI`'s `init`): orthogonalized for CIFAR (the Torch
+# module), the He-normal kernel as drawn for ImageNet (the PyTorch models).
 ONI_SETTINGS = {
-    "cifar": dict(iterations=5, group_size=64, scale_init=1.414, learnable_scale=True),
+    "cifar": dict(
+        iterations=5, group_size=64, scale_init=1.414, learnable_scale=True, init="orthogonal"
+    ),
     "imagenet": dict(ONI_PRESETS["imagenet_resnet"]),
 }
 
@@ -35,7 +39,12 @@ def _wrapper(method, image_size):
 
 
 # The penalty of each penalty method, built from its factor.
-PENALTIES = {"normloss": NormLoss, "weight-decay": weight_decay}
+PENALTIES = {
+    "normloss": NormLoss,
+    "weight-decay": weight_decay,
+    "so": SoftOrthogonality,
+    "srip": SRIP,
+}
 
 _NEEDS_HELP = {
     "model": "train `report.model`, a new model with wrapped layers (`model` is unchanged)",
@@ -157,7 +166,7 @@ class MethodReport:
         if "weight_decay" not in self.optimizer_options:
             # `none` must mean none: an AdamW base's own default decay would
             # regularize a Norm Loss run too.
-            config["weight_decay"] = None
+            config["weight_decay"] = 0.0 if isinstance(base, keras.optimizers.AdamW) else None
         return cls.from_config({**config, **self.optimizer_options})
 
     def __str__(self):
@@ -200,13 +209,21 @@ def _decoupled_options(method, model, factor, where, weight_decay_on):
     }
 
 
+_WRAPPER_NAMES = {
+    "wn": "WeightNorm",
+    "oni": "ONI",
+    "olm": "OrthogonalWeightNorm",
+    "olm-l1": "OrthogonalWeightNorm",
+}
+
+
 def _check_functional(model, method):
     if not isinstance(model, keras.Sequential) and not hasattr(model, "_run_through_graph"):
         raise ValueError(
             f"Invalid value for argument `model`: method {method.name!r} rebuilds the model "
             "with wrapped layers, which needs a Functional or Sequential model; "
             f"{type(model).__name__} is subclassed. Wrap its layers where it creates them "
-            f"instead, e.g. `keras_normloss.{_wrapper(method, None).__name__}"
+            f"instead, e.g. `keras_normloss.{_WRAPPER_NAMES[method.name]}"
             "(keras.layers.Conv2D(...))`. Received: "
             f"model={model.name!r} of type {type(model).__name__}"
         )

@@ -318,7 +318,7 @@ _CLASS_DOC = """{base} with decoupled Norm Loss and decoupled weight decay.
     where `lr_t` is the learning rate of this step (a schedule's current
     value). This is Norm Loss's gradient (Georgiou et al., ICPR 2020, eq. 6)
     applied outside the optimizer's momentum and moment estimates, as
-    AdamW does for weight decay and Ranger21 does for Norm Loss. The channel
+    PyTorch's AdamW does for weight decay and Ranger21 does for Norm Loss. The channel
     norm is `keras_normloss.channel_norms` (same epsilon as `NormLoss`). It
     runs after gradient clipping, at the weights where the gradient was
     taken, only on real update steps (`gradient_accumulation_steps`), never on
@@ -358,7 +358,7 @@ _CLASS_DOC = """{base} with decoupled Norm Loss and decoupled weight decay.
 
     Registered for serialization as "keras_normloss>{name}": `get_config`,
     `keras.optimizers.serialize` and a `.keras` model saved with this
-    optimizer round-trip (import `keras_normloss.optimizers` before loading).
+    optimizer round-trip (`import keras_normloss` before loading).
     `exclude_from_normloss` exclusions are not saved (like Keras's
     `exclude_from_weight_decay`); a path mapped to `None` in `normloss_axes` is.
 

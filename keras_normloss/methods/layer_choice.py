@@ -29,7 +29,7 @@ def layer_selector(name, model):
     Args:
         name: `"kernels"` (every conv and Dense kernel), `"convs"` (every
             convolution but projection shortcuts; the classifier and other
-            Dense layers stay plain: PBWN, ONI, OLM and WN in the peers'
+            Dense layers stay plain: PBWN, ONI, OLM and WN in the peers' ResNet
             code) or `"stem"` (the model's first convolution: OLM-L1).
         model: the model the predicate will be asked about.
 

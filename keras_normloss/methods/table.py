@@ -12,11 +12,13 @@ methods exist or which layers they touch. Default factors per training setting l
 | none | - | - | - | |
 | weight-decay | penalty `wd/2 Σw²` | wd | every parameter (or kernels) | the papers' baseline |
 | normloss | penalty `λ Σ_c (1 − ‖w_c‖)²` | λ | conv and Dense kernels | Georgiou et al. 2020 |
+| so | penalty `λ ‖WᵀW − I‖²_F`, W = (fan_in, C_out), Gram on the smaller side | λ | conv and Dense kernels | Bansal et al. 2018 (SO) |
+| srip | penalty `λ σ(WᵀW − I)²`, σ by 2 power-iteration steps | λ | conv and Dense kernels | Bansal et al. 2018 (SRIP) |
 | wrs | constraint: `w_c ← w_c/‖w_c‖` after each step | - | conv and Dense kernels | Liu et al. 2021 |
 | pbwn | the same projection as wrs | - | convs, no shortcut, no classifier | Huang et al. 2017 |
 | pbwn-epoch | that projection after each epoch | - | as pbwn | Huang et al. 2017 ("NP-Epoch") |
 | wn | reparametrization `g_c v_c/‖v_c‖` | - | as pbwn | Salimans & Kingma 2016 |
-| oni | reparametrization: Newton iteration | - | as pbwn | Huang et al. 2020 |
+| oni | reparametrization: Newton iteration, v starts orthogonalized | - | as pbwn | Huang et al. 2020 |
 | olm | reparametrization: centred whitening | - | as pbwn | Huang et al. 2018 |
 | olm-l1 | olm on the first conv only | - | the stem | Huang et al. 2018 |
 | normloss-decoupled | optimizer: `w_c ← w_c(1 − lr·2λ(1 − 1/‖w_c‖))` | λ | as normloss | Ranger21's form |
@@ -72,6 +74,22 @@ _TABLE = (
         "Georgiou et al., ICPR 2020, arXiv 2103.06583",
     ),
     Method(
+        "so",
+        "penalty",
+        "soft orthogonality λ·‖WᵀW − I‖²_F, W the (fan_in, C_out) kernel, Gram on the smaller side",
+        "λ",
+        "kernels",  # as the reference's SRIP code: every weight of rank >= 2, classifier included
+        "Bansal et al., NeurIPS 2018, arXiv 1810.09102, eq. 2 (no code in the reference repository)",
+    ),
+    Method(
+        "srip",
+        "penalty",
+        "SRIP λ·σ(WᵀW − I)², σ by 2 power-iteration steps from a fixed start, smaller side",
+        "λ",
+        "kernels",  # Wide-Resnet/train_n.py: every weight of rank >= 2, classifier included
+        "Bansal et al., NeurIPS 2018; VITA-Group/Orthogonality-in-CNNs, Wide-Resnet/train_n.py",
+    ),
+    Method(
         "wrs",
         "constraint",
         "weight rescaling: w_c ← w_c/‖w_c‖ after every step",
@@ -79,13 +97,18 @@ _TABLE = (
         "kernels",
         "Liu et al., arXiv 2102.03497",
     ),
+    # PBWN's layers are those of the reference's ResNets, the models its scripts run
+    # (NormProjection: models/CIFAR/old_r_PN_EI.lua, old_r_PN.lua): every convolution, the
+    # classifier plain. Its WRN model (models/CIFAR/wr_PN_v1.lua, run by no script) projects the
+    # stem only, once per epoch; we do not switch to that on WRNs, where the same name would then
+    # mean another method: it is `apply(model, "pbwn-epoch", layers="stem")`.
     Method(
         "pbwn",
         "constraint",
         "projection-based WN: w_c ← w_c/‖w_c‖ after every step (the wrs operation)",
         None,
         "convs",
-        "Huang et al., arXiv 1710.02338 ('NP')",
+        "Huang et al., arXiv 1710.02338 ('NP'; NormProjection old_r_PN_EI.lua)",
     ),
     Method(
         "pbwn-epoch",
@@ -93,7 +116,7 @@ _TABLE = (
         "w_c ← w_c/‖w_c‖ after every epoch",
         None,
         "convs",
-        "Huang et al., arXiv 1710.02338 ('NP-Epoch')",
+        "Huang et al., arXiv 1710.02338 ('NP-Epoch'; NormProjection old_r_PN.lua)",
     ),
     Method(
         "wn",
@@ -106,7 +129,8 @@ _TABLE = (
     Method(
         "oni",
         "reparametrization",
-        "orthogonalization by Newton's iteration (T steps), then a learnable scale",
+        "orthogonalization by Newton's iteration (T steps), then a learnable scale; v starts "
+        "orthogonalized (CIFAR) or as drawn (ImageNet), as the references",
         None,
         "convs",
         "Huang et al., CVPR 2020, arXiv 2004.00917",

@@ -66,3 +66,38 @@ def make_optimizer(config, schedule, method_options):
     if not method_options:
         return base(**kwargs)
     return extend_with_normloss(base)(**{**kwargs, **method_options})
+
+
+def factor_strength_note(config, total_steps):
+    """A warning line when the factor cannot bring the norms near 1 within the run, else None.
+
+    The relaxation-time rule (DESIGN.md): a penalty step moves a channel's norm
+    by about `rate · (‖w‖ − 1)`, so the norms approach 1 (Norm Loss) or 0
+    (weight decay) with a time constant of `1 / rate` steps, where `rate` is
+    `2·lr·λ` for Norm Loss and `lr·wd` for weight decay, times `1/(1 − μ)` for
+    a coupled penalty under SGD momentum μ. Under Adam a coupled penalty is
+    divided by the gradients' second moments, so no rate is known and nothing
+    is said. Taken at the initial learning rate: a decaying schedule only makes
+    it slower.
+    """
+    method = config.regularizer
+    if method not in ("normloss", "normloss-decoupled", "weight-decay", "weight-decay-decoupled"):
+        return None
+    if not config.factor:
+        return None
+    decoupled = method.endswith("-decoupled")
+    if not decoupled and config.optimizer != "sgd":
+        return None
+    rate = config.lr * config.factor * (2.0 if method.startswith("normloss") else 1.0)
+    if not decoupled:
+        rate /= 1.0 - config.momentum
+    steps = 1.0 / rate
+    if steps <= total_steps:
+        return None
+    target = "1" if method.startswith("normloss") else "0"
+    return (
+        f"WARNING: --method {method} --factor {config.factor:g} at lr {config.lr:g}: the channel "
+        f"norms move toward {target} with a time constant of about {steps:,.0f} steps, longer "
+        f"than this run's {total_steps:,} steps; the run ends before the method has acted. "
+        f"A factor of at least {config.factor * steps / total_steps:.3g} reaches it in time."
+    )

@@ -124,10 +124,6 @@ def make_config(preset_name, output, **overrides):
     factor = overrides.pop("factor", None)
     if factor is not None and not methods.get(method).takes_factor:
         raise cli.UsageError(f"--factor does not apply to --method {method}")
-    if factor is None:
-        factor = presets.default_factor(preset, method)
-    if factor is not None and not 0 <= factor < float("inf"):
-        raise cli.UsageError(f"--factor must be a non-negative number, got {factor}")
     optimizer = overrides.pop("optimizer", "sgd")
     if optimizer not in OPTIMIZERS:
         raise cli.UsageError(
@@ -138,6 +134,13 @@ def make_config(preset_name, output, **overrides):
     if lr is None:
         lr = preset.lr if optimizer == "sgd" else ADAPTIVE_LR
         lr *= batch_size / preset.batch_size if preset.lr_scales_with_batch else 1.0
+    if factor is None:
+        # The preset's learning rate, scaled with the batch as above: the decoupled
+        # defaults convert for the optimizer's lr, not for a batch-size change.
+        scaled = batch_size / preset.batch_size if preset.lr_scales_with_batch else 1.0
+        factor = presets.default_factor(preset, method, lr=lr / scaled)
+    if factor is not None and not 0 <= factor < float("inf"):
+        raise cli.UsageError(f"--factor must be a non-negative number, got {factor}")
     config = RunConfig(
         preset=preset.name,
         dataset=overrides.pop("dataset", preset.dataset),

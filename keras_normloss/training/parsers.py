@@ -154,8 +154,9 @@ def build_parser():
     parser.add_argument(
         "--factor",
         type=cli.non_negative_float,
-        help="lambda for normloss(-decoupled), wd for weight-decay(-decoupled) "
-        "(default: the preset's)",
+        help="the method's factor: lambda for normloss(-decoupled), so and srip, wd for "
+        "weight-decay(-decoupled) (default: the preset's; the decoupled defaults are "
+        "converted for the optimizer's learning rate)",
     )
     parser.add_argument("--batch-size", type=cli.positive_int, help="the global batch")
     parser.add_argument("--seed", type=int, default=0)

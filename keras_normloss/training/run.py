@@ -39,7 +39,7 @@ import keras_normloss
 from keras_normloss import callbacks as norm_callbacks
 from keras_normloss import cli, data
 from keras_normloss.training import compute, keras_multiworker_patch
-from keras_normloss.training.build import build_model
+from keras_normloss.training.build import build_model, factor_strength_note
 from keras_normloss.training.checkpoints import Checkpointer, CheckpointStore
 from keras_normloss.training.faults import RunFailed, StopOnNonFiniteLoss, StopRequest
 from keras_normloss.training.metrics import EpochExtras, MetricsCSV, read_metrics
@@ -152,6 +152,9 @@ def _train(config, state, verbose, stop):
         )
     for note in notes:
         print(note)
+    weak = factor_strength_note(config, config.epochs * steps_per_epoch)
+    if weak:
+        print(weak)
 
     with strategy.scope():
         model, method_callbacks = build_model(config, info, steps_per_epoch)
