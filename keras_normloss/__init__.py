@@ -19,10 +19,9 @@ Public names:
 
 # `models` is imported so that its serializable layer (ZeroPadShortcut) is
 # registered: `import keras_normloss` is then enough to load a saved model.
-from keras_normloss import methods, models
+from keras_normloss import methods, models, optimizers
 from keras_normloss.attach import AttachReport, attach
 from keras_normloss.methods import apply as apply_method
-from keras_normloss.methods import decoupled as optimizers
 from keras_normloss.methods.oni import ONI
 from keras_normloss.methods.own import OrthogonalWeightNorm
 from keras_normloss.methods.penalties import SRIP, NormLoss, SoftOrthogonality, weight_decay

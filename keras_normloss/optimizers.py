@@ -8,4 +8,7 @@ from keras_normloss.methods.decoupled import (  # noqa: F401
     decoupled_normloss_update,
     extend_with_normloss,
 )
-from keras_normloss.methods.keras_optimizer_hook import check_private_api  # noqa: F401
+from keras_normloss.methods.keras_optimizer_hook import (  # noqa: F401
+    KERAS_VERSION_CHECKED,
+    check_private_api,
+)

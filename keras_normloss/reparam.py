@@ -5,3 +5,4 @@ from keras_normloss.methods.orthogonalization import orthogonal_group_size  # no
 from keras_normloss.methods.own import OrthogonalWeightNorm  # noqa: F401
 from keras_normloss.methods.reparametrization import KernelReparametrization  # noqa: F401
 from keras_normloss.methods.weight_norm import WeightNorm, data_dependent_init  # noqa: F401
+from keras_normloss.norms import UnsupportedLayerError  # noqa: F401

@@ -46,6 +46,8 @@ def _is_chosen(layer):
 def _one_step(report):
     """One SGD step whose loss has a zero gradient: only the method moves weights."""
     model = report.model
+    for callback in report.callbacks:  # pbwn-epoch: one epoch of two, so it projects after it
+        callback.total_epochs = 2
     model.compile(report.optimizer(keras.optimizers.SGD(0.1)), _zero_gradient_loss)
     before = {v.path: np.array(v) for v in model.trainable_weights}
     x = np.random.default_rng(0).normal(size=(2, 6, 6, 3)).astype("float32")
@@ -147,6 +149,70 @@ def test_in_place_methods_need_nothing_more():
     assert len(model.losses) == 3
 
 
+def test_copies_and_pickles_of_a_used_report_do_not_warn():
+    import copy
+    import pickle
+
+    report = methods.apply(_model(), "pbwn-epoch")
+    report.callbacks
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        twins = [copy.copy(report), copy.deepcopy(report), pickle.loads(pickle.dumps(report))]
+        assert all(t.needs == ("callbacks",) for t in twins)
+        del twins, report
+        gc.collect()
+
+
+def test_the_stem_is_the_first_convolution_also_in_a_nested_model():
+    backbone = keras.Sequential(
+        [keras.Input((8, 8, 3))]
+        + [keras.layers.Conv2D(4, 3, padding="same", name=n) for n in ("first", "second", "last")]
+    )
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            backbone,
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(2),
+        ]
+    )
+    report = methods.apply(model, "olm-l1")
+    wrapped = [
+        layer.layer.name
+        for layer in report.model._flatten_layers(include_self=False)
+        if isinstance(layer, KernelReparametrization)
+    ]
+    assert wrapped == ["first"]
+
+
+def test_epoch_projection_split_over_several_fits_equals_one_fit():
+    """train resumes an interrupted epoch in a `fit` of its own: with the run's total epochs, the
+    projection after it is not skipped."""
+    x = np.random.default_rng(0).normal(size=(4, 6, 6, 3)).astype("float32")
+    y = np.zeros((4, 3), "float32")
+
+    def run(splits):
+        report = methods.apply(_model(), "pbwn-epoch", layers=_is_chosen)
+        report.callbacks[0].total_epochs = 3
+        model = report.model
+        model.compile(keras.optimizers.SGD(0.1), "mse")
+        for first, last in splits:
+            model.fit(
+                x,
+                y,
+                batch_size=2,
+                initial_epoch=first,
+                epochs=last,
+                verbose=0,
+                shuffle=False,
+                callbacks=report.callbacks,
+            )
+        return model.get_weights()
+
+    for a, b in zip(run([(0, 3)]), run([(0, 1), (1, 2), (2, 3)])):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
 def test_unknown_name_lists_the_methods():
     with pytest.raises(ValueError, match="normlos.*neither a method.*normloss-decoupled"):
         attach(_model(), "normlos", factor=1e-3)
@@ -175,11 +241,13 @@ def test_subclassed_models_get_a_clear_error_or_work():
 
 def test_report_optimizer_keeps_the_base_configuration():
     report = methods.apply(_model(), "normloss-decoupled", 1e-2)
-    base = keras.optimizers.AdamW(2e-3, beta_1=0.8)
+    base = keras.optimizers.AdamW(2e-3, beta_1=0.8, weight_decay=0.05)
     optimizer = report.optimizer(base)
     assert isinstance(optimizer, keras.optimizers.AdamW) and optimizer.normloss_factor == 1e-2
     assert optimizer.beta_1 == 0.8 and float(optimizer.learning_rate) == pytest.approx(2e-3)
-    assert not optimizer.weight_decay  # AdamW's own default decay would regularize too
+    assert optimizer.weight_decay == pytest.approx(0.05)  # the user's own decay stays
+    wd = methods.apply(_model(), "weight-decay-decoupled", 1e-3).optimizer(base)
+    assert wd.weight_decay == pytest.approx(1e-3)  # the method's replaces it
     with pytest.raises(ValueError, match="optimizer instance"):
         report.optimizer("sgd")
 
@@ -217,3 +285,6 @@ def test_a_factor_too_weak_for_the_run_is_named(tmp_path):
     assert factor_strength_note(config, total_steps=600_000) is None
     strong = make_config("quick", tmp_path / "s", method="normloss-decoupled", optimizer="adam")
     assert factor_strength_note(strong, total_steps=1000) is None  # the converted default
+    for method in ("weight-decay", "weight-decay-decoupled"):  # zero is not a target to reach
+        config = make_config("quick", tmp_path / method, method=method, factor=1e-6)
+        assert factor_strength_note(config, total_steps=10) is None

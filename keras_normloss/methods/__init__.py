@@ -14,6 +14,11 @@ decoupled.py          decoupled Norm Loss / weight decay for any Keras optimizer
 
 from keras_normloss.methods.application import ONI_SETTINGS, PENALTIES, MethodReport, apply
 from keras_normloss.methods.layer_choice import LAYER_CHOICES, layer_selector
+
+# NormLoss, weight_decay, EpochProjection and WeightRescaling: what `keras_normloss.methods`
+# (then one module) also exposed before the move.
+from keras_normloss.methods.penalties import NormLoss, weight_decay  # noqa: F401
+from keras_normloss.methods.projections import EpochProjection, WeightRescaling  # noqa: F401
 from keras_normloss.methods.table import KINDS, METHODS, Method, get, names
 
 __all__ = [

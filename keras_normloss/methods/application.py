@@ -1,5 +1,6 @@
 """Applying a method of the table to a built model: what it changes, and what it returns for `fit`."""
 
+import copy as copy_module
 import dataclasses
 import functools
 import warnings
@@ -127,6 +128,26 @@ class MethodReport:
         except Exception:  # interpreter shutdown: nothing left to warn with
             pass
 
+    def __copy__(self):
+        # A copy is made on purpose (copy, deepcopy, pickle): it never warns.
+        fields = {f.name: object.__getattribute__(self, f.name) for f in dataclasses.fields(self)}
+        copy = MethodReport(**fields)
+        object.__setattr__(copy, "_handed_over", set(fields["needs"]))
+        return copy
+
+    def __deepcopy__(self, memo):
+        fields = {
+            f.name: copy_module.deepcopy(object.__getattribute__(self, f.name), memo)
+            for f in dataclasses.fields(self)
+        }
+        twin = MethodReport(**fields)
+        object.__setattr__(twin, "_handed_over", set(fields["needs"]))
+        return twin
+
+    def __reduce__(self):
+        fields = tuple(object.__getattribute__(self, f.name) for f in dataclasses.fields(self))
+        return (_unpickled_report, fields)
+
     def __repr__(self):
         get = lambda name: object.__getattribute__(self, name)  # noqa: E731
         return f"<MethodReport {get('method').name}: needs={get('needs')!r}>"
@@ -137,8 +158,11 @@ class MethodReport:
         Args:
             base: a Keras optimizer instance (e.g. `keras.optimizers.SGD(0.1,
                 momentum=0.9)`); its configuration (learning rate or schedule,
-                momentum, ...) is kept. For a method without an optimizer-level
-                update, `base` is returned unchanged.
+                momentum, its own `weight_decay`, ...) is kept, except what the
+                method sets (`weight-decay-decoupled` sets `weight_decay`). Note
+                that `AdamW`'s default `weight_decay` is 0.004: pass
+                `weight_decay=0.0` for decoupled Norm Loss alone. For a method
+                without an optimizer-level update, `base` is returned unchanged.
 
         Returns:
             A new optimizer of `extend_with_normloss(type(base))`.
@@ -163,10 +187,6 @@ class MethodReport:
             return base
         cls = decoupled.extend_with_normloss(type(base))
         config = base.get_config()
-        if "weight_decay" not in self.optimizer_options:
-            # `none` must mean none: an AdamW base's own default decay would
-            # regularize a Norm Loss run too.
-            config["weight_decay"] = 0.0 if isinstance(base, keras.optimizers.AdamW) else None
         return cls.from_config({**config, **self.optimizer_options})
 
     def __str__(self):
@@ -175,6 +195,12 @@ class MethodReport:
         lines = [head if details is None else f"{head}: {details}"]
         lines += [f"  needs: {_NEEDS_HELP[need]}" for need in self.needs]
         return "\n".join(lines)
+
+
+def _unpickled_report(*fields):
+    report = MethodReport(*fields)
+    object.__setattr__(report, "_handed_over", set(report.needs))
+    return report
 
 
 def _check_factor(method, factor):

@@ -16,10 +16,19 @@ def _is_shortcut(layer):
 
 
 def _stem(model):
-    """The first convolution of the model, in layer order (nested models entered)."""
-    for layer in model._flatten_layers(include_self=False):
+    """The first convolution of the model, in layer order (nested models entered).
+
+    Depth-first through `layers` (a Functional model's are in topological
+    order): `_flatten_layers` would not do, since it reverses the sublayers of
+    a nested model (`deque.extendleft`) and so named the backbone's last
+    convolution in `Sequential([backbone, head])`.
+    """
+    for layer in getattr(model, "layers", ()):
         if _is_conv(layer):
             return layer
+        found = _stem(layer)
+        if found is not None:
+            return found
     return None
 
 

@@ -74,12 +74,16 @@ class EpochProjection(keras.callbacks.Callback):
     there would change the trained model's inference function (measured on a
     small conv+BN model: validation loss 0.750 in the last epoch, 0.708 from
     `evaluate` after a final projection) and the model `fit` returns would not
-    be the one validated. The last epoch is `fit`'s `epochs`.
+    be the one validated. The last epoch is `total_epochs`, or, if it is
+    None, `fit`'s `epochs`: give it when training is split over several `fit`
+    calls (a resumed run, a loop of `fit(epochs=1)`), or the projection at the
+    end of every call would be skipped.
 
     Args:
         variables: the kernel variables to project.
         axes: for each variable, the axes that make up one output channel
             (see `keras_normloss.output_channel_axes`).
+        total_epochs: the run's number of epochs, or None for `fit`'s.
 
     Raises:
         ValueError: if `variables` and `axes` differ in length.
@@ -93,8 +97,16 @@ class EpochProjection(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, variables, axes):
+    def __init__(self, variables, axes, total_epochs=None):
         super().__init__()
+        if total_epochs is not None and (
+            isinstance(total_epochs, bool) or not isinstance(total_epochs, int) or total_epochs < 1
+        ):
+            raise ValueError(
+                "Invalid value for argument `total_epochs`: expected None or an int >= 1. "
+                f"Received: total_epochs={total_epochs!r}"
+            )
+        self.total_epochs = total_epochs
         if len(variables) != len(axes):
             raise ValueError(
                 "Invalid value for argument `axes`: expected one entry per variable "
@@ -107,5 +119,6 @@ class EpochProjection(keras.callbacks.Callback):
             variable.assign(rescale(variable))
 
     def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 < self.params.get("epochs", epoch + 2):
+        total = self.total_epochs or self.params.get("epochs", epoch + 2)
+        if epoch + 1 < total:
             self._project()

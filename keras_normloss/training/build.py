@@ -49,6 +49,10 @@ def build_model(config, info, steps_per_epoch):
         # in `train`, which always runs under one (Keras 3.15, Trainer._resolve_auto_jit_compile).
         jit_compile=JIT_COMPILE[config.jit_compile],
     )
+    for callback in applied.callbacks:
+        # A resumed run finishes its epoch in a `fit` of its own: the last epoch is the run's.
+        if hasattr(callback, "total_epochs"):
+            callback.total_epochs = config.epochs
     return model, applied.callbacks
 
 
@@ -69,35 +73,32 @@ def make_optimizer(config, schedule, method_options):
 
 
 def factor_strength_note(config, total_steps):
-    """A warning line when the factor cannot bring the norms near 1 within the run, else None.
+    """A warning line when a Norm Loss factor cannot bring the norms near 1 within the run, else None.
 
-    The relaxation-time rule (DESIGN.md): a penalty step moves a channel's norm
-    by about `rate · (‖w‖ − 1)`, so the norms approach 1 (Norm Loss) or 0
-    (weight decay) with a time constant of `1 / rate` steps, where `rate` is
-    `2·lr·λ` for Norm Loss and `lr·wd` for weight decay, times `1/(1 − μ)` for
-    a coupled penalty under SGD momentum μ. Under Adam a coupled penalty is
-    divided by the gradients' second moments, so no rate is known and nothing
-    is said. Taken at the initial learning rate: a decaying schedule only makes
-    it slower.
+    The relaxation-time rule (DESIGN.md): a Norm Loss step moves a channel's
+    norm by about `2·lr·λ·(‖w‖ − 1)`, so the norms approach 1 with a time
+    constant of `1/(2·lr·λ)` steps, over `1/(1 − μ)` for the coupled penalty
+    under SGD momentum μ. Under Adam the coupled penalty is divided by the
+    gradients' second moments, so no rate is known and nothing is said. Weight
+    decay is not checked: its target, zero, is not one a run should reach.
+    Taken at the initial learning rate: a decaying schedule only makes it
+    slower.
     """
     method = config.regularizer
-    if method not in ("normloss", "normloss-decoupled", "weight-decay", "weight-decay-decoupled"):
+    if method not in ("normloss", "normloss-decoupled") or not config.factor:
         return None
-    if not config.factor:
-        return None
-    decoupled = method.endswith("-decoupled")
+    decoupled = method == "normloss-decoupled"
     if not decoupled and config.optimizer != "sgd":
         return None
-    rate = config.lr * config.factor * (2.0 if method.startswith("normloss") else 1.0)
+    rate = 2.0 * config.lr * config.factor
     if not decoupled:
         rate /= 1.0 - config.momentum
     steps = 1.0 / rate
     if steps <= total_steps:
         return None
-    target = "1" if method.startswith("normloss") else "0"
     return (
         f"WARNING: --method {method} --factor {config.factor:g} at lr {config.lr:g}: the channel "
-        f"norms move toward {target} with a time constant of about {steps:,.0f} steps, longer "
-        f"than this run's {total_steps:,} steps; the run ends before the method has acted. "
-        f"A factor of at least {config.factor * steps / total_steps:.3g} reaches it in time."
+        f"norms move toward 1 with a time constant of about {steps:,.0f} steps, longer than this "
+        f"run's {total_steps:,} steps; the run ends before Norm Loss has acted. A factor of at "
+        f"least {config.factor * steps / total_steps:.3g} reaches the unit sphere in time."
     )
