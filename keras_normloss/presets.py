@@ -46,6 +46,11 @@ class Preset:
             many recent recipes).
         crop_padding: how the reference fills the border of its random crop
             (`"zeros"` or `"reflect"`; see `keras_normloss.data`).
+        lr_schedule: `"step"` (the papers': x`lr_decay` at `lr_decay_epochs`), `"linear"`
+            (to zero at the end) or `"cosine"`; see `keras_normloss.schedules`.
+        warmup_epochs: epochs of linear warmup from 0 to `lr` (0: none).
+        validation_split: training images held out for validation (a fraction < 1, or a
+            count); 0: none (the papers' presets, which report test error only).
         source: where the settings come from.
         run_here: the command that ran it on this project's machines and the result it
             gave, or why it has not been run.
@@ -69,6 +74,9 @@ class Preset:
     weight_decay_on: str = "all"
     crop_padding: str = "zeros"
     run_here: str = ""
+    lr_schedule: str = "step"
+    warmup_epochs: float = 0.0
+    validation_split: float = 0.0
 
 
 _NOT_RUN_PAPER = (
