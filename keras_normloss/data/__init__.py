@@ -7,6 +7,7 @@
 | `imagenet2012` | the papers' ImageNet | tensorflow-datasets (manual download) |
 | `fashion_mnist`, `mnist` | 28x28x1, ten classes | IDX files: `--data-dir`, Keras's cache, or `/usr/share/datasets/` (Debian) |
 | `fashion_mnist_mini` | 4,000 + 1,000 real Fashion-MNIST images | shipped in the package: no download |
+| `fashion_mnist_small` | 15,000 + 3,000 real Fashion-MNIST images | shipped in the package: no download |
 | `folder` | your images, one sub-folder per class | `--data-dir` |
 | any other tfds name | e.g. `svhn_cropped`, `imagenette` | tensorflow-datasets |
 | `synthetic` | generated noise, for smoke tests | nothing |
@@ -47,9 +48,12 @@ DATASETS = (
     "fashion_mnist",
     "mnist",
     "fashion_mnist_mini",
+    "fashion_mnist_small",
     "folder",
     "synthetic",
 )
+# Subsets of Fashion-MNIST shipped inside the package (keras_normloss/data/<name>/).
+SHIPPED = ("fashion_mnist_mini", "fashion_mnist_small")
 # Per-channel statistics of CIFAR's training images, in [0, 1] units (the values the
 # reference code uses).
 CIFAR_STATS = {
@@ -158,11 +162,12 @@ def mnist_like(name, global_batch_size, *, data_dir=None, download=False, **kwar
     """Fashion-MNIST, MNIST, or the Fashion-MNIST subset shipped with the package.
 
     `"fashion_mnist_mini"` is the first 400 training and 100 test images of each class of
-    Fashion-MNIST, in the original order (MIT licence, Zalando SE). 28x28x1 images, normalised by the training split's statistics; training crops a
+    Fashion-MNIST, `"fashion_mnist_small"` the first 1,500 and 300 (the README's first command),
+    both in the original order (MIT licence, Zalando SE). 28x28x1 images, normalised by the training split's statistics; training crops a
     4-pixel-padded image back to 28x28 and (not MNIST) flips it.
 
     Args:
-        name: `"fashion_mnist"`, `"mnist"` or `"fashion_mnist_mini"`.
+        name: `"fashion_mnist"`, `"mnist"`, `"fashion_mnist_mini"` or `"fashion_mnist_small"`.
         global_batch_size: the batch over all replicas.
         data_dir: a directory holding the four IDX files (see `sources.mnist_like` for where
             it looks otherwise).
@@ -180,7 +185,7 @@ def mnist_like(name, global_batch_size, *, data_dir=None, download=False, **kwar
     ```
     """
     _check(kwargs)
-    if name == "fashion_mnist_mini":
+    if name in SHIPPED:
         arrays = sources.shipped(name)
     else:
         arrays = sources.mnist_like(name, data_dir, download)
@@ -367,7 +372,7 @@ def load(name, global_batch_size, **kwargs):
         return imagenet(global_batch_size, **options)
     if name in CIFAR_STATS:
         return cifar(name, global_batch_size, **_options(name, kwargs, refused=("image_size",)))
-    if name == "fashion_mnist_mini":
+    if name in SHIPPED:
         options = _options(name, kwargs, ("data_dir", "download"), refused=("image_size",))
         return mnist_like(name, global_batch_size, **options)
     if name in ("fashion_mnist", "mnist"):
