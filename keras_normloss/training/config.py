@@ -139,6 +139,7 @@ def make_config(preset_name, output, **overrides):
         raise cli.UsageError(
             f"unknown optimizer {optimizer!r}; expected one of {', '.join(OPTIMIZERS)}"
         )
+    overrides.setdefault("augment", preset.augment)
     batch_size = overrides.pop("batch_size", preset.batch_size)
     lr = overrides.pop("lr", None)
     if lr is None:

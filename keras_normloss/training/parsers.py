@@ -25,7 +25,8 @@ _SHARED_OPTIONS = (
     (
         "--dataset",
         dict(
-            help="cifar10, cifar100, imagenet2012, fashion_mnist, mnist, fashion_mnist_mini "
+            help="cifar10, cifar100, imagenet2012, fashion_mnist, mnist, fashion_mnist_mini, "
+            "fashion_mnist_small "
             "(shipped: no download), folder (--data-dir: one sub-folder per class), any "
             "tensorflow-datasets image-classification name, or synthetic (default: the preset's)"
         ),

@@ -240,8 +240,8 @@ def _train(config, state, verbose, stop):
         "final_test_cross_entropy": rows[-1]["test_cross_entropy"],
         # Measured on images held out of the training split (None without one): what
         # factors and other settings are chosen on, never the test error.
-        "final_validation_error": _or_none(rows[-1]["validation_error"]),
-        "final_validation_cross_entropy": _or_none(rows[-1]["validation_cross_entropy"]),
+        "final_validation_error": _or_none(rows[-1].get("validation_error")),
+        "final_validation_cross_entropy": _or_none(rows[-1].get("validation_cross_entropy")),
         "validation_images": info.validation_examples,
         "validation_seed": data.validation.VALIDATION_SEED if info.validation_examples else None,
         "final_train_cross_entropy": rows[-1]["cross_entropy"],
@@ -290,7 +290,7 @@ def _load_data(config):
 
 
 def _or_none(value):
-    return None if value != value else value  # NaN: no validation split
+    return None if value is None or value != value else value  # NaN: no validation split
 
 
 def _fit(model, pipelines, config, first_epoch, skip_steps, steps_per_epoch, callbacks, fit):
