@@ -159,7 +159,7 @@ _FASHION_MNIST = dict(
 # What was measured with the Fashion-MNIST presets (README, Results and the first command).
 STUDY_EPOCHS = 3
 STUDY_RUN_HERE = (
-    "Not run as a study yet (benchmarks/fashion_mnist_study.py; README, Results). Timed here: "
+    "Not run here as a study yet (benchmarks/fashion_mnist_study.py; README, Results). Timed: "
     "`keras-normloss train --preset fashion-mnist --method none --epochs 1 --deterministic` "
     "(54,000 training images; 6,000 validation and 10,000 test evaluated) took 137 s for the "
     "epoch (2 min 38 s in all) on the 2-core machine while other work held about half of it, and "

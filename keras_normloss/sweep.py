@@ -337,5 +337,14 @@ def main(argv=None):
         print(f"keras-normloss sweep: {kind}: {error}", file=sys.stderr)
         return error.exit_status
     print(format_table(rows))
+    for method, batch in dict.fromkeys((r["regularizer"], int(r["batch_size"])) for r in rows):
+        try:
+            factor, error = choose_factor(rows, method, batch_size=batch)
+        except ValueError:  # no factor, or no validation split: nothing is chosen
+            continue
+        print(
+            f"{method} at batch {batch}: factor {factor:g} chosen on validation (mean "
+            f"validation error {100 * error:.2f} %)"
+        )
     print(f"{len(rows)} runs finished; {os.path.join(args.output, 'summary.csv')}")
     return 0
