@@ -229,7 +229,7 @@ def test_first_command_trains_on_the_shipped_subset_and_ends_with_a_summary(tmp_
 
 def test_warmup_starts_the_learning_rate_at_zero_and_linear_ends_near_zero(tmp_path):
     out = tmp_path / "run"
-    args = ["--preset", "quick", "--dataset", "synthetic", "--epochs", "4"]
+    args = ["--preset", "quick", "--dataset", "synthetic", "--model", "resnet8", "--epochs", "4"]
     args += ["--steps-per-epoch", "2", "--batch-size", "8", "--lr-schedule", "linear"]
     args += ["--warmup-epochs", "1", "--output", str(out)]
     assert train.main(args) == 0
