@@ -270,7 +270,9 @@ def _convergence_figure(args, rows, choices, read_metrics):
         length = min(len(c) for c in curves)
         mean = [statistics.fmean(c[e] for c in curves) for e in range(length)]
         factor = "" if method == "none" else f" {choices[method]:g}"
-        ax.plot(range(1, length + 1), mean, marker="o", label=f"{method}{factor} ({len(curves)} seeds)")
+        ax.plot(
+            range(1, length + 1), mean, marker="o", label=f"{method}{factor} ({len(curves)} seeds)"
+        )
     ax.set_xlabel("epoch")
     ax.set_ylabel("training cross-entropy (mean over seeds)")
     ax.set_yscale("log")

@@ -75,9 +75,7 @@ class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
         return cls(**config)
 
 
-def make_schedule(
-    kind, lr, total_steps, *, warmup_steps=0, decay_boundaries=(), decay=0.1
-):
+def make_schedule(kind, lr, total_steps, *, warmup_steps=0, decay_boundaries=(), decay=0.1):
     """Returns the learning-rate schedule of a run.
 
     Args:

@@ -366,9 +366,7 @@ def load(name, global_batch_size, **kwargs):
         )
         return synthetic(global_batch_size, **options)
     if name == "imagenet2012":
-        options = _options(
-            name, kwargs, ("crop_padding",), refused=("augment", "validation_split")
-        )
+        options = _options(name, kwargs, ("crop_padding",), refused=("augment", "validation_split"))
         return imagenet(global_batch_size, **options)
     if name in CIFAR_STATS:
         return cifar(name, global_batch_size, **_options(name, kwargs, refused=("image_size",)))

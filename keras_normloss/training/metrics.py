@@ -81,9 +81,7 @@ class HeldOutEvaluation(keras.callbacks.Callback):
         self.steps = steps
 
     def on_epoch_end(self, epoch, logs=None):
-        scores = self.model.evaluate(
-            self.dataset, steps=self.steps, verbose=0, return_dict=True
-        )
+        scores = self.model.evaluate(self.dataset, steps=self.steps, verbose=0, return_dict=True)
         for key in ("loss", "cross_entropy", "accuracy"):
             logs[f"validation_{key}"] = float(scores[key])
         logs["validation_error"] = 1.0 - logs["validation_accuracy"]
