@@ -15,11 +15,16 @@ Public names:
     channel_norms, oblique_distance, output_channel_axes, layer_kernels
     models            the papers' networks: models.get("resnet110"), models.names()
     NormMonitor       (keras_normloss.callbacks) channel-norm statistics each epoch
+    schedules         learning-rate schedules: step, linear to zero, cosine; optional warmup
 """
 
-# `models` is imported so that its serializable layer (ZeroPadShortcut) is
-# registered: `import keras_normloss` is then enough to load a saved model.
-from keras_normloss import methods, models, optimizers
+from keras_normloss import startup
+
+startup.quiet_tensorflow_import()  # before Keras imports TensorFlow: see startup.py
+
+# `models` and `schedules` are imported so that their serializable objects (ZeroPadShortcut,
+# LinearWarmup) are registered: `import keras_normloss` is then enough to load a saved model.
+from keras_normloss import methods, models, optimizers, schedules
 from keras_normloss.attach import AttachReport, attach
 from keras_normloss.methods import apply as apply_method
 from keras_normloss.methods.oni import ONI
@@ -52,6 +57,7 @@ __all__ = [
     "methods",
     "optimizers",
     "reparametrize",
+    "schedules",
     "UnsupportedLayerError",
     "WeightRescaling",
     "attach",

@@ -109,7 +109,7 @@ def _sweep_rows(sweep_dirs, metric):
                     "regularizer": r["regularizer"],
                     "factor": _float(r["factor"]),
                     "batch_size": int(r["batch_size"]),
-                    "value": 100.0 * _float(r[metric]),
+                    "value": 100.0 * _float(r.get(metric)),
                     "synthetic": r.get("dataset") == "synthetic",
                     "run": os.path.join(sweep_dir, r["run"]),
                 }
@@ -189,7 +189,7 @@ def plot_sweeps(sweep_dirs, output, metric="final_test_error"):
     Args:
         sweep_dirs: sweep directories (each with summary.csv).
         output: the figure's path.
-        metric: `final_test_error` or `best_test_error`.
+        metric: `final_test_error`, `final_validation_error` or `best_test_error`.
 
     Returns:
         The matplotlib Figure.
@@ -244,7 +244,7 @@ def plot_grid(sweep_dir, output_dir, base_batch=None, metric="final_test_error")
         sweep_dir: a sweep directory (summary.csv and its runs).
         output_dir: where the figures go.
         base_batch: the batch size of the factor sweep (default: the most common).
-        metric: `final_test_error` or `best_test_error`.
+        metric: `final_test_error`, `final_validation_error` or `best_test_error`.
 
     Returns:
         The paths written.
@@ -385,8 +385,8 @@ def build_parser():
     parser.add_argument(
         "--metric",
         default="final_test_error",
-        choices=("final_test_error", "best_test_error"),
-        help="for sweeps: which test error to plot",
+        choices=("final_test_error", "final_validation_error", "best_test_error"),
+        help="for sweeps: which error to plot (best_test_error is picked on the test set)",
     )
     return parser
 

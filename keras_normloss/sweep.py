@@ -8,7 +8,8 @@ Each run is an ordinary run directory under the sweep directory, named after
 its settings (e.g. `normloss_f0.001_s0_b128`). The sweep is resumable: a
 finished run is not run again and an interrupted one resumes from its
 checkpoint. `summary.csv` gets one row per finished run and is rewritten
-after each run. `none` and `wrs` take no factor, so they run once per seed
+after each run. `choose_factor` picks a method's factor on the validation
+error (`--validation-split`), never on the test error. `none` and `wrs` take no factor, so they run once per seed
 and batch size.
 """
 
@@ -30,6 +31,7 @@ SUMMARY_COLUMNS = (
     "seed",
     "batch_size",
     "final_test_error",
+    "final_validation_error",
     "best_test_error",
     "final_train_cross_entropy",
     "final_oblique_distance",
@@ -206,8 +208,53 @@ def _run_one(config):
         sys.exit(error.exit_status)
 
 
+def choose_factor(rows, method, batch_size=None):
+    """The factor of `method` with the lowest mean final validation error over its seeds.
+
+    Settings are chosen on the images held out of the training split (`--validation-split`),
+    never on the test error, which is what is then reported.
+
+    Args:
+        rows: rows of summary.csv (`write_summary`), or dicts with the same keys.
+        method: a method that takes a factor (`normloss`, `weight-decay`, ...).
+        batch_size: consider only runs at this batch size (default: all).
+
+    Returns:
+        `(factor, mean validation error)`.
+
+    Raises:
+        ValueError: if no run of `method` has a factor and a validation error (the runs
+            had no validation split: choosing on the test error is what this refuses).
+
+    Example:
+
+    ```python
+    factor, error = choose_factor(write_summary("runs/sweep"), "normloss", batch_size=128)
+    ```
+    """
+    by_factor = {}
+    for row in rows:
+        if row["regularizer"] != method or row.get("factor") in (None, ""):
+            continue
+        if batch_size is not None and int(row["batch_size"]) != int(batch_size):
+            continue
+        error = row.get("final_validation_error")
+        if error in (None, ""):
+            continue
+        by_factor.setdefault(float(row["factor"]), []).append(float(error))
+    if not by_factor:
+        raise ValueError(
+            f"no finished run of {method!r} with a validation error to choose its factor on; "
+            "run the sweep with --validation-split (factors are never chosen on test)"
+        )
+    means = {f: sum(v) / len(v) for f, v in by_factor.items()}
+    best = min(means, key=lambda f: (means[f], f))
+    return best, means[best]
+
+
 def format_table(rows):
-    """The sweep's runs as a text table: method, factor, seed, batch size, final test error.
+    """The sweep's runs as a text table: method, factor, seed, batch size, validation and final
+    test error.
 
     Args:
         rows: rows of summary.csv (see `write_summary`).
@@ -221,12 +268,17 @@ def format_table(rows):
     print(format_table(write_summary("runs/sweep")))
     ```
     """
-    lines = [f"{'method':<28} {'factor':>10} {'seed':>5} {'batch':>6} {'final test error':>17}"]
+    lines = [
+        f"{'method':<28} {'factor':>10} {'seed':>5} {'batch':>6} {'validation error':>17} "
+        f"{'final test error':>17}"
+    ]
     for row in rows:
         factor = "-" if row["factor"] in (None, "") else f"{float(row['factor']):g}"
+        validation = row.get("final_validation_error")
+        validation = "-" if validation in (None, "") else f"{100 * float(validation):.2f} %"
         lines.append(
             f"{row['regularizer']:<28} {factor:>10} {row['seed']:>5} {row['batch_size']:>6} "
-            f"{100 * float(row['final_test_error']):>15.2f} %"
+            f"{validation:>17} {100 * float(row['final_test_error']):>15.2f} %"
         )
     return "\n".join(lines)
 
@@ -285,5 +337,14 @@ def main(argv=None):
         print(f"keras-normloss sweep: {kind}: {error}", file=sys.stderr)
         return error.exit_status
     print(format_table(rows))
+    for method, batch in dict.fromkeys((r["regularizer"], int(r["batch_size"])) for r in rows):
+        try:
+            factor, error = choose_factor(rows, method, batch_size=batch)
+        except ValueError:  # no factor, or no validation split: nothing is chosen
+            continue
+        print(
+            f"{method} at batch {batch}: factor {factor:g} chosen on validation (mean "
+            f"validation error {100 * error:.2f} %)"
+        )
     print(f"{len(rows)} runs finished; {os.path.join(args.output, 'summary.csv')}")
     return 0

@@ -170,6 +170,13 @@ def test_malformed_idx_files_fail_cleanly(tmp_path, damage, match):
     assert str(tmp_path) in str(error.value)
 
 
+def test_larger_shipped_subset_is_balanced():
+    arrays = sources.shipped("fashion_mnist_small")
+    assert np.bincount(arrays.train_labels).tolist() == [1500] * 10
+    assert np.bincount(arrays.test_labels).tolist() == [300] * 10
+    assert arrays.train_images.shape == (15000, 28, 28, 1)
+
+
 def test_shipped_subset_is_balanced_and_trains():
     p = data.load("fashion_mnist_mini", 16, seed=0)
     arrays = sources.shipped("fashion_mnist_mini")
@@ -182,10 +189,14 @@ def test_shipped_subset_is_balanced_and_trains():
 @pytest.mark.skipif(
     not os.path.isdir(FULL_FASHION_MNIST), reason="needs apt-get install dataset-fashion-mnist"
 )
-def test_shipped_subset_is_the_first_images_of_each_class():
+@pytest.mark.parametrize(
+    "name, train_per_class, test_per_class",
+    [("fashion_mnist_mini", 400, 100), ("fashion_mnist_small", 1500, 300)],
+)
+def test_shipped_subset_is_the_first_images_of_each_class(name, train_per_class, test_per_class):
     full = sources.read_idx_dir(FULL_FASHION_MNIST)
-    mini = sources.shipped("fashion_mnist_mini")
-    for split, per_class in (("train", 400), ("test", 100)):
+    mini = sources.shipped(name)
+    for split, per_class in (("train", train_per_class), ("test", test_per_class)):
         labels = getattr(full, f"{split}_labels")
         index = np.sort(
             np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in range(10)])

@@ -13,6 +13,7 @@ from keras_normloss import (
     optimizers,
     plots,
     presets,
+    schedules,
     sweep,
     train,
 )
@@ -49,6 +50,10 @@ PUBLIC = [
     plots.plot_runs,
     plots.plot_sweeps,
     plots.plot_grid,
+    schedules.make_schedule,
+    schedules.LinearWarmup,
+    data.validation.split_indices,
+    sweep.choose_factor,
 ]
 DOCUMENTED_WITHOUT_EXAMPLE = {"AttachReport", "UnsupportedLayerError"}  # data / exception classes
 

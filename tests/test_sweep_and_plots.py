@@ -77,13 +77,16 @@ def test_sweep_is_resumable(swept, capsys):
     with open(out / "summary.csv") as f:
         rows = list(csv.DictReader(f))
     table = text[text.index("method ") :].splitlines()
-    assert table[0].split() == ["method", "factor", "seed", "batch", "final", "test", "error"]
+    assert table[0].split() == [
+        "method", "factor", "seed", "batch", "validation", "error", "final", "test", "error"
+    ]
     assert len(table) == len(rows) + 2  # and the line with the summary.csv path
     for row, line in zip(rows, table[1:]):
         cells = line.split()
         assert (cells[0], cells[2], cells[3]) == (row["regularizer"], row["seed"], "16")
         assert cells[1] == (f"{float(row['factor']):g}" if row["factor"] else "-")
-        assert cells[4:] == [f"{100 * float(row['final_test_error']):.2f}", "%"]
+        # No validation split in these runs: "-" for the validation error.
+        assert cells[4:] == ["-", f"{100 * float(row['final_test_error']):.2f}", "%"]
     assert (out / "normloss_f0.1_s0_b16" / "results.json").exists()
     for d, stamp in stamps.items():
         if d != "normloss_f0.1_s0_b16":
@@ -135,3 +138,35 @@ def test_plot_sweep_with_batch_sizes(tmp_path):
     fig = plots.plot_sweeps([str(sweep_dir)], tmp_path / "b.png")
     assert len(fig.axes) == 2
     assert fig.axes[1].get_xlabel() == "batch size"
+
+
+def _row(method, factor, seed, validation, test):
+    return {
+        "regularizer": method,
+        "factor": "" if factor is None else str(factor),
+        "seed": str(seed),
+        "batch_size": "128",
+        "final_validation_error": "" if validation is None else str(validation),
+        "final_test_error": str(test),
+    }
+
+
+def test_factor_is_chosen_on_validation_never_on_test():
+    # 1e-3 has the lower test error, 1e-2 the lower mean validation error over the seeds.
+    rows = [
+        _row("normloss", 1e-3, 0, 0.20, 0.05),
+        _row("normloss", 1e-3, 1, 0.10, 0.05),
+        _row("normloss", 1e-2, 0, 0.12, 0.30),
+        _row("normloss", 1e-2, 1, 0.14, 0.30),
+        _row("weight-decay", 1e-4, 0, 0.01, 0.90),
+        _row("none", None, 0, 0.0, 0.0),
+    ]
+    factor, error = sweep.choose_factor(rows, "normloss", batch_size=128)
+    assert factor == 1e-2 and error == pytest.approx(0.13)
+    assert sweep.choose_factor(rows, "weight-decay")[0] == 1e-4
+
+
+def test_choosing_a_factor_without_validation_errors_is_refused():
+    rows = [_row("normloss", 1e-3, 0, None, 0.05)]
+    with pytest.raises(ValueError, match="never chosen on test"):
+        sweep.choose_factor(rows, "normloss")

@@ -197,20 +197,45 @@ def test_kill_minus_nine_and_resume_equals_uninterrupted_run(tmp_path, model_arg
 
 
 def test_first_command_trains_on_the_shipped_subset_and_ends_with_a_summary(tmp_path, capsys):
-    """The README's first command, shortened: real Fashion-MNIST images, no download."""
+    """The README's first command, shortened: real Fashion-MNIST images, no download, the
+    validation split held out and reported beside the final test error."""
     out = tmp_path / "first"
-    args = ["--preset", "fashion-mnist-mini", "--model", "resnet8", "--epochs", "1"]
-    args += ["--steps-per-epoch", "2", "--batch-size", "8", "--output", str(out)]
+    args = ["--preset", "fashion-mnist-small", "--epochs", "1", "--steps-per-epoch", "2"]
+    args += ["--batch-size", "8", "--output", str(out)]
     assert train.main(args) == 0
     printed = capsys.readouterr().out
-    assert "data: fashion_mnist_mini, 4,000 training and 1,000 test images of 28x28x1" in printed
+    assert (
+        "data: fashion_mnist_small, 13,500 training, 1,500 validation (held out of training, "
+        "the same for every seed) and 3,000 test images of 28x28x1"
+    ) in printed
     last = printed.strip().splitlines()[-1]
     assert last.startswith("keras-normloss train: done: final test error") and str(out) in last
     results = json.loads((out / "results.json").read_text())
-    assert results["dataset"] == "fashion_mnist_mini" and not results["synthetic_data"]
+    assert results["dataset"] == "fashion_mnist_small" and not results["synthetic_data"]
     assert 0.0 <= results["final_test_error"] <= 1.0
+    row = _metrics(out)[-1]
+    assert float(row["validation_error"]) == pytest.approx(results["final_validation_error"])
+    assert float(row["validation_error"]) == pytest.approx(1 - float(row["validation_accuracy"]))
+    assert f"(validation error {100 * results['final_validation_error']:.2f} %)" in last
+    assert results["validation_images"] == 1500
     config = json.loads((out / "config.json").read_text())
-    assert config["augment"] is None and config["image_size"] is None
+    assert (config["lr_schedule"], config["warmup_epochs"], config["validation_split"]) == (
+        "linear",
+        0.3,
+        0.1,
+    )
+    assert config["augment"] == "none" and config["image_size"] is None
+
+
+def test_warmup_starts_the_learning_rate_at_zero_and_linear_ends_near_zero(tmp_path):
+    out = tmp_path / "run"
+    args = ["--preset", "quick", "--dataset", "synthetic", "--model", "resnet8", "--epochs", "4"]
+    args += ["--steps-per-epoch", "2", "--batch-size", "8", "--lr-schedule", "linear"]
+    args += ["--warmup-epochs", "1", "--output", str(out)]
+    assert train.main(args) == 0
+    lrs = [float(r["learning_rate"]) for r in _metrics(out)]  # at each epoch's first step
+    # warmup 2 steps, then 6 steps of linear decay from 0.1: steps 0, 2, 4, 6
+    np.testing.assert_allclose(lrs, [0.0, 0.1, 0.1 * (1 - 2 / 6), 0.1 * (1 - 4 / 6)], rtol=1e-5)
 
 
 @pytest.mark.parametrize(

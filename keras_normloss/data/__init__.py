@@ -7,6 +7,7 @@
 | `imagenet2012` | the papers' ImageNet | tensorflow-datasets (manual download) |
 | `fashion_mnist`, `mnist` | 28x28x1, ten classes | IDX files: `--data-dir`, Keras's cache, or `/usr/share/datasets/` (Debian) |
 | `fashion_mnist_mini` | 4,000 + 1,000 real Fashion-MNIST images | shipped in the package: no download |
+| `fashion_mnist_small` | 15,000 + 3,000 real Fashion-MNIST images | shipped in the package: no download |
 | `folder` | your images, one sub-folder per class | `--data-dir` |
 | any other tfds name | e.g. `svhn_cropped`, `imagenette` | tensorflow-datasets |
 | `synthetic` | generated noise, for smoke tests | nothing |
@@ -15,6 +16,9 @@ Nothing is downloaded unless `download=True`; a missing dataset raises
 `DatasetNotPreparedError` at once, saying where it looked and how to get it, and damaged
 files raise `MalformedDatasetError`.
 
+A validation split (`validation_split=`, module `validation`) can be held out of the training
+images of every dataset but ImageNet and synthetic data: the same images for every run.
+
 Every dataset but ImageNet is held in memory and trains on an exactly resumable stream (see
 `pipelines`). Normalisation: CIFAR's usual channel statistics, ImageNet's, and otherwise the
 statistics of the training split itself.
@@ -22,7 +26,7 @@ statistics of the training split itself.
 
 import os
 
-from keras_normloss.data import pipelines, sources
+from keras_normloss.data import pipelines, sources, validation
 from keras_normloss.data.pipelines import (
     AUGMENTATIONS,
     CROP_PADDINGS,
@@ -44,9 +48,12 @@ DATASETS = (
     "fashion_mnist",
     "mnist",
     "fashion_mnist_mini",
+    "fashion_mnist_small",
     "folder",
     "synthetic",
 )
+# Subsets of Fashion-MNIST shipped inside the package (keras_normloss/data/<name>/).
+SHIPPED = ("fashion_mnist_mini", "fashion_mnist_small")
 # Per-channel statistics of CIFAR's training images, in [0, 1] units (the values the
 # reference code uses).
 CIFAR_STATS = {
@@ -88,7 +95,15 @@ def _check(kwargs):
     pipelines.check_options(kwargs.get("augment"), kwargs.get("crop_padding"))
 
 
-def _from_arrays(name, arrays, global_batch_size, stats=None, augment=None, **kwargs):
+def _from_arrays(
+    name, arrays, global_batch_size, stats=None, augment=None, validation_split=0, **kwargs
+):
+    if validation_split:
+        try:
+            arrays = validation.Split(arrays, validation_split)
+        except ValueError as error:
+            raise DatasetOptionError(f"Dataset {name!r}: {error}") from None
+    # Normalised by the statistics of the images trained on, held-out ones excluded.
     stats = stats or pipelines.channel_stats(arrays.train_images)
     info = DataInfo(
         name,
@@ -97,6 +112,7 @@ def _from_arrays(name, arrays, global_batch_size, stats=None, augment=None, **kw
         len(arrays.train_labels),
         len(arrays.test_labels),
         source=arrays.source,
+        validation_examples=len(getattr(arrays, "validation_labels", ())),
     )
     augment = augment or default_augment(name)
     return pipelines.in_memory(info, arrays, stats, global_batch_size, augment=augment, **kwargs)
@@ -146,11 +162,12 @@ def mnist_like(name, global_batch_size, *, data_dir=None, download=False, **kwar
     """Fashion-MNIST, MNIST, or the Fashion-MNIST subset shipped with the package.
 
     `"fashion_mnist_mini"` is the first 400 training and 100 test images of each class of
-    Fashion-MNIST, in the original order (MIT licence, Zalando SE). 28x28x1 images, normalised by the training split's statistics; training crops a
+    Fashion-MNIST, `"fashion_mnist_small"` the first 1,500 and 300 (the README's first command),
+    both in the original order (MIT licence, Zalando SE). 28x28x1 images, normalised by the training split's statistics; training crops a
     4-pixel-padded image back to 28x28 and (not MNIST) flips it.
 
     Args:
-        name: `"fashion_mnist"`, `"mnist"` or `"fashion_mnist_mini"`.
+        name: `"fashion_mnist"`, `"mnist"`, `"fashion_mnist_mini"` or `"fashion_mnist_small"`.
         global_batch_size: the batch over all replicas.
         data_dir: a directory holding the four IDX files (see `sources.mnist_like` for where
             it looks otherwise).
@@ -168,7 +185,7 @@ def mnist_like(name, global_batch_size, *, data_dir=None, download=False, **kwar
     ```
     """
     _check(kwargs)
-    if name == "fashion_mnist_mini":
+    if name in SHIPPED:
         arrays = sources.shipped(name)
     else:
         arrays = sources.mnist_like(name, data_dir, download)
@@ -318,7 +335,9 @@ def load(name, global_batch_size, **kwargs):
             image-classification dataset.
         global_batch_size: the batch over all replicas.
         **kwargs: `seed`, `deterministic`, `steps_per_epoch`, `data_dir`, `download`,
-            `augment`, `crop_padding`, `image_size`. The options the training command passes
+            `augment`, `crop_padding`, `image_size`, `validation_split` (a fraction or count
+            of the training images held out, the same for every seed: see `validation`;
+            every dataset but ImageNet and synthetic data). The options the training command passes
             for every dataset are ignored where they do not apply (`data_dir` and `download`
             for the shipped and synthetic data, `crop_padding` for ImageNet and synthetic
             data, `augment` for synthetic data); `image_size` for a fixed-size dataset and
@@ -336,17 +355,22 @@ def load(name, global_batch_size, **kwargs):
     """
     check_name(name)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    if not kwargs.get("validation_split", 1):
+        del kwargs["validation_split"]  # 0: none
     if name == "synthetic":
         options = _options(
-            name, kwargs, ("data_dir", "download", "crop_padding", "augment"), ("image_size",)
+            name,
+            kwargs,
+            ("data_dir", "download", "crop_padding", "augment"),
+            ("image_size", "validation_split"),
         )
         return synthetic(global_batch_size, **options)
     if name == "imagenet2012":
-        options = _options(name, kwargs, ("crop_padding",), refused=("augment",))
+        options = _options(name, kwargs, ("crop_padding",), refused=("augment", "validation_split"))
         return imagenet(global_batch_size, **options)
     if name in CIFAR_STATS:
         return cifar(name, global_batch_size, **_options(name, kwargs, refused=("image_size",)))
-    if name == "fashion_mnist_mini":
+    if name in SHIPPED:
         options = _options(name, kwargs, ("data_dir", "download"), refused=("image_size",))
         return mnist_like(name, global_batch_size, **options)
     if name in ("fashion_mnist", "mnist"):
@@ -390,4 +414,5 @@ __all__ = [
     "sources",
     "synthetic",
     "tfds_dataset",
+    "validation",
 ]

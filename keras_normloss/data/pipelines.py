@@ -44,6 +44,8 @@ class DataInfo:
             not know them, e.g. under `tfds.testing.mock_data`).
         synthetic: True for generated data that means nothing.
         source: where the data was read from, for the user.
+        validation_examples: images held out of the training split for validation (0:
+            none); `train_examples` excludes them.
     """
 
     name: str
@@ -53,6 +55,7 @@ class DataInfo:
     test_examples: int
     synthetic: bool = False
     source: str = ""
+    validation_examples: int = 0
 
     def steps_per_epoch(self, global_batch_size):
         """Full batches per training epoch (the last partial one is dropped)."""
@@ -60,6 +63,9 @@ class DataInfo:
 
     def test_steps(self, global_batch_size):
         return math.ceil(self.test_examples / global_batch_size)
+
+    def validation_steps(self, global_batch_size):
+        return math.ceil(self.validation_examples / global_batch_size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,11 +78,14 @@ class Pipelines:
             endlessly (`fit` is given `steps_per_epoch`).
         test: the test batches, in a fixed order.
         info: a `DataInfo`.
+        validation: the batches of the images held out of the training split (normalised as
+            the test images, not augmented), or None.
     """
 
     train: object
     test: object
     info: DataInfo
+    validation: object = None
 
 
 def _epoch_seed(seed, epoch):
@@ -219,7 +228,8 @@ def in_memory(
     Args:
         info: the dataset's `DataInfo`.
         arrays: an object with `train_images`, `train_labels`, `test_images`, `test_labels`
-            (`keras_normloss.data.sources.Arrays`).
+            (`keras_normloss.data.sources.Arrays`), and `validation_images`,
+            `validation_labels` if a validation split was held out (`validation.Split`).
         stats: `(mean, std)` per channel, in [0, 1] units.
         global_batch_size: the batch over all replicas.
         seed: seeds the shuffle and the augmentation.
@@ -253,13 +263,19 @@ def in_memory(
         return image, label
 
     options = _options(deterministic)
-    test = (
-        tf.data.Dataset.from_tensor_slices((arrays.test_images, arrays.test_labels))
-        .map(lambda x, y: (_normalize(x, stats), y), num_parallel_calls=tf.data.AUTOTUNE)
-        .batch(global_batch_size)
-        .prefetch(tf.data.AUTOTUNE)
-        .with_options(options)
-    )
+
+    def evaluation(images, labels):
+        return (
+            tf.data.Dataset.from_tensor_slices((images, labels))
+            .map(lambda x, y: (_normalize(x, stats), y), num_parallel_calls=tf.data.AUTOTUNE)
+            .batch(global_batch_size)
+            .prefetch(tf.data.AUTOTUNE)
+            .with_options(options)
+        )
+
+    test = evaluation(arrays.test_images, arrays.test_labels)
+    held_out = getattr(arrays, "validation_labels", None)
+    validation = None if held_out is None else evaluation(arrays.validation_images, held_out)
     train = _in_memory_stream(
         tf.constant(arrays.train_images),
         tf.constant(arrays.train_labels),
@@ -269,7 +285,7 @@ def in_memory(
         seed,
         options,
     )
-    return Pipelines(train, test, info)
+    return Pipelines(train, test, info, validation)
 
 
 def _random_resized_crop(image, seed, size):

@@ -206,7 +206,7 @@ def _read_mnist_npz(path):
 
 
 def shipped(name):
-    """A dataset shipped inside the package (`fashion_mnist_mini`), as IDX files."""
+    """A dataset shipped inside the package (`fashion_mnist_mini`, `fashion_mnist_small`), as IDX files."""
     directory = importlib.resources.files("keras_normloss.data") / name
     arrays = read_idx_dir(str(directory))
     if arrays is None:

@@ -1,8 +1,9 @@
-"""The compiled model of a run: its network, method, optimizer and learning-rate schedule."""
+"""The compiled model of a run: its network, method, optimizer and learning-rate schedule
+(built by `keras_normloss.schedules`)."""
 
 import keras
 
-from keras_normloss import methods, models
+from keras_normloss import methods, models, schedules
 from keras_normloss.methods.decoupled import extend_with_normloss
 from keras_normloss.training.compute import JIT_COMPILE
 from keras_normloss.training.config import OPTIMIZERS
@@ -35,9 +36,14 @@ def build_model(config, info, steps_per_epoch):
     # the step index of a batch is the count of steps before it; so the
     # first batch of epoch e (0-based step e * spe) is decayed only if the
     # boundary is e * spe - 1. With e * spe the decay would come a step late.
-    boundaries = [int(e * steps_per_epoch) - 1 for e in config.lr_decay_epochs]
-    values = [config.lr * config.lr_decay**i for i in range(len(boundaries) + 1)]
-    schedule = keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+    schedule = schedules.make_schedule(
+        config.lr_schedule,
+        config.lr,
+        total_steps=config.epochs * steps_per_epoch,
+        warmup_steps=warmup_steps(config, steps_per_epoch),
+        decay_boundaries=[int(e * steps_per_epoch) - 1 for e in config.lr_decay_epochs],
+        decay=config.lr_decay,
+    )
     model.compile(
         optimizer=make_optimizer(config, schedule, applied.optimizer_options),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -54,6 +60,11 @@ def build_model(config, info, steps_per_epoch):
         if hasattr(callback, "total_epochs"):
             callback.total_epochs = config.epochs
     return model, applied.callbacks
+
+
+def warmup_steps(config, steps_per_epoch):
+    """The warmup's length in steps: `config.warmup_epochs` epochs, rounded."""
+    return int(round(config.warmup_epochs * steps_per_epoch))
 
 
 def make_optimizer(config, schedule, method_options):

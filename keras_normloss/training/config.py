@@ -11,7 +11,7 @@ import os
 
 import keras
 
-from keras_normloss import cli, data, methods, models, presets
+from keras_normloss import cli, data, methods, models, presets, schedules
 from keras_normloss.attach import PARAMETERS
 from keras_normloss.training.strategies import STRATEGIES
 
@@ -77,6 +77,12 @@ class RunConfig:
     checkpoint_every: object = None
     keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS
     jit_compile: str = "auto"
+    # keras_normloss.schedules: "step" (lr_decay at lr_decay_epochs), "linear" or "cosine" to 0.
+    lr_schedule: str = "step"
+    warmup_epochs: float = 0.0  # linear warmup from 0 to lr; may be a fraction of an epoch
+    # Training images held out for validation: a fraction (< 1) or a count (>= 1); 0: none.
+    # The same images for every seed (keras_normloss.data.validation).
+    validation_split: float = 0.0
 
     def identity(self):
         """The fields that must match for a directory to be this run. For `--dataset folder`
@@ -129,6 +135,7 @@ def make_config(preset_name, output, **overrides):
         raise cli.UsageError(
             f"unknown optimizer {optimizer!r}; expected one of {', '.join(OPTIMIZERS)}"
         )
+    overrides.setdefault("augment", preset.augment)
     batch_size = overrides.pop("batch_size", preset.batch_size)
     lr = overrides.pop("lr", None)
     if lr is None:
@@ -159,6 +166,9 @@ def make_config(preset_name, output, **overrides):
         dropout=overrides.pop("dropout", preset.dropout),
         weight_decay_on=overrides.pop("weight_decay_on", preset.weight_decay_on),
         crop_padding=overrides.pop("crop_padding", preset.crop_padding),
+        lr_schedule=overrides.pop("lr_schedule", preset.lr_schedule),
+        warmup_epochs=float(overrides.pop("warmup_epochs", preset.warmup_epochs)),
+        validation_split=overrides.pop("validation_split", preset.validation_split),
         seed=overrides.pop("seed", 0),
         deterministic=overrides.pop("deterministic", False),
         synchronized_bn=overrides.pop("synchronized_bn", False),
@@ -175,6 +185,23 @@ def make_config(preset_name, output, **overrides):
         isinstance(config.image_size, int) and config.image_size >= 8
     ):
         raise cli.UsageError(f"--image-size must be an integer >= 8, got {config.image_size}")
+    _check_choice("--lr-schedule", config.lr_schedule, schedules.SCHEDULES)
+    if not 0 <= config.warmup_epochs < config.epochs:
+        raise cli.UsageError(
+            f"--warmup-epochs must be >= 0 and less than --epochs ({config.epochs}), "
+            f"got {config.warmup_epochs:g}"
+        )
+    if config.lr_schedule == "step" and any(
+        config.warmup_epochs > e for e in config.lr_decay_epochs
+    ):
+        raise cli.UsageError(
+            f"--warmup-epochs {config.warmup_epochs:g} reaches the step schedule's first decay "
+            f"(epoch {min(config.lr_decay_epochs)})"
+        )
+    try:
+        data.validation.check_size(config.validation_split)
+    except ValueError as error:
+        raise cli.UsageError(f"--validation-split: {error}") from None
     _check_choice("model", config.model, models.names())
     _check_choice("crop padding", config.crop_padding, data.CROP_PADDINGS)
     _check_choice("--weight-decay-on", config.weight_decay_on, WEIGHT_DECAY_ON)

@@ -22,6 +22,10 @@ METRIC_COLUMNS = (
     "test_cross_entropy",
     "test_accuracy",
     "test_error",
+    "validation_loss",
+    "validation_cross_entropy",
+    "validation_accuracy",
+    "validation_error",
     "learning_rate",
     "norm_mean",
     "norm_std",
@@ -49,6 +53,38 @@ class EpochExtras(keras.callbacks.Callback):
         if "val_accuracy" in logs:
             logs["val_error"] = 1.0 - float(logs["val_accuracy"])
         logs["epoch_seconds"] = time.perf_counter() - self._start
+
+
+class HeldOutEvaluation(keras.callbacks.Callback):
+    """Evaluates the validation split at each epoch's end: `validation_loss`,
+    `validation_cross_entropy`, `validation_accuracy` and `validation_error` in the logs.
+
+    `fit`'s own `validation_data` is the test split (its `val_*` logs become metrics.csv's
+    `test_*` columns); the images held out of the training split are evaluated here, with the
+    same metrics, so that both are known after every epoch.
+
+    Args:
+        dataset: the validation batches (`Pipelines.validation`).
+        steps: the number of batches.
+
+    Example:
+
+    ```python
+    model.fit(pipelines.train(), validation_data=pipelines.test,
+              callbacks=[HeldOutEvaluation(pipelines.validation, steps)], ...)
+    ```
+    """
+
+    def __init__(self, dataset, steps):
+        super().__init__()
+        self.dataset = dataset
+        self.steps = steps
+
+    def on_epoch_end(self, epoch, logs=None):
+        scores = self.model.evaluate(self.dataset, steps=self.steps, verbose=0, return_dict=True)
+        for key in ("loss", "cross_entropy", "accuracy"):
+            logs[f"validation_{key}"] = float(scores[key])
+        logs["validation_error"] = 1.0 - logs["validation_accuracy"]
 
 
 class MetricsCSV(keras.callbacks.Callback):

@@ -7,6 +7,7 @@ absent, so that the preset's value stands.
 import sys
 
 from keras_normloss import cli, data, methods, presets
+from keras_normloss.schedules import SCHEDULES
 from keras_normloss.training.config import (
     ADAPTIVE_LR,
     DEFAULT_KEEP_CHECKPOINTS,
@@ -24,7 +25,8 @@ _SHARED_OPTIONS = (
     (
         "--dataset",
         dict(
-            help="cifar10, cifar100, imagenet2012, fashion_mnist, mnist, fashion_mnist_mini "
+            help="cifar10, cifar100, imagenet2012, fashion_mnist, mnist, fashion_mnist_mini, "
+            "fashion_mnist_small "
             "(shipped: no download), folder (--data-dir: one sub-folder per class), any "
             "tensorflow-datasets image-classification name, or synthetic (default: the preset's)"
         ),
@@ -52,7 +54,32 @@ _SHARED_OPTIONS = (
             type=cli.positive_int, help="cap on steps per epoch (default: one pass over the data)"
         ),
     ),
-    ("--lr", dict(type=cli.non_negative_float, help="initial learning rate")),
+    ("--lr", dict(type=cli.non_negative_float, help="initial (peak) learning rate")),
+    (
+        "--lr-schedule",
+        dict(
+            choices=SCHEDULES,
+            help="step (the papers': x decay at the preset's epochs), linear (to zero at the "
+            "end) or cosine (default: the preset's)",
+        ),
+    ),
+    (
+        "--warmup-epochs",
+        dict(
+            type=cli.non_negative_float,
+            help="linear warmup from 0 to --lr over this many epochs, fractions allowed "
+            "(default: the preset's)",
+        ),
+    ),
+    (
+        "--validation-split",
+        dict(
+            type=cli.non_negative_float,
+            metavar="FRACTION_OR_COUNT",
+            help="hold out this fraction (< 1) or number (>= 1) of the training images for "
+            "validation, the same images for every seed; 0: none (default: the preset's)",
+        ),
+    ),
     (
         "--deterministic",
         dict(

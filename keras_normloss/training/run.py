@@ -42,7 +42,12 @@ from keras_normloss.training import compute, keras_multiworker_patch
 from keras_normloss.training.build import build_model, factor_strength_note
 from keras_normloss.training.checkpoints import Checkpointer, CheckpointStore
 from keras_normloss.training.faults import RunFailed, StopOnNonFiniteLoss, StopRequest
-from keras_normloss.training.metrics import EpochExtras, MetricsCSV, read_metrics
+from keras_normloss.training.metrics import (
+    EpochExtras,
+    HeldOutEvaluation,
+    MetricsCSV,
+    read_metrics,
+)
 from keras_normloss.training.run_directory import (
     OUTPUTS,
     check_run_dir,
@@ -139,10 +144,16 @@ def _train(config, state, verbose, stop):
     except data.DatasetOptionError as error:  # e.g. --image-size for CIFAR
         raise cli.UsageError(str(error)) from None
     info = pipelines.info
+    held_out = (
+        f", {info.validation_examples:,} validation (held out of training, the same for every "
+        "seed)"
+        if info.validation_examples
+        else ""
+    )
     print(
-        f"data: {info.name}, {info.train_examples:,} training and {info.test_examples:,} test "
-        f"images of {'x'.join(map(str, info.image_shape))}, {info.num_classes} classes"
-        + (f", from {info.source}" if info.source else "")
+        f"data: {info.name}, {info.train_examples:,} training{held_out} and "
+        f"{info.test_examples:,} test images of {'x'.join(map(str, info.image_shape))}, "
+        f"{info.num_classes} classes" + (f", from {info.source}" if info.source else "")
     )
     steps_per_epoch = config.steps_per_epoch or info.steps_per_epoch(config.batch_size)
     if info.synthetic:
@@ -193,6 +204,10 @@ def _train(config, state, verbose, stop):
         *method_callbacks,  # before the logs and checkpoint: pbwn-epoch projects at epoch end
         EpochExtras(),
     ]
+    if pipelines.validation is not None:
+        callbacks.append(
+            HeldOutEvaluation(pipelines.validation, info.validation_steps(config.batch_size))
+        )
     if chief:
         callbacks += [
             MetricsCSV(os.path.join(config.output, "metrics.csv"), info.name, first_epoch),
@@ -226,6 +241,12 @@ def _train(config, state, verbose, stop):
         "best_test_error": best["test_error"],
         "best_epoch": int(best["epoch"]),
         "final_test_cross_entropy": rows[-1]["test_cross_entropy"],
+        # Measured on images held out of the training split (None without one): what
+        # factors and other settings are chosen on, never the test error.
+        "final_validation_error": _or_none(rows[-1].get("validation_error")),
+        "final_validation_cross_entropy": _or_none(rows[-1].get("validation_cross_entropy")),
+        "validation_images": info.validation_examples,
+        "validation_seed": data.validation.VALIDATION_SEED if info.validation_examples else None,
         "final_train_cross_entropy": rows[-1]["cross_entropy"],
         "final_oblique_distance": rows[-1]["oblique_distance"],
         "epochs": len(rows),
@@ -243,6 +264,8 @@ def _train(config, state, verbose, stop):
             "final_test_error": "the error to report: after the last epoch, chosen by nothing",
             "best_test_error": "the lowest test error of any epoch: picked on the test set, "
             "so optimistic; do not report it as a result",
+            "final_validation_error": "after the last epoch, on the images held out of the "
+            "training split (the same for every seed): choose settings on this, not on test",
             "test_loss": "metrics.csv's test_loss includes the regularization penalty; "
             "compare methods on test_cross_entropy or test_error",
         },
@@ -265,7 +288,12 @@ def _load_data(config):
         crop_padding=config.crop_padding,
         augment=config.augment,
         image_size=config.image_size,
+        validation_split=config.validation_split,
     )
+
+
+def _or_none(value):
+    return None if value is None or value != value else value  # NaN: no validation split
 
 
 def _fit(model, pipelines, config, first_epoch, skip_steps, steps_per_epoch, callbacks, fit):
@@ -321,10 +349,16 @@ def summary_line(results, output):
     ```
     """
     synthetic = " on SYNTHETIC data" if results.get("synthetic_data") else ""
+    if results.get("final_validation_error") is not None:
+        aside = f"validation error {100 * results['final_validation_error']:.2f} %"
+    else:
+        aside = (
+            f"best {100 * results['best_test_error']:.2f} % at epoch "
+            f"{results['best_epoch']}; picked on the test set"
+        )
     return (
         f"keras-normloss train: done: final test error {100 * results['final_test_error']:.2f} %"
-        f"{synthetic} (best {100 * results['best_test_error']:.2f} % at epoch "
-        f"{results['best_epoch']}; picked on the test set), {results['epochs']} epochs in "
+        f"{synthetic} ({aside}), {results['epochs']} epochs in "
         f"{_duration(results['wall_seconds'])}; outputs in {output} ({', '.join(OUTPUTS)})"
     )
 

@@ -1,0 +1,356 @@
+"""The Fashion-MNIST study: each of the Norm Loss paper's claims measured on the full dataset, with
+factors chosen on a validation split and compared over paired seeds (issue 16).
+
+    apt-get install dataset-fashion-mnist          # once: the real dataset, no other download
+    python benchmarks/fashion_mnist_study.py       # resumable: run it again to go on
+    python benchmarks/fashion_mnist_study.py --report-only   # tables and figures from the runs
+
+The `fashion-mnist` preset (see `keras_normloss.presets`): the same schedule, epochs and batch
+for every method, 10 % of the 60,000 training images held out for validation (the same images
+for every run), every epoch tested on the 10,000 test images. In order, into one sweep
+directory (`keras_normloss.sweep`: a finished run is skipped, an interrupted one resumes):
+
+1. factors: Norm Loss and weight decay at each of `--factors` (>= 4, the same for both), and
+   no regularization, on the tuning seeds (`--tune-seeds`, default 0), batch 128;
+2. the choice: each method's factor with the lowest mean validation error on the tuning seeds
+   (never the test error), written to `choices.json` and kept from then on;
+3. seeds: none, Norm Loss and weight decay at their chosen factors on `--seeds` (>= 5, the same
+   seeds for all), batch 128;
+4. batch sizes: the same three at `--batches` (lr scaled with the batch, the same epochs) on
+   `--batch-seeds`;
+5. peers: every other method of `keras_normloss.methods` at its default on `--peer-seeds`.
+
+Writes to `--docs` (default docs/results/study/): `study.csv`, one row per run (phase, method,
+factor, seed, batch size, dataset, validation error, final test error, ...); `paired.json`,
+the per-seed difference Norm Loss − weight decay (final test error at the chosen factors) with
+its 95 % Student-t interval; `table.md` and the figures of `keras_normloss.plots.plot_grid`
+(error against factor and batch, channel norms, seeds) plus `convergence.png` (training
+cross-entropy per epoch, Norm Loss against weight decay, mean over seeds).
+"""
+
+import argparse
+import csv
+import json
+import math
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("KERAS_NORMLOSS_TF_LOGS", "hide")  # the command line's quiet start
+
+PRESET = "fashion-mnist"
+FACTORS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)  # four decades, the same for both methods
+COMPARED = ("normloss", "weight-decay")
+BASE_BATCH = 128
+BATCHES = (32, 64, 256, 512)
+SEEDS = (0, 1, 2, 3, 4)
+STUDY_COLUMNS = (
+    "phase",
+    "method",
+    "factor",
+    "seed",
+    "batch_size",
+    "dataset",
+    "validation_error",
+    "final_test_error",
+    "final_train_cross_entropy",
+    "epochs",
+    "wall_seconds",
+    "run",
+)
+# Two-sided 95 % quantiles of Student's t (t_{0.975, df}), from the standard table; for df
+# between tabulated values the next smaller df is used, which widens the interval slightly.
+T_975 = {
+    1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+    9: 2.262, 10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120,
+    17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064,
+    25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048, 29: 2.045, 30: 2.042, 40: 2.021, 60: 2.000,
+    120: 1.980,
+}  # fmt: skip
+
+
+def t_quantile_975(df):
+    """t_{0.975, df}: the 95 % two-sided critical value of Student's t with `df` >= 1."""
+    if df < 1:
+        raise ValueError(f"a t interval needs at least 2 pairs; got df={df}")
+    return T_975[max(d for d in T_975 if d <= df)] if df <= 120 else 1.960
+
+
+def paired_difference(a, b):
+    """The per-seed differences `a[s] − b[s]` over the seeds both have, with a 95 % t-interval.
+
+    Args:
+        a, b: `{seed: value}`.
+
+    Returns:
+        A dict: `seeds`, `differences`, `n`, `mean`, `std` (sample), `t`, `half_width`,
+        `low`, `high`, and `verdict`: "no difference measured" when the interval contains 0.
+
+    Raises:
+        ValueError: with fewer than two seeds in common.
+    """
+    seeds = sorted(set(a) & set(b))
+    diffs = [a[s] - b[s] for s in seeds]
+    n = len(diffs)
+    t = t_quantile_975(n - 1)
+    mean = statistics.fmean(diffs)
+    std = statistics.stdev(diffs)
+    half = t * std / math.sqrt(n)
+    low, high = mean - half, mean + half
+    if low <= 0 <= high:
+        verdict = "no difference measured"
+    else:
+        verdict = "lower for the first" if high < 0 else "higher for the first"
+    return dict(
+        seeds=seeds, differences=diffs, n=n, mean=mean, std=std, t=t, half_width=half,
+        low=low, high=high, verdict=verdict,
+    )  # fmt: skip
+
+
+def peers():
+    """Every method of the table but none and the two compared ones."""
+    from keras_normloss import methods
+
+    return [m for m in methods.names() if m not in ("none", *COMPARED)]
+
+
+def plan(args, choices=None):
+    """The study's sweeps as (phase, keyword arguments of `keras_normloss.sweep.sweep`);
+    phases 3-4 only once the factors are chosen."""
+    groups = [
+        ("factors", dict(regularizers=["none", *COMPARED], factors=list(args.factors),
+                         seeds=list(args.tune_seeds), batch_sizes=[args.base_batch])),
+    ]  # fmt: skip
+    if choices is not None:
+        for method in ("none", *COMPARED):
+            factors = [choices[method]] if method in choices else []
+            groups.append(
+                ("seeds", dict(regularizers=[method], factors=factors, seeds=list(args.seeds),
+                               batch_sizes=[args.base_batch]))
+            )  # fmt: skip
+            if args.batches:
+                groups.append(
+                    ("batch", dict(regularizers=[method], factors=factors,
+                                   seeds=list(args.batch_seeds), batch_sizes=list(args.batches)))
+                )  # fmt: skip
+    if args.peers:
+        groups.append(
+            ("peers", dict(regularizers=list(args.peers), factors=[], seeds=list(args.peer_seeds),
+                           batch_sizes=[args.base_batch]))
+        )  # fmt: skip
+    return groups
+
+
+def planned_runs(args, choices):
+    """The number of distinct runs of the whole study (an estimate before the choice)."""
+    from keras_normloss import sweep
+
+    names = set()
+    guess = choices or {m: args.factors[0] for m in COMPARED}
+    for _, group in plan(args, guess):
+        for method, factor, seed, batch in sweep.grid(
+            group["regularizers"], group["factors"] or [None], group["seeds"],
+            group["batch_sizes"],
+        ):  # fmt: skip
+            names.add(sweep.run_name(method, factor, seed, batch or args.base_batch))
+    return len(names)
+
+
+def _finished(output):
+    if not os.path.isdir(output):
+        return 0
+    return sum(os.path.exists(os.path.join(output, d, "results.json")) for d in os.listdir(output))
+
+
+def _overrides(args):
+    return dict(
+        epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch,
+        dataset=args.dataset,
+        model=args.model,
+        data_dir=args.data_dir,
+        validation_split=args.validation_split,
+        deterministic=True,
+    )
+
+
+def choose(args, rows):
+    """Each compared method's factor, chosen on the validation error of the tuning seeds."""
+    from keras_normloss import sweep
+
+    tuning = [r for r in rows if int(r["seed"]) in args.tune_seeds]
+    return {
+        method: sweep.choose_factor(tuning, method, batch_size=args.base_batch)[0]
+        for method in COMPARED
+    }
+
+
+def report(args, choices):
+    """study.csv, paired.json, table.md and the figures, from the finished runs."""
+    from keras_normloss import plots, sweep
+    from keras_normloss.training import read_metrics
+
+    rows = sweep.write_summary(args.output)
+    os.makedirs(args.docs, exist_ok=True)
+    study_rows = []
+    for r in rows:
+        factor = None if r["factor"] in (None, "") else float(r["factor"])
+        batch, seed = int(r["batch_size"]), int(r["seed"])
+        method = r["regularizer"]
+        if method not in ("none", *COMPARED):
+            phase = "peers"
+        elif batch != args.base_batch:
+            phase = "batch"
+        elif method in COMPARED and (not choices or factor != choices[method]):
+            phase = "factors"
+        elif not choices and seed in args.tune_seeds:
+            phase = "factors"
+        else:
+            phase = "seeds"  # the chosen factor's runs (its tuning seed included)
+        study_rows.append(
+            dict(
+                phase=phase,
+                method=r["regularizer"],
+                factor="" if factor is None else f"{factor:g}",
+                seed=seed,
+                batch_size=batch,
+                dataset=r.get("dataset", ""),
+                validation_error=r.get("final_validation_error", ""),
+                final_test_error=r["final_test_error"],
+                final_train_cross_entropy=r.get("final_train_cross_entropy", ""),
+                epochs=r.get("epochs", ""),
+                wall_seconds=r.get("wall_seconds", ""),
+                run=r["run"],
+            )
+        )
+    path = os.path.join(args.docs, "study.csv")
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=STUDY_COLUMNS)
+        writer.writeheader()
+        writer.writerows(study_rows)
+    summary = {"choices": choices, "command": " ".join(sys.argv)}
+    if choices:
+        by_method = {
+            m: {
+                int(r["seed"]): float(r["final_test_error"])
+                for r in rows
+                if r["regularizer"] == m
+                and int(r["batch_size"]) == args.base_batch
+                and float(r["factor"]) == choices[m]
+            }
+            for m in COMPARED
+        }
+        try:
+            summary["normloss_minus_weight_decay"] = paired_difference(*by_method.values())
+        except (ValueError, statistics.StatisticsError):
+            summary["normloss_minus_weight_decay"] = None  # fewer than two paired seeds yet
+        _convergence_figure(args, rows, choices, read_metrics)
+    with open(os.path.join(args.docs, "paired.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    plots.plot_grid(args.output, args.docs, base_batch=args.base_batch)
+    return study_rows, summary
+
+
+def _convergence_figure(args, rows, choices, read_metrics):
+    from keras_normloss.plots import _pyplot
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
+    for method in ("none", *COMPARED):
+        curves = [
+            [m["cross_entropy"] for m in read_metrics(os.path.join(args.output, r["run"]))]
+            for r in rows
+            if r["regularizer"] == method
+            and int(r["batch_size"]) == args.base_batch
+            and (method == "none" or float(r["factor"]) == choices[method])
+        ]
+        if not curves:
+            continue
+        length = min(len(c) for c in curves)
+        mean = [statistics.fmean(c[e] for c in curves) for e in range(length)]
+        factor = "" if method == "none" else f" {choices[method]:g}"
+        ax.plot(
+            range(1, length + 1), mean, marker="o", label=f"{method}{factor} ({len(curves)} seeds)"
+        )
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training cross-entropy (mean over seeds)")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.savefig(os.path.join(args.docs, "convergence.png"), dpi=110)
+    plt.close(fig)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output", default="runs/fashion-mnist-study", help="sweep directory")
+    parser.add_argument("--docs", default="docs/results/study", help="tables and figures")
+    parser.add_argument("--factors", type=float, nargs="+", default=list(FACTORS))
+    parser.add_argument("--tune-seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    parser.add_argument("--base-batch", type=int, default=BASE_BATCH)
+    parser.add_argument("--batches", type=int, nargs="*", default=list(BATCHES))
+    parser.add_argument("--batch-seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--peers", nargs="*", default=None, help="default: every other method")
+    parser.add_argument("--peer-seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, help="default: the preset's")
+    parser.add_argument("--steps-per-epoch", type=int, help="cap (the tests use 2)")
+    parser.add_argument("--validation-split", type=float, help="default: the preset's (0.1)")
+    parser.add_argument("--dataset", help="default: fashion_mnist (tests: fashion_mnist_mini)")
+    parser.add_argument("--model", help="default: the preset's")
+    parser.add_argument("--data-dir", help="the four IDX files (default: found)")
+    parser.add_argument("--report-only", action="store_true", help="no training")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.peers is None:
+        args.peers = peers()
+    if len(args.factors) < 4:
+        print("fashion_mnist_study: note: fewer than 4 factors; the protocol asks for >= 4")
+    from keras_normloss import cli, sweep
+
+    choices_path = os.path.join(args.output, "choices.json")
+    choices = json.load(open(choices_path)) if os.path.exists(choices_path) else None
+    start = time.time()
+    if not args.report_only:
+        phase_names = ("factors", "choice", "seeds", "batch", "peers")
+        for k, name in enumerate(phase_names, start=1):
+            total = planned_runs(args, choices)
+            print(
+                f"== study: phase {k}/{len(phase_names)} ({name}); {_finished(args.output)} of "
+                f"{total} runs finished; {time.time() - start:.0f} s in this sitting",
+                flush=True,
+            )
+            if name == "choice":
+                if choices is None:
+                    rows = sweep.write_summary(args.output)
+                    choices = {"none": None, **choose(args, rows)}
+                    with open(choices_path, "w") as f:
+                        json.dump(choices, f, indent=2)
+                print(f"   chosen on validation: {choices}", flush=True)
+                continue
+            for phase, group in plan(args, choices):
+                if phase != name:
+                    continue
+                try:
+                    sweep.sweep(PRESET, args.output, **group, **_overrides(args))
+                except (cli.UsageError, sweep.RunError) as error:
+                    print(f"fashion_mnist_study: error: {error}", file=sys.stderr)
+                    return getattr(error, "exit_status", 2)
+    _, summary = report(args, choices)
+    paired = summary.get("normloss_minus_weight_decay")
+    if paired:
+        print(
+            f"Norm Loss − weight decay, final test error over {paired['n']} paired seeds: "
+            f"{100 * paired['mean']:+.2f} points, 95 % CI [{100 * paired['low']:+.2f}, "
+            f"{100 * paired['high']:+.2f}]: {paired['verdict']}"
+        )
+    print(f"study: {_finished(args.output)} runs; {os.path.join(args.docs, 'study.csv')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""benchmarks/fashion_mnist_study.py: the paired t-interval against NumPy, and the whole study
+end to end at a tiny budget on the shipped subset."""
+
+import csv
+import importlib.util
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+SCRIPT = pathlib.Path(__file__).parent.parent / "benchmarks" / "fashion_mnist_study.py"
+
+
+def _study():
+    spec = importlib.util.spec_from_file_location("fashion_mnist_study", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_paired_difference_matches_numpy_and_the_t_table():
+    study = _study()
+    a = {0: 0.101, 1: 0.095, 2: 0.110, 3: 0.099, 4: 0.104, 7: 0.5}
+    b = {0: 0.098, 1: 0.097, 2: 0.103, 3: 0.096, 4: 0.100}
+    result = study.paired_difference(a, b)
+    d = np.array([a[s] - b[s] for s in range(5)])
+    half = 2.776 * d.std(ddof=1) / np.sqrt(5)  # t_{0.975, 4} = 2.776
+    assert result["seeds"] == [0, 1, 2, 3, 4] and result["n"] == 5
+    np.testing.assert_allclose(
+        [result["mean"], result["std"], result["low"], result["high"]],
+        [d.mean(), d.std(ddof=1), d.mean() - half, d.mean() + half],
+    )
+    assert result["verdict"] == "no difference measured"  # [-0.0020, +0.0068]
+    far = study.paired_difference({s: 0.2 + 0.001 * s for s in range(5)}, b)
+    assert far["verdict"] == "higher for the first"
+    assert study.t_quantile_975(1) == 12.706 and study.t_quantile_975(35) == 2.042
+    assert study.t_quantile_975(1000) == 1.960
+    with pytest.raises(ValueError):
+        study.paired_difference({0: 0.1}, {0: 0.2})
+
+
+@pytest.mark.slow
+def test_study_runs_end_to_end_resumes_and_chooses_on_validation(tmp_path):
+    """Every phase at 2 steps per run on the shipped subset: 12 runs, then a second call that
+    runs nothing."""
+    out, docs = tmp_path / "study", tmp_path / "docs"
+    args = ["--dataset", "fashion_mnist_mini", "--model", "resnet8", "--epochs", "1"]
+    args += ["--steps-per-epoch", "2", "--validation-split", "0.1", "--base-batch", "8"]
+    args += ["--factors", "0.001", "0.01", "--seeds", "0", "1", "--batches", "16"]
+    args += ["--peers", "wrs", "--peer-seeds", "0", "--output", str(out), "--docs", str(docs)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+    def run():
+        proc = subprocess.run(
+            [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env,
+            timeout=900,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout
+
+    printed = run()
+    assert "phase 5/5 (peers)" in printed and "chosen on validation" in printed
+    with open(docs / "study.csv") as f:
+        rows = list(csv.DictReader(f))
+    # factors: none + 2 x 2 (seed 0); seeds: 3 more (seed 1); batch 16: 3; peers: wrs
+    assert len(rows) == 12
+    assert all(r["validation_error"] and r["final_test_error"] for r in rows)
+    assert {r["dataset"] for r in rows} == {"fashion_mnist_mini"}
+    choices = json.loads((out / "choices.json").read_text())
+    factor_rows = [r for r in rows if r["seed"] == "0" and r["batch_size"] == "8"]
+    for method in ("normloss", "weight-decay"):
+        errors = {
+            float(r["factor"]): float(r["validation_error"])
+            for r in factor_rows
+            if r["method"] == method
+        }
+        assert choices[method] == min(errors, key=lambda f: (errors[f], f))
+    paired = json.loads((docs / "paired.json").read_text())["normloss_minus_weight_decay"]
+    assert paired["n"] == 2 and paired["seeds"] == [0, 1]
+    for figure in ("error_vs_factor", "error_vs_batch", "convergence"):
+        assert (docs / f"{figure}.png").stat().st_size > 10_000
+    again = run()  # resumes: every run is finished, nothing trains
+    assert "12 of 12 runs finished" in again and "data: " not in again
+    # none and the chosen factors at seed 0 belong to phases 1 and 3: listed twice
+    assert again.count("finished already") == 12 + 3
