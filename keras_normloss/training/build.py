@@ -26,7 +26,7 @@ def build_model(config, info, steps_per_epoch):
         kwargs["dropout"] = config.dropout
     applied = methods.apply(
         models.get(config.model, **kwargs),
-        config.regularizer,
+        config.method,
         config.factor,
         weight_decay_on=config.weight_decay_on,
     )
@@ -80,7 +80,7 @@ def factor_strength_note(config, total_steps):
     is said. Taken at the initial learning rate: a decaying schedule only makes
     it slower.
     """
-    method = config.regularizer
+    method = config.method
     if method not in ("normloss", "normloss-decoupled", "weight-decay", "weight-decay-decoupled"):
         return None
     if not config.factor:

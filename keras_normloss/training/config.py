@@ -50,7 +50,7 @@ class RunConfig:
     preset: str
     dataset: str
     model: str
-    regularizer: str
+    method: str  # `regularizer` in the config.json of runs made before the rename
     factor: object  # float, or None for none/wrs
     epochs: int
     steps_per_epoch: object  # int or None: one pass over the training split
@@ -92,7 +92,7 @@ def make_config(preset_name, output, **overrides):
         preset_name: a name from `keras_normloss.presets.PRESETS`.
         output: the run directory.
         **overrides: any `RunConfig` field; `None` values are ignored. An
-            unset `factor` becomes the preset's default for the regularizer;
+            unset `factor` becomes the preset's default for the method;
             `lr` is scaled with the global batch for presets that say so.
 
     Raises:
@@ -106,7 +106,7 @@ def make_config(preset_name, output, **overrides):
     Example:
 
     ```python
-    config = make_config("cifar10-resnet110", "runs/r110", regularizer="weight-decay")
+    config = make_config("cifar10-resnet110", "runs/r110", method="weight-decay")
     config.factor  # 1e-4: the paper's weight decay
     ```
     """
@@ -145,7 +145,7 @@ def make_config(preset_name, output, **overrides):
         preset=preset.name,
         dataset=overrides.pop("dataset", preset.dataset),
         model=overrides.pop("model", preset.model),
-        regularizer=method,
+        method=method,
         factor=factor,
         optimizer=optimizer,
         epochs=overrides.pop("epochs", preset.epochs),
@@ -191,6 +191,11 @@ def make_config(preset_name, output, **overrides):
         # image or IDX files, which the data layer checks itself.
         if not os.path.exists(config.data_dir):
             raise cli.UsageError(f"--data-dir {config.data_dir} does not exist")
+        if not os.path.isdir(config.data_dir):
+            raise cli.UsageError(
+                f"--data-dir {config.data_dir} is a file; give the directory that holds the "
+                "dataset's files"
+            )
     return config
 
 
