@@ -81,7 +81,7 @@ def test_sweep_is_resumable(swept, capsys):
     assert len(table) == len(rows) + 2  # and the line with the summary.csv path
     for row, line in zip(rows, table[1:]):
         cells = line.split()
-        assert (cells[0], cells[2], cells[3]) == (row["regularizer"], row["seed"], "16")
+        assert (cells[0], cells[2], cells[3]) == (row["method"], row["seed"], "16")
         assert cells[1] == (f"{float(row['factor']):g}" if row["factor"] else "-")
         assert cells[4:] == [f"{100 * float(row['final_test_error']):.2f}", "%"]
     assert (out / "normloss_f0.1_s0_b16" / "results.json").exists()
