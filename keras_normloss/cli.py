@@ -27,7 +27,8 @@ class UsageError(ValueError):
     """Bad input from the user: reported in one line, exit status 2."""
 
 
-# Commands that run TensorFlow; `plot` and every `--help` do not.
+# Commands that start TensorFlow (`start_tensorflow`, once their options are read); `plot` and
+# every `--help` do not.
 NEEDS_TENSORFLOW = ("train", "sweep")
 # Set to 1 (or pass --verbose) to see TensorFlow's start-up lines.
 VERBOSE_ENV = "KERAS_NORMLOSS_VERBOSE"
@@ -149,10 +150,14 @@ def _stop_while_starting(command):
         signal.signal(signum, handler)
 
 
-def _start_tensorflow(argv):
-    """Imports TensorFlow for the commands that need it, without its start-up lines unless
-    `--verbose` or KERAS_NORMLOSS_VERBOSE=1."""
-    verbose = "--verbose" in argv or os.environ.get(VERBOSE_ENV, "") not in ("", "0")
+def start_tensorflow(verbose=False):
+    """Imports TensorFlow, for a command that has read its options and will train.
+
+    Without `verbose` (`--verbose`) or KERAS_NORMLOSS_VERBOSE=1, TensorFlow's start-up lines
+    are not shown: TF_CPP_MIN_LOG_LEVEL=3 quiets its later logging, and the lines it prints
+    before its logging starts are sent to /dev/null. Does nothing if it is imported already.
+    """
+    verbose = verbose or os.environ.get(VERBOSE_ENV, "") not in ("", "0")
     if not verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if "tensorflow" in sys.modules:
@@ -186,7 +191,6 @@ def main(argv=None):
         return 0 if argv else 2
     if argv[0] in NEEDS_TENSORFLOW:
         _stop_while_starting(argv[0])
-        _start_tensorflow(argv[1:])
     module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
     return module.main(argv[1:])
 

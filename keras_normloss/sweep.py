@@ -332,6 +332,7 @@ def main(argv=None):
     from keras_normloss import train
 
     args = build_parser().parse_args(argv)
+    cli.start_tensorflow(args.verbose)
     try:
         rows = sweep(
             args.preset,

@@ -264,7 +264,7 @@ def test_a_signal_before_training_stops_at_once(tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     assert train.main(TINY + ["--epochs", "1", "--output", str(out)]) == 130
     err = _one_line(capsys, "stopped by SIGINT (Ctrl-C) before training began")
-    assert "nothing of this attempt was written" in err
+    assert "no checkpoint of this attempt was written" in err
     assert not out.exists()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
 

@@ -15,31 +15,47 @@
 `keras_normloss.train` (the `keras-normloss train` subcommand) re-exports the entry points.
 """
 
-from keras_normloss.training.checkpoints import (
-    Checkpointer,
-    CheckpointStore,
-    CheckpointsUnreadable,
-    CheckpointWriteFailed,
-    random_state_variables,
-)
-from keras_normloss.training.config import (
-    ADAPTIVE_LR,
-    OPTIMIZERS,
-    WEIGHT_DECAY_ON,
-    RunConfig,
-    make_config,
-)
-from keras_normloss.training.faults import NonFiniteLoss, Preempted, RunFailed, RunStopped
-from keras_normloss.training.metrics import METRIC_COLUMNS, read_metrics
-from keras_normloss.training.parsers import (
-    add_shared_arguments,
-    build_parser,
-    main,
-    shared_overrides,
-)
-from keras_normloss.training.run import run, summary_line
-from keras_normloss.training.run_directory import check_run_dir
-from keras_normloss.training.strategies import STRATEGIES, is_chief, make_strategy
+# Public name -> the module that defines it, imported when the name is first used (PEP 562):
+# the command line reads its options through `parsers` without starting TensorFlow.
+_HOME = {
+    "Checkpointer": "checkpoints",
+    "CheckpointStore": "checkpoints",
+    "CheckpointsUnreadable": "checkpoints",
+    "CheckpointWriteFailed": "checkpoints",
+    "random_state_variables": "checkpoints",
+    "ADAPTIVE_LR": "config",
+    "OPTIMIZERS": "config",
+    "STRATEGIES": "config",
+    "WEIGHT_DECAY_ON": "config",
+    "RunConfig": "config",
+    "make_config": "config",
+    "NonFiniteLoss": "faults",
+    "Preempted": "faults",
+    "RunFailed": "faults",
+    "RunStopped": "faults",
+    "METRIC_COLUMNS": "metrics",
+    "read_metrics": "metrics",
+    "add_shared_arguments": "parsers",
+    "build_parser": "parsers",
+    "main": "parsers",
+    "shared_overrides": "parsers",
+    "run": "run",
+    "summary_line": "run",
+    "check_run_dir": "run_directory",
+    "is_chief": "strategies",
+    "make_strategy": "strategies",
+}
+
+
+def __getattr__(name):
+    if name not in _HOME:
+        raise AttributeError(f"module 'keras_normloss.training' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"keras_normloss.training.{_HOME[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ADAPTIVE_LR",

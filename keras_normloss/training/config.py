@@ -9,18 +9,15 @@ or strategy).
 import dataclasses
 import os
 
-import keras
-
-from keras_normloss import cli, data, methods, models, presets
-from keras_normloss.attach import PARAMETERS
-from keras_normloss.training.strategies import STRATEGIES
+# No Keras or TensorFlow here (5-8 s to import): the command line reads these names to parse
+# its options, and `--help` or a mistyped option answer at once. `make_config` imports the
+# dataset and model registries when it runs.
+from keras_normloss import cli, methods, presets
+from keras_normloss.methods.table import PARAMETERS
 
 WEIGHT_DECAY_ON = PARAMETERS  # "kernels", "all"
-OPTIMIZERS = {
-    "sgd": keras.optimizers.SGD,
-    "adam": keras.optimizers.Adam,
-    "adamw": keras.optimizers.AdamW,
-}
+OPTIMIZERS = ("sgd", "adam", "adamw")  # the Keras classes: `build.OPTIMIZER_CLASSES`
+STRATEGIES = ("auto", "mirrored", "multiworker", "tpu", "one-device")  # see `strategies`
 # The initial learning rate of the adaptive optimizers when --lr is not given (at the preset's
 # batch size): Adam's usual 1e-3; the presets' 0.1 is SGD's.
 ADAPTIVE_LR = 1e-3
@@ -110,6 +107,8 @@ def make_config(preset_name, output, **overrides):
     config.factor  # 1e-4: the paper's weight decay
     ```
     """
+    from keras_normloss import data, models
+
     try:
         preset = presets.get(preset_name)
     except ValueError as error:

@@ -93,13 +93,14 @@ class Preempted(RunStopped):
 
 class Interrupted(RunStopped):
     """SIGTERM or SIGINT arrived before training began (reading the data, building the model):
-    the run stops at once, having written nothing new (exit status 128 + the signal's number)."""
+    the run stops at once, with no checkpoint written (exit status 128 + the signal's number).
+    Before a run starts, `keras_normloss.cli` handles the signals the same way."""
 
     def __init__(self, signum):
         super().__init__(
             f"stopped by {SIGNAL_NAMES[signum]} before training began (while preparing the "
-            "data or the model); nothing of this attempt was written: run the same command "
-            "to start again"
+            "data or the model); no checkpoint of this attempt was written: run the same "
+            "command to start again"
         )
         self.exit_status = 128 + signum
 

@@ -2,23 +2,25 @@
 
 Shared options become `make_config` overrides of the same name; flags are stored as None when
 absent, so that the preset's value stands.
+
+Nothing here imports Keras or TensorFlow at module level: `--help` and argument errors answer
+without them, and `main` starts TensorFlow (quietly, `cli.start_tensorflow`) once the options
+are read.
 """
 
 import sys
 
-from keras_normloss import cli, data, methods, presets
+from keras_normloss import cli, methods, presets
 from keras_normloss.training.config import (
     ADAPTIVE_LR,
     DEFAULT_KEEP_CHECKPOINTS,
     JIT_COMPILE,
     MIXED_PRECISION,
     OPTIMIZERS,
+    STRATEGIES,
     WEIGHT_DECAY_ON,
     make_config,
 )
-from keras_normloss.training.faults import Interrupted, Preempted, RunStopped
-from keras_normloss.training.run import run
-from keras_normloss.training.strategies import STRATEGIES
 
 _SHARED_OPTIONS = (
     (
@@ -214,6 +216,11 @@ def main(argv=None):
     0 done, 1 the run failed, 130/143 stopped by SIGINT/SIGTERM; exits with status 2 on bad
     input."""
     args = build_parser().parse_args(argv)
+    cli.start_tensorflow(args.verbose)
+    from keras_normloss import data
+    from keras_normloss.training.faults import Interrupted, Preempted, RunStopped
+    from keras_normloss.training.run import run
+
     config = make_config(
         args.preset,
         args.output,

@@ -50,7 +50,7 @@ from keras_normloss.training.faults import (
     StopOnNonFiniteLoss,
     StopRequest,
 )
-from keras_normloss.training.metrics import EpochExtras, MetricsCSV, read_metrics
+from keras_normloss.training.metrics import EpochExtras, MetricsCSV, check_metrics, read_metrics
 from keras_normloss.training.run_directory import (
     OUTPUTS,
     check_finished,
@@ -210,6 +210,8 @@ def _train(config, state, verbose, stop):
             first_epoch, skip_steps = position
             print(f"{config.output}: resuming at epoch {first_epoch + 1}, step {skip_steps}.")
     if chief:
+        # Before anything is written: a metrics.csv that lost resumed epochs stops the run.
+        check_metrics(os.path.join(config.output, "metrics.csv"), first_epoch)
         os.makedirs(config.output, exist_ok=True)
         write_json(os.path.join(config.output, "config.json"), dataclasses.asdict(config))
 
