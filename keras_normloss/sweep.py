@@ -109,9 +109,11 @@ def sweep(preset, output, *, regularizers, factors, seeds, batch_sizes=(None,), 
     Raises:
         keras_normloss.cli.UsageError: for bad settings, or a run directory
             that holds another run (checked before anything runs).
-        RunError: if a run fails or is stopped by SIGTERM (passed on to the
-            running run, which saves a checkpoint); started again, the sweep
-            resumes there.
+        RunError: if a run fails or is stopped by SIGTERM or SIGINT (passed
+            on to the running run, which saves a checkpoint); started again,
+            the sweep resumes there.
+        RunsDiverged: after every run, if some diverged (their directories
+            hold diverged.json); started again, the sweep skips them.
 
     Example:
 
@@ -153,26 +155,57 @@ def sweep(preset, output, *, regularizers, factors, seeds, batch_sizes=(None,), 
         train.check_run_dir(config)  # a clash is reported before anything runs
         configs.append(config)
     os.makedirs(output, exist_ok=True)
+    from keras_normloss.training.run_directory import DIVERGED_FILE
+
     # Each run in a fresh process: TensorFlow never returns GPU memory to the
     # system within a process, and a second MirroredStrategy with
     # synchronized BatchNormalization in one process fails ("Shape mismatch
     # in the collective instance", TF 2.21).
     spawn = multiprocessing.get_context("spawn")
+    diverged = []
     for i, config in enumerate(configs, start=1):
         name = os.path.basename(config.output)
+        record = os.path.join(config.output, DIVERGED_FILE)
         if train.check_run_dir(config) == "finished":
             print(f"[{i}/{len(configs)}] {name}: finished already", flush=True)
+            continue
+        if os.path.exists(record):
+            # A diverged run is an outcome of the grid (a factor too large), not a fault to
+            # stop at: running it again would diverge again.
+            print(f"[{i}/{len(configs)}] {name}: diverged in an earlier attempt ({record})")
+            diverged.append(name)
             continue
         print(f"[{i}/{len(configs)}] {name}", flush=True)
         process = spawn.Process(target=_run_one, args=(config,))
         process.start()
         with _forward_signals(process):
             process.join()
-        if process.exitcode != 0:
+        if process.exitcode == 1 and os.path.exists(record):
+            print(f"[{i}/{len(configs)}] {name}: diverged; the sweep goes on", flush=True)
+            diverged.append(name)
+        elif process.exitcode != 0:
             write_summary(output)
             raise RunError(config.output, process.exitcode)
         write_summary(output)
+    if diverged:
+        raise RunsDiverged(diverged, output)
     return write_summary(output)
+
+
+class RunsDiverged(RuntimeError):
+    """Every run of the sweep ran, and some diverged (exit status 1); the others are in
+    summary.csv."""
+
+    exit_status = 1
+
+    def __init__(self, names, output):
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        runs = "1 run" if len(names) == 1 else f"{len(names)} runs"
+        super().__init__(
+            f"{runs} diverged ({shown}; each one's diverged.json says where) and {'is' if len(names) == 1 else 'are'} "
+            f"not in {os.path.join(output, 'summary.csv')}; rerun them with a smaller --lr or "
+            "--factor in a new --output"
+        )
 
 
 class RunError(RuntimeError):
@@ -343,7 +376,7 @@ def main(argv=None):
             batch_sizes=args.batch_size,
             **train.shared_overrides(args),
         )
-    except RunError as error:
+    except (RunError, RunsDiverged) as error:
         print(format_table(write_summary(args.output)))
         kind = "stopped" if error.exit_status in STOPPED_BY else "error"
         print(f"keras-normloss sweep: {kind}: {error}", file=sys.stderr)

@@ -292,3 +292,50 @@ def test_ctrl_c_during_training_writes_a_checkpoint_and_exits_130(tmp_path, caps
     step = int(err.split("step ")[1].split(":")[0])
     assert os.path.exists(out / "checkpoint" / f"ckpt-e00000-s{step:07d}.json")
     assert not (out / "results.json").exists()
+
+
+# --- a sweep with a diverged run --------------------------------------------------------------
+
+
+class _InProcess:
+    """multiprocessing's spawn context, running the target in this process (seconds, not the
+    10 s a fresh process takes to start TensorFlow)."""
+
+    class Process:
+        def __init__(self, target, args):
+            self.target, self.args, self.pid, self.exitcode = target, args, None, None
+
+        def start(self):
+            try:
+                self.target(*self.args)
+                self.exitcode = 0
+            except SystemExit as stop:
+                self.exitcode = stop.code
+
+        def join(self):
+            pass
+
+
+@pytest.mark.slow  # two runs in this process: 25 s on the loaded 2-core machine
+def test_a_sweep_records_a_diverged_run_goes_on_and_skips_it_when_started_again(
+    tmp_path, capsys, monkeypatch
+):
+    from keras_normloss import sweep
+
+    monkeypatch.setattr(sweep.multiprocessing, "get_context", lambda method: _InProcess)
+    out = tmp_path / "sweep"
+    args = TINY + ["--batch-size", "64", "--epochs", "1", "--steps-per-epoch", "1"]
+    args += ["--method", "normloss"]
+    args += ["--factor", "1e30", "1e-3", "--output", str(out)]
+    assert sweep.main(args) == 1
+    captured = capsys.readouterr()
+    assert "normloss_f1e+30_s0_b64: diverged; the sweep goes on" in captured.out
+    assert "[2/2] normloss_f0.001_s0_b64" in captured.out
+    last = captured.err.strip().splitlines()[-1]
+    assert last.startswith("keras-normloss sweep: error: 1 run diverged (normloss_f1e+30_s0_b64")
+    rows = sweep.write_summary(str(out))
+    assert [r["run"] for r in rows] == ["normloss_f0.001_s0_b64"] and rows[0][
+        "method"
+    ] == "normloss"
+    assert sweep.main(args) == 1  # at once: nothing runs again
+    assert "diverged in an earlier attempt" in capsys.readouterr().out
