@@ -1,18 +1,21 @@
 """Training runs, one job per module:
 
     config.py                  RunConfig and make_config: what defines a run, validated
-    run_directory.py           whether --output can hold the run; atomic JSON files
+    run_directory.py           whether --output can hold the run; atomic JSON files; whether a
+                               finished run's files are whole; diverged.json
     strategies.py              the tf.distribute strategy, the chief, the device report
     keras_multiworker_patch.py the patch of private Keras code for multi-worker `fit`
     compute.py                 mixed precision and XLA, and the combinations refused
+    sizes.py                   steps and batch sizes that cannot fit the data or the memory
     build.py                   the compiled model: network, method, optimizer, schedule
     checkpoints.py             the last N checkpoints, verified on resume
-    faults.py                  early stops (SIGTERM, NaN, failures) and their exit statuses
-    metrics.py                 metrics.csv and the per-epoch log entries
+    faults.py                  early stops (signals, divergence, failures), their exit statuses
+    metrics.py                 metrics.csv (checked on resume) and the per-epoch log entries
     run.py                     one run, start to end
     parsers.py                 the `train` command line and the options `sweep` shares
 
 `keras_normloss.train` (the `keras-normloss train` subcommand) re-exports the entry points.
+Nothing here imports Keras before a name is used, so the command line parses its options fast.
 """
 
 # Public name -> the module that defines it, imported when the name is first used (PEP 562):
