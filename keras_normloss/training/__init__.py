@@ -18,6 +18,9 @@
 Nothing here imports Keras before a name is used, so the command line parses its options fast.
 """
 
+import sys
+import types
+
 # Public name -> the module that defines it, imported when the name is first used (PEP 562):
 # the command line reads its options through `parsers` without starting TensorFlow.
 _HOME = {
@@ -48,6 +51,20 @@ _HOME = {
     "is_chief": "strategies",
     "make_strategy": "strategies",
 }
+
+
+class _Package(types.ModuleType):
+    """This package, keeping `run` the function: importing the submodule `training.run` sets
+    the package's attribute `run` to that module (an eager `from .run import run` used to set
+    it back at once)."""
+
+    def __setattr__(self, name, value):
+        if name == "run" and isinstance(value, types.ModuleType):
+            value = value.run
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name):
