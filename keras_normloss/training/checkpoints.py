@@ -27,7 +27,6 @@ import contextlib
 import errno
 import gc
 import glob
-import hashlib
 import math
 import os
 import re
@@ -39,7 +38,7 @@ import keras
 import numpy as np
 
 from keras_normloss.training.faults import NonFiniteLoss, Preempted, RunFailed, non_finite_part
-from keras_normloss.training.run_directory import read_json, write_json
+from keras_normloss.training.run_directory import read_json, sha256, write_json
 
 FORMAT = 1
 _NAME = re.compile(r"^ckpt-e(\d{5,})-s(\d{7,})\.json$")
@@ -77,14 +76,6 @@ def random_state_variables(model):
 def checkpoint_name(epoch, step):
     """The stem of the checkpoint at (epoch, step): `ckpt-eEEEEE-sKKKKKKK`."""
     return f"ckpt-e{epoch:05d}-s{step:07d}"
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _fsync(path):
@@ -233,7 +224,7 @@ class CheckpointStore:
                     "step": step,
                     "weights": os.path.basename(weights),
                     "weights_bytes": os.path.getsize(weights),
-                    "weights_sha256": _sha256(weights),
+                    "weights_sha256": sha256(weights),
                     "random_state": [np.asarray(v).tolist() for v in random_state_variables(model)],
                 },
             )
@@ -282,7 +273,7 @@ class CheckpointStore:
                 None,
                 f"its weights file has {size} bytes, not {meta['weights_bytes']} (cut short?)",
             )
-        if _sha256(weights) != meta["weights_sha256"]:
+        if sha256(weights) != meta["weights_sha256"]:
             return None, "its weights file is damaged (SHA-256 differs)"
         states = random_state_variables(model)
         if len(states) != len(meta["random_state"]):
