@@ -197,7 +197,7 @@ def report(args, choices):
     for r in rows:
         factor = None if r["factor"] in (None, "") else float(r["factor"])
         batch, seed = int(r["batch_size"]), int(r["seed"])
-        method = r["regularizer"]
+        method = r["method"]
         if method not in ("none", *COMPARED):
             phase = "peers"
         elif batch != args.base_batch:
@@ -211,7 +211,7 @@ def report(args, choices):
         study_rows.append(
             dict(
                 phase=phase,
-                method=r["regularizer"],
+                method=r["method"],
                 factor="" if factor is None else f"{factor:g}",
                 seed=seed,
                 batch_size=batch,
@@ -235,7 +235,7 @@ def report(args, choices):
             m: {
                 int(r["seed"]): float(r["final_test_error"])
                 for r in rows
-                if r["regularizer"] == m
+                if r["method"] == m
                 and int(r["batch_size"]) == args.base_batch
                 and float(r["factor"]) == choices[m]
             }
@@ -261,7 +261,7 @@ def _convergence_figure(args, rows, choices, read_metrics):
         curves = [
             [m["cross_entropy"] for m in read_metrics(os.path.join(args.output, r["run"]))]
             for r in rows
-            if r["regularizer"] == method
+            if r["method"] == method
             and int(r["batch_size"]) == args.base_batch
             and (method == "none" or float(r["factor"]) == choices[method])
         ]

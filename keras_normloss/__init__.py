@@ -18,28 +18,71 @@ Public names:
     schedules         learning-rate schedules: step, linear to zero, cosine; optional warmup
 """
 
-from keras_normloss import startup
+import os
+import sys
 
-startup.quiet_tensorflow_import()  # before Keras imports TensorFlow: see startup.py
+# Public name -> (module, attribute; None for the module itself).
+_PUBLIC = {
+    "methods": ("keras_normloss.methods", None),
+    "models": ("keras_normloss.models", None),
+    "optimizers": ("keras_normloss.optimizers", None),
+    "schedules": ("keras_normloss.schedules", None),
+    "AttachReport": ("keras_normloss.attach", "AttachReport"),
+    "attach": ("keras_normloss.attach", "attach"),
+    "apply_method": ("keras_normloss.methods", "apply"),
+    "ONI": ("keras_normloss.methods.oni", "ONI"),
+    "OrthogonalWeightNorm": ("keras_normloss.methods.own", "OrthogonalWeightNorm"),
+    "SRIP": ("keras_normloss.methods.penalties", "SRIP"),
+    "NormLoss": ("keras_normloss.methods.penalties", "NormLoss"),
+    "SoftOrthogonality": ("keras_normloss.methods.penalties", "SoftOrthogonality"),
+    "weight_decay": ("keras_normloss.methods.penalties", "weight_decay"),
+    "EpochProjection": ("keras_normloss.methods.projections", "EpochProjection"),
+    "WeightRescaling": ("keras_normloss.methods.projections", "WeightRescaling"),
+    "reparametrize": ("keras_normloss.methods.reparametrize", "reparametrize"),
+    "WeightNorm": ("keras_normloss.methods.weight_norm", "WeightNorm"),
+    "data_dependent_init": ("keras_normloss.methods.weight_norm", "data_dependent_init"),
+    "UnsupportedLayerError": ("keras_normloss.norms", "UnsupportedLayerError"),
+    "channel_norms": ("keras_normloss.norms", "channel_norms"),
+    "layer_kernels": ("keras_normloss.norms", "layer_kernels"),
+    "oblique_distance": ("keras_normloss.norms", "oblique_distance"),
+    "output_channel_axes": ("keras_normloss.norms", "output_channel_axes"),
+}
 
-# `models` and `schedules` are imported so that their serializable objects (ZeroPadShortcut,
-# LinearWarmup) are registered: `import keras_normloss` is then enough to load a saved model.
-from keras_normloss import methods, models, optimizers, schedules
-from keras_normloss.attach import AttachReport, attach
-from keras_normloss.methods import apply as apply_method
-from keras_normloss.methods.oni import ONI
-from keras_normloss.methods.own import OrthogonalWeightNorm
-from keras_normloss.methods.penalties import SRIP, NormLoss, SoftOrthogonality, weight_decay
-from keras_normloss.methods.projections import EpochProjection, WeightRescaling
-from keras_normloss.methods.reparametrize import reparametrize
-from keras_normloss.methods.weight_norm import WeightNorm, data_dependent_init
-from keras_normloss.norms import (
-    UnsupportedLayerError,
-    channel_norms,
-    layer_kernels,
-    oblique_distance,
-    output_channel_axes,
-)
+
+def __getattr__(name):
+    """Imports a public name when it is first used (PEP 562)."""
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'keras_normloss' has no attribute {name!r}")
+    import importlib
+
+    module, attribute = _PUBLIC[name]
+    value = importlib.import_module(module)
+    value = value if attribute is None else getattr(value, attribute)
+    globals()[name] = value
+    return value
+
+
+def _started_as_the_command_line():
+    """True in `keras-normloss ...` and `python -m keras_normloss ...`."""
+    if os.path.basename(sys.argv[0] if sys.argv else "").startswith("keras-normloss"):
+        return True
+    argv = getattr(sys, "orig_argv", [])
+    return any(a == "-m" and b == "keras_normloss" for a, b in zip(argv, argv[1:]))
+
+
+# The command line imports Keras (hence TensorFlow, 5-8 s) only for the commands that train, so
+# that `--help`, `plot` and argument errors answer at once (`cli.start_tensorflow`). Imported from
+# Python, everything is imported here as it always was: `models` and `schedules` register their
+# serializable objects (ZeroPadShortcut, LinearWarmup), so `import keras_normloss` is enough to
+# load a saved model; a script that asks for the command's quiet (KERAS_NORMLOSS_TF_LOGS=hide)
+# gets TensorFlow imported without its start-up lines (see startup.py).
+if not _started_as_the_command_line():
+    from keras_normloss import startup
+
+    startup.quiet_tensorflow_import()
+    for _name in _PUBLIC:
+        __getattr__(_name)
+    del _name
 
 __version__ = "0.1.0"
 

@@ -8,12 +8,16 @@ Python: `keras_normloss.train.main`, `keras_normloss.sweep.main`,
 """
 
 import argparse
+import contextlib
 import functools
 import importlib
+import os
+import re
+import signal
 import sys
 
 SUBCOMMANDS = {
-    "train": ("keras_normloss.train", "train one run (a preset, a regularizer, a factor)"),
+    "train": ("keras_normloss.train", "train one run (a preset, a method, a factor)"),
     "sweep": ("keras_normloss.sweep", "a resumable grid of runs and its summary.csv"),
     "plot": ("keras_normloss.plots", "figures from run or sweep directories"),
 }
@@ -23,8 +27,23 @@ class UsageError(ValueError):
     """Bad input from the user: reported in one line, exit status 2."""
 
 
+# Commands that start TensorFlow (`start_tensorflow`, once their options are read); `plot` and
+# every `--help` do not.
+NEEDS_TENSORFLOW = ("train", "sweep")
+# Set to 1 (or pass --verbose) to see TensorFlow's start-up lines.
+VERBOSE_ENV = "KERAS_NORMLOSS_VERBOSE"
+# argparse reads "-1e-3" as an option (it only knows "-1" and "-.5" as numbers): every number
+# is a value here, so that `--factor -1e-3` is refused as negative, not as a missing value.
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.I)
+
+
 class ArgumentParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line, not usage plus a line."""
+    """An ArgumentParser whose errors are one line, not usage plus a line, and that reads any
+    negative number as a value."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = _NEGATIVE_NUMBER
 
     def error(self, message):
         raise UsageError(message)
@@ -32,7 +51,8 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def command(name):
     """Decorates a subcommand's `main(argv)`: a `UsageError` prints one line
-    (`keras-normloss NAME: error: ...`) and exits with status 2."""
+    (`keras-normloss NAME: error: ...`) and exits with status 2; a Ctrl-C that nothing else
+    handled prints one line and exits with status 130."""
 
     def decorate(main):
         @functools.wraps(main)
@@ -42,6 +62,10 @@ def command(name):
             except UsageError as error:
                 print(f"keras-normloss {name}: error: {error}", file=sys.stderr)
                 raise SystemExit(2) from None
+            except KeyboardInterrupt:
+                # Ctrl-C outside a run's own handling (reading options, starting up).
+                print(f"keras-normloss {name}: stopped by SIGINT (Ctrl-C)", file=sys.stderr)
+                raise SystemExit(130) from None
 
         return wrapper
 
@@ -49,9 +73,26 @@ def command(name):
 
 
 def positive_int(text):
-    value = int(text)
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def seed(text):
+    """An argparse type: a random seed, an integer from 0 to 2**32 - 1 (what NumPy takes)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(
+            f"expected a seed from 0 to {2**32 - 1} (2**32 - 1), got {text}"
+        )
     return value
 
 
@@ -63,6 +104,73 @@ def non_negative_float(text):
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a non-negative finite number, got {text}")
     return value
+
+
+_real_stderr = 2  # the descriptor of the user's stderr while fd 2 is silenced
+
+
+@contextlib.contextmanager
+def _stderr_silenced():
+    """Sends file descriptor 2 to /dev/null inside the block.
+
+    TensorFlow prints its start-up lines ("oneDNN custom operations are on", "Could not find
+    cuda drivers") from C++ before its logging is set up, so TF_CPP_MIN_LOG_LEVEL does not
+    hide them (TF 2.21); only the descriptor can. TF_ENABLE_ONEDNN_OPTS=0 would also hide the
+    first, but halves training speed on CPUs.
+    """
+    global _real_stderr
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    _real_stderr = saved
+    try:
+        yield
+    finally:
+        _real_stderr = 2
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _stop_while_starting(command):
+    """SIGTERM and SIGINT handlers for the seconds before a run installs its own
+    (`keras_normloss.training.faults.StopRequest`): TensorFlow's import swallowed a Ctrl-C
+    here (the run then went on to the end), and SIGTERM killed without a word. Nothing has
+    been written yet, so the process ends at once, with one line and 128 + the signal."""
+
+    def handler(signum, frame):
+        name = "SIGINT (Ctrl-C)" if signum == signal.SIGINT else "SIGTERM"
+        sys.stdout.flush()
+        line = f"keras-normloss {command}: stopped by {name} while starting; nothing was written"
+        os.write(_real_stderr, (line + "\n").encode())  # stderr may be silenced just now
+        os._exit(128 + signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, handler)
+
+
+def start_tensorflow(verbose=False):
+    """Imports TensorFlow, for a command that has read its options and will train.
+
+    Without `verbose` (`--verbose`) or KERAS_NORMLOSS_VERBOSE=1, TensorFlow's start-up lines
+    are not shown: TF_CPP_MIN_LOG_LEVEL=3 quiets its later logging, and the lines it prints
+    before its logging starts are sent to /dev/null. Does nothing if it is imported already.
+    """
+    verbose = verbose or os.environ.get(VERBOSE_ENV, "") not in ("", "0")
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "tensorflow" in sys.modules:
+        return
+    if verbose:
+        import tensorflow  # noqa: F401
+
+        return
+    with _stderr_silenced():
+        try:
+            import tensorflow  # noqa: F401
+        except ImportError:
+            pass  # reported by the import that needs it, with stderr back
 
 
 def main(argv=None):
@@ -81,6 +189,8 @@ def main(argv=None):
             raise SystemExit(2)
         print("\n".join(lines))
         return 0 if argv else 2
+    if argv[0] in NEEDS_TENSORFLOW:
+        _stop_while_starting(argv[0])
     module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
     return module.main(argv[1:])
 

@@ -20,6 +20,7 @@ import json
 import math
 import os
 import statistics
+import tempfile
 
 from keras_normloss import cli
 
@@ -41,12 +42,17 @@ def _float(value):
     return float(value) if value not in ("", None) else math.nan
 
 
+def _method(record):
+    """The method of a config.json or summary.csv row; `regularizer` before the rename."""
+    return record["method"] if "method" in record else record["regularizer"]
+
+
 def _label(run_dir):
     with open(os.path.join(run_dir, "config.json")) as f:
         config = json.load(f)
     factor = "" if config["factor"] is None else f" {config['factor']:g}"
     return (
-        f"{config['regularizer']}{factor} · {config['model']} · seed {config['seed']}"
+        f"{_method(config)}{factor} · {config['model']} · seed {config['seed']}"
         f"{' · SYNTHETIC' if config['dataset'] == 'synthetic' else ''}"
     )
 
@@ -106,7 +112,7 @@ def _sweep_rows(sweep_dirs, metric):
         for r in _read_csv(os.path.join(sweep_dir, "summary.csv")):
             rows.append(
                 {
-                    "regularizer": r["regularizer"],
+                    "regularizer": _method(r),
                     "factor": _float(r["factor"]),
                     "batch_size": int(r["batch_size"]),
                     "value": 100.0 * _float(r.get(metric)),
@@ -391,10 +397,52 @@ def build_parser():
     return parser
 
 
+def figure_path(output):
+    """The file `-o OUTPUT` writes: OUTPUT, or OUTPUT.png without a suffix (as matplotlib).
+
+    Raises:
+        keras_normloss.cli.UsageError: if OUTPUT is a directory, has a format matplotlib
+            cannot write, or its directory cannot be written; checked before any drawing.
+    """
+    if not output:
+        raise cli.UsageError("-o is empty; name the figure file, e.g. -o curves.png")
+    if os.path.isdir(output):
+        raise cli.UsageError(
+            f"-o {output} is a directory; name the figure file, e.g. "
+            f"-o {os.path.join(output, 'figure.png')}"
+        )
+    suffix = os.path.splitext(output)[1].lstrip(".").lower()
+    if not suffix:
+        output, suffix = f"{output}.png", "png"
+    import matplotlib.figure
+
+    formats = matplotlib.figure.Figure().canvas.get_supported_filetypes()
+    if suffix not in formats:
+        raise cli.UsageError(
+            f"-o {output}: matplotlib cannot write .{suffix} files; use one of "
+            f"{', '.join('.' + f for f in sorted(formats))}"
+        )
+    directory = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(directory):
+        raise cli.UsageError(f"-o {output}: the directory {directory} does not exist")
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        raise cli.UsageError(
+            f"-o {output} cannot be written: {directory} is not writable "
+            f"({error.strerror or error})"
+        ) from None
+    if os.path.exists(output) and not os.access(output, os.W_OK):
+        raise cli.UsageError(f"-o {output} cannot be written: the file is read-only")
+    return output
+
+
 @cli.command("plot")
 def main(argv=None):
     """`keras-normloss plot`. Returns 0, or exits with status 2 on bad input."""
     args = build_parser().parse_args(argv)
+    output = figure_path(args.output)
     sweeps = [d for d in args.dirs if _is_sweep(d)]
     runs = [d for d in args.dirs if not _is_sweep(d) and _is_run(d)]
     neither = [d for d in args.dirs if d not in sweeps and d not in runs]
@@ -404,9 +452,12 @@ def main(argv=None):
         )
     if sweeps and runs:
         raise cli.UsageError("give either run directories or sweep directories, not both")
-    if sweeps:
-        plot_sweeps(sweeps, args.output, args.metric)
-    else:
-        plot_runs(runs, args.output)
-    print(f"wrote {args.output}")
+    try:
+        if sweeps:
+            plot_sweeps(sweeps, output, args.metric)
+        else:
+            plot_runs(runs, output)
+    except OSError as error:  # the disk filled, or the file went read-only meanwhile
+        raise cli.UsageError(f"-o {output} cannot be written ({error.strerror or error})") from None
+    print(f"wrote {output}")
     return 0

@@ -17,7 +17,7 @@ linearly from 0 at step 0 to `lr` at step `warmup_steps` (Keras's `CosineDecay` 
 import keras
 from keras import ops
 
-SCHEDULES = ("step", "linear", "cosine")
+SCHEDULES = ("step", "linear", "cosine")  # also training.config.LR_SCHEDULES, Keras-free
 
 
 @keras.saving.register_keras_serializable(package="keras_normloss")

@@ -1,7 +1,7 @@
-"""A grid of runs: regularizers x factors x seeds x batch sizes.
+"""A grid of runs: methods x factors x seeds x batch sizes.
 
     keras-normloss sweep --preset quick --dataset synthetic --epochs 2 \\
-        --regularizer normloss weight-decay --factor 1e-4 1e-3 1e-2 --seed 0 1 \\
+        --method normloss weight-decay --factor 1e-4 1e-3 1e-2 --seed 0 1 \\
         --output runs/sweep
 
 Each run is an ordinary run directory under the sweep directory, named after
@@ -9,8 +9,10 @@ its settings (e.g. `normloss_f0.001_s0_b128`). The sweep is resumable: a
 finished run is not run again and an interrupted one resumes from its
 checkpoint. `summary.csv` gets one row per finished run and is rewritten
 after each run. `choose_factor` picks a method's factor on the validation
-error (`--validation-split`), never on the test error. `none` and `wrs` take no factor, so they run once per seed
-and batch size.
+error (`--validation-split`), never on the test error. `none` and `wrs` take
+no factor, so they run once per seed and batch size. A sweep directory holds
+only its runs and summary.csv: it is never a run directory, and `train`
+refuses it.
 """
 
 import contextlib
@@ -26,7 +28,7 @@ import threading
 from keras_normloss import cli
 
 SUMMARY_COLUMNS = (
-    "regularizer",
+    "method",
     "factor",
     "seed",
     "batch_size",
@@ -69,13 +71,17 @@ def write_summary(sweep_dir):
         results_path = os.path.join(run_dir, "results.json")
         if not os.path.exists(results_path):
             continue
-        with open(os.path.join(run_dir, "config.json")) as f:
-            config = json.load(f)
-        with open(results_path) as f:
-            results = json.load(f)
+        try:
+            with open(os.path.join(run_dir, "config.json")) as f:
+                config = json.load(f)
+            with open(results_path) as f:
+                results = json.load(f)
+        except (OSError, ValueError):
+            continue  # a damaged run: reported when the sweep reaches it
+        config.setdefault("method", config.get("regularizer"))  # runs made before the rename
         rows.append(
             {
-                **{k: config[k] for k in ("regularizer", "factor", "seed", "batch_size")},
+                **{k: config[k] for k in ("method", "factor", "seed", "batch_size")},
                 **{k: results[k] for k in SUMMARY_COLUMNS if k in results},
                 "run": name,
             }
@@ -106,9 +112,11 @@ def sweep(preset, output, *, regularizers, factors, seeds, batch_sizes=(None,), 
     Raises:
         keras_normloss.cli.UsageError: for bad settings, or a run directory
             that holds another run (checked before anything runs).
-        RunError: if a run fails or is stopped by SIGTERM (passed on to the
-            running run, which saves a checkpoint); started again, the sweep
-            resumes there.
+        RunError: if a run fails or is stopped by SIGTERM or SIGINT (passed
+            on to the running run, which saves a checkpoint); started again,
+            the sweep resumes there.
+        RunsDiverged: after every run, if some diverged (their directories
+            hold diverged.json); started again, the sweep skips them.
 
     Example:
 
@@ -124,6 +132,13 @@ def sweep(preset, output, *, regularizers, factors, seeds, batch_sizes=(None,), 
             raise cli.UsageError(
                 f"unknown method {regularizer!r}; expected one of {', '.join(methods.names())}"
             )
+    if factors and not any(methods.get(r).takes_factor for r in regularizers):
+        # As `train` does: a factor that would be ignored is a mistake in the command.
+        raise cli.UsageError(f"--factor does not apply to --method {' '.join(regularizers)}")
+    for seed in seeds:
+        if not (isinstance(seed, int) and 0 <= seed < 2**32):
+            raise cli.UsageError(f"expected seeds from 0 to {2**32 - 1}, got {seed}")
+    check_sweep_dir(output)
     if not factors and any(methods.get(r).takes_factor for r in regularizers):
         factors = [None]  # each regularizer's preset default
     runs = grid(regularizers, factors, seeds, batch_sizes)
@@ -143,58 +158,127 @@ def sweep(preset, output, *, regularizers, factors, seeds, batch_sizes=(None,), 
         train.check_run_dir(config)  # a clash is reported before anything runs
         configs.append(config)
     os.makedirs(output, exist_ok=True)
+    from keras_normloss.training.run_directory import DIVERGED_FILE
+
     # Each run in a fresh process: TensorFlow never returns GPU memory to the
     # system within a process, and a second MirroredStrategy with
     # synchronized BatchNormalization in one process fails ("Shape mismatch
     # in the collective instance", TF 2.21).
     spawn = multiprocessing.get_context("spawn")
+    diverged = []
     for i, config in enumerate(configs, start=1):
         name = os.path.basename(config.output)
+        record = os.path.join(config.output, DIVERGED_FILE)
         if train.check_run_dir(config) == "finished":
             print(f"[{i}/{len(configs)}] {name}: finished already", flush=True)
+            continue
+        if os.path.exists(record):
+            # A diverged run is an outcome of the grid (a factor too large), not a fault to
+            # stop at: running it again would diverge again.
+            print(f"[{i}/{len(configs)}] {name}: diverged in an earlier attempt ({record})")
+            diverged.append(name)
             continue
         print(f"[{i}/{len(configs)}] {name}", flush=True)
         process = spawn.Process(target=_run_one, args=(config,))
         process.start()
-        with _forward_sigterm(process):
+        with _forward_signals(process):
             process.join()
-        if process.exitcode != 0:
+        if process.exitcode == 1 and os.path.exists(record):
+            print(f"[{i}/{len(configs)}] {name}: diverged; the sweep goes on", flush=True)
+            diverged.append(name)
+        elif process.exitcode != 0:
             write_summary(output)
             raise RunError(config.output, process.exitcode)
         write_summary(output)
+    if diverged:
+        raise RunsDiverged(diverged, output)
     return write_summary(output)
+
+
+class RunsDiverged(RuntimeError):
+    """Every run of the sweep ran, and some diverged (exit status 1); the others are in
+    summary.csv."""
+
+    exit_status = 1
+
+    def __init__(self, names, output):
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        runs = "1 run" if len(names) == 1 else f"{len(names)} runs"
+        super().__init__(
+            f"{runs} diverged ({shown}; each one's diverged.json says where) and {'is' if len(names) == 1 else 'are'} "
+            f"not in {os.path.join(output, 'summary.csv')}; rerun them with a smaller --lr or "
+            "--factor in a new --output"
+        )
 
 
 class RunError(RuntimeError):
     """A run of the sweep did not finish; `exit_status` is the sweep's (the run's, or 1)."""
 
     def __init__(self, run_dir, exitcode):
-        if exitcode == 143:
-            what = "was stopped by SIGTERM after writing a checkpoint"
+        if exitcode in STOPPED_BY:
+            what = f"was stopped by {STOPPED_BY[exitcode]} (its checkpoint, if any, is kept)"
         else:
             what = f"failed (exit status {exitcode})"
         super().__init__(
             f"run {run_dir} {what}; the sweep stops here and resumes from this run when "
             "started again"
         )
-        self.exit_status = exitcode if exitcode in (2, 143) else 1
+        self.exit_status = exitcode if exitcode == 2 or exitcode in STOPPED_BY else 1
+
+
+STOPPED_BY = {128 + signal.SIGTERM: "SIGTERM", 128 + signal.SIGINT: "SIGINT (Ctrl-C)"}
 
 
 @contextlib.contextmanager
-def _forward_sigterm(process):
-    """Passes SIGTERM on to the running run, which saves a checkpoint and stops (status 143)."""
+def _forward_signals(process):
+    """Passes SIGTERM and SIGINT on to the running run, which saves a checkpoint and stops
+    (status 143 or 130); the sweep then stops with the run's status. (Ctrl-C in a terminal
+    reaches both processes; the run counts it once.)"""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: process.terminate())
+
+    def forward(signum, frame):
+        if process.pid is not None and process.exitcode is None:
+            os.kill(process.pid, signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def check_sweep_dir(output):
+    """Raises UsageError unless `output` can hold a sweep: a new or empty directory, or one
+    holding a sweep (summary.csv, run directories); never a run directory or other files."""
+    if not output:
+        raise cli.UsageError("--output is empty; name the sweep directory")
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise cli.UsageError(f"--output {output} is a file, not a directory; choose a directory")
+    if not os.path.isdir(output):
+        return
+    if os.path.exists(os.path.join(output, "config.json")):
+        raise cli.UsageError(
+            f"{output} is a run directory of `keras-normloss train`, not a sweep; choose a new "
+            "--output"
+        )
+    others = [
+        name
+        for name in os.listdir(output)
+        if name not in ("summary.csv", "summary.csv.tmp")
+        and not os.path.isdir(os.path.join(output, name))
+    ]
+    if others:
+        raise cli.UsageError(
+            f"{output} holds files that are not a sweep's ({others[0]}, ...); choose a new --output"
+        )
 
 
 def _run_one(config):
     from keras_normloss import cli, data, train
+    from keras_normloss.training.faults import Interrupted
 
     try:
         train.run(config)
@@ -202,8 +286,8 @@ def _run_one(config):
         print(f"keras-normloss sweep: error: {error}", file=sys.stderr)
         sys.exit(2)
     except train.RunStopped as error:
-        # Preempted's message starts with "stopped by SIGTERM"; the others are errors.
-        kind = "" if isinstance(error, train.Preempted) else "error: "
+        # A stop by a signal says "stopped by ..."; the others are errors.
+        kind = "" if isinstance(error, (train.Preempted, Interrupted)) else "error: "
         print(f"keras-normloss sweep: {kind}{error}", file=sys.stderr, flush=True)
         sys.exit(error.exit_status)
 
@@ -234,7 +318,7 @@ def choose_factor(rows, method, batch_size=None):
     """
     by_factor = {}
     for row in rows:
-        if row["regularizer"] != method or row.get("factor") in (None, ""):
+        if row["method"] != method or row.get("factor") in (None, ""):
             continue
         if batch_size is not None and int(row["batch_size"]) != int(batch_size):
             continue
@@ -277,7 +361,7 @@ def format_table(rows):
         validation = row.get("final_validation_error")
         validation = "-" if validation in (None, "") else f"{100 * float(validation):.2f} %"
         lines.append(
-            f"{row['regularizer']:<28} {factor:>10} {row['seed']:>5} {row['batch_size']:>6} "
+            f"{row['method']:<28} {factor:>10} {row['seed']:>5} {row['batch_size']:>6} "
             f"{validation:>17} {100 * float(row['final_test_error']):>15.2f} %"
         )
     return "\n".join(lines)
@@ -288,7 +372,8 @@ def build_parser():
 
     parser = cli.ArgumentParser(
         prog="keras-normloss sweep",
-        description="A resumable grid of runs of one preset, and summary.csv.",
+        description="A resumable grid of runs of one preset, and summary.csv. Exit status: "
+        "0 done, 1 a run failed, 2 bad input, 130/143 stopped by Ctrl-C/SIGTERM.",
     )
     train.add_shared_arguments(parser)
     parser.add_argument(
@@ -307,20 +392,33 @@ def build_parser():
         default=[],
         help="factors for the methods that take one (default: the preset's)",
     )
-    parser.add_argument("--seed", nargs="+", type=int, default=[0])
-    parser.add_argument("--batch-size", nargs="+", type=cli.positive_int, default=[None])
-    parser.add_argument("--output", required=True, help="the sweep directory")
+    parser.add_argument(
+        "--seed", nargs="+", type=cli.seed, default=[0], help="seeds, 0 to 2**32 - 1 (default 0)"
+    )
+    parser.add_argument(
+        "--batch-size",
+        nargs="+",
+        type=cli.positive_int,
+        default=[None],
+        help="global batch sizes (default: the preset's)",
+    )
+    parser.add_argument(
+        "--output",
+        required=True,
+        help="the sweep directory: new, empty, or this sweep's (never a train run's)",
+    )
     return parser
 
 
 @cli.command("sweep")
 def main(argv=None):
     """`keras-normloss sweep`. Prints the table of finished runs at the end; returns 0, 1 if a
-    run failed, 143 if stopped by SIGTERM (the running run saved a checkpoint), or exits with
-    status 2 on bad input."""
+    run failed, 130 or 143 if stopped by SIGINT or SIGTERM (the running run saved a
+    checkpoint), or exits with status 2 on bad input."""
     from keras_normloss import train
 
     args = build_parser().parse_args(argv)
+    cli.start_tensorflow(args.verbose)
     try:
         rows = sweep(
             args.preset,
@@ -331,13 +429,16 @@ def main(argv=None):
             batch_sizes=args.batch_size,
             **train.shared_overrides(args),
         )
-    except RunError as error:
+    except (RunError, RunsDiverged) as error:
         print(format_table(write_summary(args.output)))
-        kind = "stopped" if error.exit_status == 143 else "error"
+        kind = "stopped" if error.exit_status in STOPPED_BY else "error"
         print(f"keras-normloss sweep: {kind}: {error}", file=sys.stderr)
         return error.exit_status
+    except train.RunStopped as error:  # a run's files are damaged (checked before any run)
+        print(f"keras-normloss sweep: error: {error}", file=sys.stderr)
+        return error.exit_status
     print(format_table(rows))
-    for method, batch in dict.fromkeys((r["regularizer"], int(r["batch_size"])) for r in rows):
+    for method, batch in dict.fromkeys((r["method"], int(r["batch_size"])) for r in rows):
         try:
             factor, error = choose_factor(rows, method, batch_size=batch)
         except ValueError:  # no factor, or no validation split: nothing is chosen
@@ -346,5 +447,6 @@ def main(argv=None):
             f"{method} at batch {batch}: factor {factor:g} chosen on validation (mean "
             f"validation error {100 * error:.2f} %)"
         )
-    print(f"{len(rows)} runs finished; {os.path.join(args.output, 'summary.csv')}")
+    runs = "1 run" if len(rows) == 1 else f"{len(rows)} runs"
+    print(f"{runs} finished; {os.path.join(args.output, 'summary.csv')}")
     return 0

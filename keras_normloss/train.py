@@ -5,27 +5,15 @@ scripts) have always imported from here.
     keras-normloss train --preset quick --dataset synthetic --output runs/quick
 """
 
-from keras_normloss.training import (  # noqa: F401
-    ADAPTIVE_LR,
-    METRIC_COLUMNS,
-    OPTIMIZERS,
-    STRATEGIES,
-    WEIGHT_DECAY_ON,
-    NonFiniteLoss,
-    Preempted,
-    RunConfig,
-    RunFailed,
-    RunStopped,
-    add_shared_arguments,
-    build_parser,
-    check_run_dir,
-    is_chief,
-    main,
-    make_config,
-    make_strategy,
-    random_state_variables,
-    read_metrics,
-    run,
-    shared_overrides,
-    summary_line,
-)
+from keras_normloss import training
+
+__all__ = list(training.__all__)
+
+
+def __getattr__(name):
+    """Every name of `keras_normloss.training`, imported when first used (PEP 562)."""
+    if name not in training.__all__:
+        raise AttributeError(f"module 'keras_normloss.train' has no attribute {name!r}")
+    value = getattr(training, name)
+    globals()[name] = value
+    return value

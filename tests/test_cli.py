@@ -89,3 +89,153 @@ def test_non_negative_float_rejects_nan_and_inf():
     for text in ("nan", "inf", "-0.1", "x"):
         with pytest.raises(Exception):
             cli.non_negative_float(text)
+
+
+# --- issue 17: every probe of bad input is one line and status 2, and loses nothing ----------
+
+TINY = ["--preset", "quick", "--dataset", "synthetic", "--batch-size", "16", "--model", "resnet8"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--seed", "-1"], "argument --seed: expected a seed from 0 to 4294967295"),
+        (
+            ["--seed", str(2**32)],
+            "expected a seed from 0 to 4294967295 (2**32 - 1), got 4294967296",
+        ),
+        (["--factor", "-1e-3"], "argument --factor: expected a non-negative finite number"),
+        (["--batch-size", "x"], "argument --batch-size: expected a positive integer, got 'x'"),
+        (["--epochs", "1.5"], "expected a positive integer, got '1.5'"),
+        (["--strategy", "tpu"], "--strategy tpu cannot run here"),
+        (["--data-dir", "FILE"], "is a file; give the directory"),
+    ],
+)
+def test_train_probes_are_one_line_status_2(tmp_path, capsys, args, message):
+    (tmp_path / "FILE").write_text("x")
+    args = [str(tmp_path / "FILE") if a == "FILE" else a for a in args]
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(TINY + args + ["--output", str(tmp_path / "run")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("keras-normloss train: error:"), err
+    assert message in err and "invalid" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_empty_output_is_refused(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(TINY + ["--output", ""])
+    assert exit_info.value.code == 2
+    assert "--output is empty" in capsys.readouterr().err
+
+
+def _sweep_error(capsys, args):
+    from keras_normloss import sweep
+
+    with pytest.raises(SystemExit) as exit_info:
+        sweep.main(TINY + args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("keras-normloss sweep: error:"), err
+    return err
+
+
+def test_sweep_and_train_refuse_each_others_directories(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    config = train.make_config("quick", run, dataset="synthetic")
+    (run / "config.json").write_text(json.dumps(config.identity()))
+    before = sorted(os.listdir(run))
+    err = _sweep_error(capsys, ["--method", "normloss", "--output", str(run)])
+    assert "is a run directory of `keras-normloss train`, not a sweep" in err
+    assert sorted(os.listdir(run)) == before
+    swept = tmp_path / "sweep"
+    swept.mkdir()
+    (swept / "summary.csv").write_text("method,factor\n")
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(TINY + ["--output", str(swept)])
+    assert exit_info.value.code == 2
+    assert "is a sweep directory (it holds summary.csv), not a run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--method", "wrs", "--factor", "1e-3"], "--factor does not apply to --method wrs"),
+        (["--method", "none", "--seed", "0", "-1"], "argument --seed: expected a seed from 0"),
+        (["--method", "normloss", "--factor", "-1e-3"], "expected a non-negative finite number"),
+    ],
+)
+def test_sweep_probes_are_one_line_status_2(tmp_path, capsys, args, message):
+    assert message in _sweep_error(capsys, args + ["--output", str(tmp_path / "sweep")])
+    assert not (tmp_path / "sweep").exists()
+
+
+def _a_run_to_plot(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.csv").write_text(
+        "epoch,test_error,cross_entropy,norm_mean,dataset\n1,0.5,2.0,1.1,synthetic\n"
+    )
+    config = {"method": "normloss", "factor": 0.01, "model": "resnet8", "seed": 0}
+    (run / "config.json").write_text(json.dumps({**config, "dataset": "synthetic"}))
+    return run
+
+
+def test_plot_output_is_checked_before_drawing_and_named_as_written(tmp_path, capsys):
+    from keras_normloss import plots
+
+    run = _a_run_to_plot(tmp_path)
+    (tmp_path / "emptydir").mkdir()
+    for output, message in [
+        (tmp_path / "emptydir", "is a directory; name the figure file"),
+        (tmp_path / "missing" / "fig.png", "does not exist"),
+        (tmp_path / "fig.xyz", "matplotlib cannot write .xyz files"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            plots.main([str(run), "-o", str(output)])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+    assert os.listdir(tmp_path / "emptydir") == []
+    assert plots.main([str(run), "-o", str(tmp_path / "fig")]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'fig'}.png"
+    assert (tmp_path / "fig.png").exists()
+
+
+def test_help_and_argument_errors_do_not_start_tensorflow():
+    """TensorFlow takes 5-8 s to import: `--help` and mistyped options answer without it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "KERAS_NORMLOSS"))}
+    for argv, status in [
+        (["--help"], 0),
+        (["train", "--help"], 0),
+        (["sweep", "--help"], 0),
+        (["plot", "--help"], 0),
+        (["train", "--preset", "nope", "--output", "x"], 2),
+        (["train", "--preset", "quick", "--seed", "-1", "--output", "x"], 2),
+        (["sweep", "--preset", "quick", "--method", "wrs", "--factor", "1", "--output", "x"], 2),
+    ]:
+        proc = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "keras_normloss", *argv],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        assert proc.returncode == status, (argv, proc.stderr[-2000:])
+        imported = [l.rsplit("|", 1)[-1].strip() for l in proc.stderr.splitlines() if "|" in l]
+        assert "tensorflow" not in imported and "keras" not in imported, argv
+        errors = [l for l in proc.stderr.splitlines() if not l.startswith("import time:")]
+        assert len(errors) == (status == 2), (argv, errors)
+
+
+def test_tensorflow_start_up_lines_are_silenced():
+    """TF_CPP_MIN_LOG_LEVEL=3 does not hide the lines TensorFlow prints before its logging
+    starts ("oneDNN custom operations are on", ...): the command does."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "KERAS_NORMLOSS"))}
+    argv = ["train", "--preset", "quick", "--model", "nope", "--output", "x"]  # after TF starts
+    proc = subprocess.run(
+        [sys.executable, "-m", "keras_normloss", *argv], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "unknown model 'nope'" in proc.stderr, proc.stderr

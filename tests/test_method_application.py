@@ -260,7 +260,7 @@ def test_adamw_with_decoupled_weight_decay_through_train(tmp_path):
         == 0
     )
     config = json.load(open(out / "config.json"))
-    assert config["optimizer"] == "adamw" and config["regularizer"] == "weight-decay-decoupled"
+    assert config["optimizer"] == "adamw" and config["method"] == "weight-decay-decoupled"
 
 
 def test_decoupled_default_factor_keeps_the_relaxation_time_under_any_optimizer():

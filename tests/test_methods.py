@@ -185,7 +185,7 @@ def test_train_runs_each_kind_of_method(tmp_path, extra):
         == 0
     )
     config = json.load(open(out / "config.json"))
-    assert config["regularizer"] == extra[1]
+    assert config["method"] == extra[1]
     if "--optimizer" in extra:
         assert config["optimizer"] == "adam" and config["lr"] == pytest.approx(train.ADAPTIVE_LR)
         # The decoupled default keeps the coupled SGD default's relaxation time:

@@ -41,7 +41,7 @@ def test_train_writes_a_complete_run_directory(tmp_path):
         assert float(r["oblique_distance"]) > 0 and float(r["epoch_seconds"]) > 0
     config = json.load(open(out / "config.json"))
     assert (
-        config["regularizer"] == "normloss"
+        config["method"] == "normloss"
         and config["factor"] == presets.PRESETS["quick"].normloss_factor
     )
     results = json.load(open(out / "results.json"))

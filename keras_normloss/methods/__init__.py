@@ -12,14 +12,34 @@ decoupled.py          decoupled Norm Loss / weight decay for any Keras optimizer
                       keras_optimizer_hook.py the private Keras API it rests on
 """
 
-from keras_normloss.methods.application import ONI_SETTINGS, PENALTIES, MethodReport, apply
-from keras_normloss.methods.layer_choice import LAYER_CHOICES, layer_selector
-
-# NormLoss, weight_decay, EpochProjection and WeightRescaling: what `keras_normloss.methods`
-# (then one module) also exposed before the move.
-from keras_normloss.methods.penalties import NormLoss, weight_decay  # noqa: F401
-from keras_normloss.methods.projections import EpochProjection, WeightRescaling  # noqa: F401
 from keras_normloss.methods.table import KINDS, METHODS, Method, get, names
+
+# Imported when first used (PEP 562): they need Keras, hence TensorFlow (5-8 s), and the command
+# line reads the table (names, factors) before it knows whether it will train.
+_LAZY = {
+    "ONI_SETTINGS": "keras_normloss.methods.application",
+    "PENALTIES": "keras_normloss.methods.application",
+    "MethodReport": "keras_normloss.methods.application",
+    "apply": "keras_normloss.methods.application",
+    "LAYER_CHOICES": "keras_normloss.methods.layer_choice",
+    "layer_selector": "keras_normloss.methods.layer_choice",
+    # What `keras_normloss.methods` (then one module) also exposed before the move.
+    "NormLoss": "keras_normloss.methods.penalties",
+    "weight_decay": "keras_normloss.methods.penalties",
+    "EpochProjection": "keras_normloss.methods.projections",
+    "WeightRescaling": "keras_normloss.methods.projections",
+}
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'keras_normloss.methods' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "KINDS",

@@ -6,9 +6,9 @@ import warnings
 import keras
 
 from keras_normloss import norms
+from keras_normloss.methods.table import PARAMETERS  # noqa: F401 (placement.PARAMETERS)
 
 _ON_UNSUPPORTED = ("warn", "raise", "ignore")
-PARAMETERS = ("kernels", "all")
 
 
 @dataclasses.dataclass(frozen=True)

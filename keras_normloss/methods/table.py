@@ -28,6 +28,9 @@ methods exist or which layers they touch. Default factors per training setting l
 import dataclasses
 
 KINDS = ("none", "penalty", "constraint", "epoch-projection", "reparametrization", "optimizer")
+# Which parameters a penalty acts on: conv and Dense kernels, or every trainable parameter (the
+# references' weight decay). Here, with no Keras import, so that the command line reads it fast.
+PARAMETERS = ("kernels", "all")
 
 
 @dataclasses.dataclass(frozen=True)

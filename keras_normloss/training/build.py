@@ -6,7 +6,13 @@ import keras
 from keras_normloss import methods, models, schedules
 from keras_normloss.methods.decoupled import extend_with_normloss
 from keras_normloss.training.compute import JIT_COMPILE
-from keras_normloss.training.config import OPTIMIZERS
+
+# `--optimizer NAME` (`config.OPTIMIZERS`) -> its Keras class.
+OPTIMIZER_CLASSES = {
+    "sgd": keras.optimizers.SGD,
+    "adam": keras.optimizers.Adam,
+    "adamw": keras.optimizers.AdamW,
+}
 
 
 def build_model(config, info, steps_per_epoch):
@@ -27,7 +33,7 @@ def build_model(config, info, steps_per_epoch):
         kwargs["dropout"] = config.dropout
     applied = methods.apply(
         models.get(config.model, **kwargs),
-        config.regularizer,
+        config.method,
         config.factor,
         weight_decay_on=config.weight_decay_on,
     )
@@ -72,7 +78,7 @@ def make_optimizer(config, schedule, method_options):
     methods (decoupled Norm Loss or weight decay) extend it. AdamW's own weight
     decay is the method's: 0 unless --method weight-decay-decoupled, so that
     `none` means no regularization whatever the optimizer."""
-    base = OPTIMIZERS[config.optimizer]
+    base = OPTIMIZER_CLASSES[config.optimizer]
     kwargs = dict(learning_rate=schedule)
     if config.optimizer == "sgd":
         kwargs.update(momentum=config.momentum, nesterov=config.nesterov)
@@ -95,7 +101,7 @@ def factor_strength_note(config, total_steps):
     Taken at the initial learning rate: a decaying schedule only makes it
     slower.
     """
-    method = config.regularizer
+    method = config.method
     if method not in ("normloss", "normloss-decoupled") or not config.factor:
         return None
     decoupled = method == "normloss-decoupled"

@@ -14,7 +14,7 @@ newest `keep` checkpoints are removed (sidecar first). A crash or a full disk at
 leaves the previous checkpoints as they were.
 
 On resume the newest checkpoint whose sidecar reads, whose weights match its size and SHA-256,
-and which actually loads is taken; each newer one skipped is named in one line with the reason
+which actually loads and whose weights and penalty are finite is taken; each newer one skipped is named in one line with the reason
 and moved to `checkpoint/skipped/` (kept for a look, never counted again). If none loads, nothing
 is deleted and the run stops (`CheckpointsUnreadable`).
 
@@ -27,7 +27,6 @@ import contextlib
 import errno
 import gc
 import glob
-import hashlib
 import math
 import os
 import re
@@ -38,8 +37,8 @@ import tempfile
 import keras
 import numpy as np
 
-from keras_normloss.training.faults import NonFiniteLoss, Preempted, RunFailed
-from keras_normloss.training.run_directory import read_json, write_json
+from keras_normloss.training.faults import NonFiniteLoss, Preempted, RunFailed, non_finite_part
+from keras_normloss.training.run_directory import read_json, sha256, write_json
 
 FORMAT = 1
 _NAME = re.compile(r"^ckpt-e(\d{5,})-s(\d{7,})\.json$")
@@ -77,14 +76,6 @@ def random_state_variables(model):
 def checkpoint_name(epoch, step):
     """The stem of the checkpoint at (epoch, step): `ckpt-eEEEEE-sKKKKKKK`."""
     return f"ckpt-e{epoch:05d}-s{step:07d}"
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _fsync(path):
@@ -133,10 +124,6 @@ def _estimated_bytes(model):
     return data + 2048 * len(variables) + 4096
 
 
-def _all_finite(variables):
-    return all(np.all(np.isfinite(np.asarray(v))) for v in variables)
-
-
 class CheckpointStore:
     """The `checkpoint/` directory of a run (see the module docstring).
 
@@ -172,15 +159,17 @@ class CheckpointStore:
         """Writes the checkpoint at (epoch, step), then keeps the newest `keep`.
 
         Raises:
-            NonFiniteLoss: if a weight is NaN or infinite (nothing is written).
+            NonFiniteLoss: if a weight, or the penalty computed from the weights, is NaN or
+                infinite (nothing is written).
             CheckpointWriteFailed: if a file cannot be written; what was
                 written of this checkpoint is removed, older ones are intact.
         """
-        if not _all_finite(model.weights):
+        what = non_finite_part(model)
+        if what is not None:
             # (epoch, 0) is saved at the end of epoch `epoch - 1` (0-based).
             if step:
-                raise NonFiniteLoss("weights", epoch, step)
-            raise NonFiniteLoss("weights", epoch - 1)
+                raise NonFiniteLoss(what, epoch, step)
+            raise NonFiniteLoss(what, epoch - 1)
         if not self.write:
             with tempfile.TemporaryDirectory() as scratch:
                 model.save_weights(os.path.join(scratch, "ckpt.weights.h5"))
@@ -235,7 +224,7 @@ class CheckpointStore:
                     "step": step,
                     "weights": os.path.basename(weights),
                     "weights_bytes": os.path.getsize(weights),
-                    "weights_sha256": _sha256(weights),
+                    "weights_sha256": sha256(weights),
                     "random_state": [np.asarray(v).tolist() for v in random_state_variables(model)],
                 },
             )
@@ -284,7 +273,7 @@ class CheckpointStore:
                 None,
                 f"its weights file has {size} bytes, not {meta['weights_bytes']} (cut short?)",
             )
-        if _sha256(weights) != meta["weights_sha256"]:
+        if sha256(weights) != meta["weights_sha256"]:
             return None, "its weights file is damaged (SHA-256 differs)"
         states = random_state_variables(model)
         if len(states) != len(meta["random_state"]):
@@ -297,6 +286,11 @@ class CheckpointStore:
         except Exception as error:  # h5py's OSError, Keras's ValueError: whatever does not load
             first_line = (str(error).splitlines() or [""])[0]
             return None, f"its weights do not load ({type(error).__name__}: {first_line})"
+        what = non_finite_part(model)
+        if what is not None:
+            # Written by a version that did not check, or damaged in a way its SHA-256 cannot
+            # tell: resuming from it would only carry the NaN on.
+            return None, f"its {what} are not finite (NaN or infinity: a diverged run)"
         for variable, value in zip(states, meta["random_state"]):
             variable.assign(np.asarray(value, dtype=variable.dtype))
         return (int(meta["epoch"]), int(meta["step"])), None
@@ -357,7 +351,7 @@ class CheckpointStore:
 class Checkpointer(keras.callbacks.Callback):
     """Saves a checkpoint every epoch, every `every` steps, and when asked to stop.
 
-    When `stop` (a `faults.StopRequest`) is raised (SIGTERM), it saves at the
+    When `stop` (a `faults.StopRequest`) is raised (SIGTERM, SIGINT), it saves at the
     end of the current step and raises `faults.Preempted`, which ends `fit`
     before validation and the epoch's end; on the epoch's last step it lets
     the epoch finish first, so that the checkpoint is the epoch's.
@@ -378,6 +372,10 @@ class Checkpointer(keras.callbacks.Callback):
         self.epoch = 0
         self.step_offset = 0
 
+    def on_train_begin(self, logs=None):
+        if self.stop is not None:
+            self.stop.immediate = False  # from now on a signal waits for the step's checkpoint
+
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
@@ -390,10 +388,10 @@ class Checkpointer(keras.callbacks.Callback):
         if stopping or (self.every and global_step % self.every == 0):
             self.store.save(self.model, self.epoch, step)
         if stopping:
-            raise Preempted(self.epoch, step)
+            raise Preempted(self.epoch, step, self.stop.signum)
 
     def on_epoch_end(self, epoch, logs=None):
         self.step_offset = 0
         self.store.save(self.model, epoch + 1, 0)
         if self.stop is not None and self.stop.requested:
-            raise Preempted(epoch + 1, 0)
+            raise Preempted(epoch + 1, 0, self.stop.signum)

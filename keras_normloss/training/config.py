@@ -9,18 +9,16 @@ or strategy).
 import dataclasses
 import os
 
-import keras
-
-from keras_normloss import cli, data, methods, models, presets, schedules
-from keras_normloss.attach import PARAMETERS
-from keras_normloss.training.strategies import STRATEGIES
+# No Keras or TensorFlow here (5-8 s to import): the command line reads these names to parse
+# its options, and `--help` or a mistyped option answer at once. `make_config` imports the
+# dataset and model registries when it runs.
+from keras_normloss import cli, methods, presets
+from keras_normloss.methods.table import PARAMETERS
 
 WEIGHT_DECAY_ON = PARAMETERS  # "kernels", "all"
-OPTIMIZERS = {
-    "sgd": keras.optimizers.SGD,
-    "adam": keras.optimizers.Adam,
-    "adamw": keras.optimizers.AdamW,
-}
+OPTIMIZERS = ("sgd", "adam", "adamw")  # the Keras classes: `build.OPTIMIZER_CLASSES`
+STRATEGIES = ("auto", "mirrored", "multiworker", "tpu", "one-device")  # see `strategies`
+LR_SCHEDULES = ("step", "linear", "cosine")  # the Keras schedules: `schedules.SCHEDULES`
 # The initial learning rate of the adaptive optimizers when --lr is not given (at the preset's
 # batch size): Adam's usual 1e-3; the presets' 0.1 is SGD's.
 ADAPTIVE_LR = 1e-3
@@ -50,7 +48,7 @@ class RunConfig:
     preset: str
     dataset: str
     model: str
-    regularizer: str
+    method: str  # `regularizer` in the config.json of runs made before the rename
     factor: object  # float, or None for none/wrs
     epochs: int
     steps_per_epoch: object  # int or None: one pass over the training split
@@ -98,7 +96,7 @@ def make_config(preset_name, output, **overrides):
         preset_name: a name from `keras_normloss.presets.PRESETS`.
         output: the run directory.
         **overrides: any `RunConfig` field; `None` values are ignored. An
-            unset `factor` becomes the preset's default for the regularizer;
+            unset `factor` becomes the preset's default for the method;
             `lr` is scaled with the global batch for presets that say so.
 
     Raises:
@@ -112,10 +110,12 @@ def make_config(preset_name, output, **overrides):
     Example:
 
     ```python
-    config = make_config("cifar10-resnet110", "runs/r110", regularizer="weight-decay")
+    config = make_config("cifar10-resnet110", "runs/r110", method="weight-decay")
     config.factor  # 1e-4: the paper's weight decay
     ```
     """
+    from keras_normloss import data, models
+
     try:
         preset = presets.get(preset_name)
     except ValueError as error:
@@ -152,7 +152,7 @@ def make_config(preset_name, output, **overrides):
         preset=preset.name,
         dataset=overrides.pop("dataset", preset.dataset),
         model=overrides.pop("model", preset.model),
-        regularizer=method,
+        method=method,
         factor=factor,
         optimizer=optimizer,
         epochs=overrides.pop("epochs", preset.epochs),
@@ -185,7 +185,7 @@ def make_config(preset_name, output, **overrides):
         isinstance(config.image_size, int) and config.image_size >= 8
     ):
         raise cli.UsageError(f"--image-size must be an integer >= 8, got {config.image_size}")
-    _check_choice("--lr-schedule", config.lr_schedule, schedules.SCHEDULES)
+    _check_choice("--lr-schedule", config.lr_schedule, LR_SCHEDULES)
     if not 0 <= config.warmup_epochs < config.epochs:
         raise cli.UsageError(
             f"--warmup-epochs must be >= 0 and less than --epochs ({config.epochs}), "
@@ -218,6 +218,11 @@ def make_config(preset_name, output, **overrides):
         # image or IDX files, which the data layer checks itself.
         if not os.path.exists(config.data_dir):
             raise cli.UsageError(f"--data-dir {config.data_dir} does not exist")
+        if not os.path.isdir(config.data_dir):
+            raise cli.UsageError(
+                f"--data-dir {config.data_dir} is a file; give the directory that holds the "
+                "dataset's files"
+            )
     return config
 
 

@@ -11,6 +11,13 @@ import time
 import keras
 import numpy as np
 
+from keras_normloss.training.faults import RunFilesDamaged
+
+
+class MetricsIncomplete(RunFilesDamaged):
+    """metrics.csv lacks epochs that the checkpoint being resumed has done (exit status 1)."""
+
+
 METRIC_COLUMNS = (
     "epoch",
     "loss",
@@ -88,12 +95,17 @@ class HeldOutEvaluation(keras.callbacks.Callback):
 
 
 class MetricsCSV(keras.callbacks.Callback):
-    """metrics.csv: fixed columns, one fsynced row per epoch, 1-based."""
+    """metrics.csv: fixed columns, one fsynced row per epoch, 1-based.
+
+    Resuming after `first_epoch` epochs, the file must hold a complete row for each of them
+    (`check_metrics`); the rows of later epochs, which the run redoes, are dropped.
+    """
 
     def __init__(self, path, dataset, first_epoch):
         super().__init__()
         self.path = path
         self.dataset = dataset
+        check_metrics(path, first_epoch)
         truncate_metrics(path, first_epoch)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -117,6 +129,47 @@ def _epoch(row):
         return int(row["epoch"])
     except (TypeError, ValueError):
         return None
+
+
+def _complete_rows(path):
+    with open(path, newline="") as f:
+        return [r for r in csv.DictReader(f) if _epoch(r) is not None and None not in r.values()]
+
+
+def check_metrics(path, completed_epochs):
+    """Raises `MetricsIncomplete` unless metrics.csv holds a complete row for each of the
+    epochs 1..completed_epochs that the checkpoint being resumed has done.
+
+    Without them the finished run's metrics.csv and results.json would silently lack epochs
+    (its best epoch picked among the rest, its epoch count short); they cannot be recomputed
+    from the checkpoint, so the run stops and changes nothing.
+    """
+    if not completed_epochs:
+        return
+    try:
+        found = {_epoch(r) for r in _complete_rows(path)} if os.path.exists(path) else set()
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        found, why = set(), f"cannot be read ({error})"
+    else:
+        why = "is missing" if not os.path.exists(path) else None
+    missing = [e for e in range(1, completed_epochs + 1) if e not in found]
+    if missing:
+        epochs = _epoch_list(missing)
+        raise MetricsIncomplete(
+            f"{path} {why or 'lacks the rows of ' + epochs}, which the checkpoint being resumed "
+            f"has done ({completed_epochs} {_plural(completed_epochs, 'epoch')}); resuming "
+            "would leave the run without them. Nothing was changed: restore metrics.csv from a "
+            "copy, or start the run again in a new --output"
+        )
+
+
+def _plural(n, word):
+    return word if n == 1 else word + "s"
+
+
+def _epoch_list(epochs):
+    shown = ", ".join(str(e) for e in epochs[:5]) + (", ..." if len(epochs) > 5 else "")
+    return f"{_plural(len(epochs), 'epoch')} {shown}"
 
 
 def truncate_metrics(path, completed_epochs):

@@ -2,24 +2,26 @@
 
 Shared options become `make_config` overrides of the same name; flags are stored as None when
 absent, so that the preset's value stands.
+
+Nothing here imports Keras or TensorFlow at module level: `--help` and argument errors answer
+without them, and `main` starts TensorFlow (quietly, `cli.start_tensorflow`) once the options
+are read.
 """
 
 import sys
 
-from keras_normloss import cli, data, methods, presets
-from keras_normloss.schedules import SCHEDULES
+from keras_normloss import cli, methods, presets
 from keras_normloss.training.config import (
     ADAPTIVE_LR,
     DEFAULT_KEEP_CHECKPOINTS,
     JIT_COMPILE,
+    LR_SCHEDULES,
     MIXED_PRECISION,
     OPTIMIZERS,
+    STRATEGIES,
     WEIGHT_DECAY_ON,
     make_config,
 )
-from keras_normloss.training.faults import Preempted, RunStopped
-from keras_normloss.training.run import run
-from keras_normloss.training.strategies import STRATEGIES
 
 _SHARED_OPTIONS = (
     (
@@ -47,18 +49,20 @@ _SHARED_OPTIONS = (
         ),
     ),
     ("--model", dict(help="a registered model name (default: the preset's)")),
-    ("--epochs", dict(type=cli.positive_int)),
+    ("--epochs", dict(type=cli.positive_int, help="epochs to train (default: the preset's)")),
     (
         "--steps-per-epoch",
         dict(
-            type=cli.positive_int, help="cap on steps per epoch (default: one pass over the data)"
+            type=cli.positive_int,
+            help="steps per epoch, at most one pass over the training data (more is refused); "
+            "default: one pass",
         ),
     ),
     ("--lr", dict(type=cli.non_negative_float, help="initial (peak) learning rate")),
     (
         "--lr-schedule",
         dict(
-            choices=SCHEDULES,
+            choices=LR_SCHEDULES,
             help="step (the papers': x decay at the preset's epochs), linear (to zero at the "
             "end) or cosine (default: the preset's)",
         ),
@@ -98,7 +102,7 @@ _SHARED_OPTIONS = (
         "--weight-decay-on",
         dict(
             choices=WEIGHT_DECAY_ON,
-            help="with --regularizer weight-decay: every trainable parameter (the "
+            help="with --method weight-decay(-decoupled): every trainable parameter (the "
             "references' way; default of every preset) or the kernels only",
         ),
     ),
@@ -126,7 +130,15 @@ _SHARED_OPTIONS = (
             "here), on or off; default auto",
         ),
     ),
-    ("--strategy", dict(default="auto", choices=STRATEGIES)),
+    (
+        "--strategy",
+        dict(
+            default="auto",
+            choices=STRATEGIES,
+            help="auto (all GPUs, else the CPU), mirrored, multiworker (TF_CONFIG), tpu or "
+            "one-device; default auto",
+        ),
+    ),
     (
         "--data-dir",
         dict(
@@ -147,9 +159,20 @@ _SHARED_OPTIONS = (
 
 def add_shared_arguments(parser):
     """Adds `--preset` and the options that `train` and `sweep` share."""
-    parser.add_argument("--preset", required=True, choices=sorted(presets.PRESETS))
+    parser.add_argument(
+        "--preset",
+        required=True,
+        choices=sorted(presets.PRESETS),
+        help="the papers' settings to start from (keras_normloss/presets.py)",
+    )
     for flag, kwargs in _SHARED_OPTIONS:
         parser.add_argument(flag, **kwargs)
+    # Not a setting of the run: read by `keras_normloss.cli` before TensorFlow starts.
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show TensorFlow's start-up lines (also KERAS_NORMLOSS_VERBOSE=1)",
+    )
 
 
 def shared_overrides(args):
@@ -165,8 +188,9 @@ def build_parser():
     parser = cli.ArgumentParser(
         prog="keras-normloss train",
         description="Train one run of a preset; the same command resumes it. Exit status: 0 "
-        "done, 1 the run failed (NaN, unreadable checkpoints, full disk), 2 bad input, "
-        "143 stopped by SIGTERM after a checkpoint.",
+        "done, 1 the run failed (it diverged, unreadable checkpoints, damaged run files, full "
+        "disk), 2 bad input, 130 stopped by Ctrl-C (SIGINT) and 143 by SIGTERM (after a "
+        "checkpoint, if training had begun).",
     )
     add_shared_arguments(parser)
     parser.add_argument(
@@ -181,17 +205,24 @@ def build_parser():
     parser.add_argument(
         "--factor",
         type=cli.non_negative_float,
+        metavar="FACTOR",
         help="the method's factor: lambda for normloss(-decoupled), so and srip, wd for "
         "weight-decay(-decoupled) (default: the preset's; the decoupled defaults are "
         "converted for the optimizer's learning rate)",
     )
-    parser.add_argument("--batch-size", type=cli.positive_int, help="the global batch")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--batch-size",
+        type=cli.positive_int,
+        help="the global batch, at most the training split and what the memory holds "
+        "(default: the preset's)",
+    )
+    parser.add_argument("--seed", type=cli.seed, default=0, help="0 to 2**32 - 1 (default 0)")
     parser.add_argument(
         "--checkpoint-every",
         type=cli.positive_int,
         metavar="STEPS",
-        help="also checkpoint every STEPS steps (always at each epoch's end, and on SIGTERM)",
+        help="also checkpoint every STEPS steps (always at each epoch's end, and on SIGTERM "
+        "or Ctrl-C)",
     )
     parser.add_argument(
         "--keep-checkpoints",
@@ -200,15 +231,23 @@ def build_parser():
         help=f"keep the last N checkpoints (default {DEFAULT_KEEP_CHECKPOINTS}); a resume "
         "takes the newest that loads",
     )
-    parser.add_argument("--output", required=True, help="the run directory")
+    parser.add_argument(
+        "--output", required=True, help="the run directory (the same command resumes it)"
+    )
     return parser
 
 
 @cli.command("train")
 def main(argv=None):
     """`keras-normloss train`. Returns the exit status (see `keras_normloss.training.faults`):
-    0 done, 1 the run failed, 143 stopped by SIGTERM; exits with status 2 on bad input."""
+    0 done, 1 the run failed, 130/143 stopped by SIGINT/SIGTERM; exits with status 2 on bad
+    input."""
     args = build_parser().parse_args(argv)
+    cli.start_tensorflow(args.verbose)
+    from keras_normloss import data
+    from keras_normloss.training.faults import Interrupted, Preempted, RunStopped
+    from keras_normloss.training.run import run
+
     config = make_config(
         args.preset,
         args.output,
@@ -226,8 +265,8 @@ def main(argv=None):
         # Bad input: which dataset, where, and whether to download are the user's to change.
         raise cli.UsageError(str(error)) from None
     except RunStopped as error:
-        # Preempted's message starts with "stopped by SIGTERM"; the others are errors.
-        kind = "" if isinstance(error, Preempted) else "error: "
+        # A stop by a signal says "stopped by ..."; the others are errors.
+        kind = "" if isinstance(error, (Preempted, Interrupted)) else "error: "
         print(f"keras-normloss train: {kind}{error}", file=sys.stderr, flush=True)
         return error.exit_status
     return 0

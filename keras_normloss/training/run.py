@@ -14,11 +14,14 @@ A run directory holds:
     model.keras        the final model
     results.json       the final test error (the one to report), the best
                        epoch's (picked on the test set: optimistic), wall
-                       time, precision and XLA, versions, device
+                       time, precision and XLA, versions, device, and
+                       model.keras's SHA-256
+    diverged.json      only if the run diverged: what became non-finite and
+                       where; the same command then says so and stops
 
 A run killed at any moment and started again with the same command
 continues from its newest checkpoint that loads (every epoch, every
-`--checkpoint-every` steps, and on SIGTERM). The data of epoch e, step k is
+`--checkpoint-every` steps, and on SIGTERM or Ctrl-C). The data of epoch e, step k is
 a function of (seed, e, k) alone, so a resumed run sees the batches an
 uninterrupted run would have seen; with `--deterministic` its final weights
 are the same. How a run stops early, and with which exit status: `faults`.
@@ -41,19 +44,29 @@ from keras_normloss import cli, data
 from keras_normloss.training import compute, keras_multiworker_patch
 from keras_normloss.training.build import build_model, factor_strength_note
 from keras_normloss.training.checkpoints import Checkpointer, CheckpointStore
-from keras_normloss.training.faults import RunFailed, StopOnNonFiniteLoss, StopRequest
+from keras_normloss.training.faults import (
+    NonFiniteLoss,
+    RunFailed,
+    StopOnNonFiniteLoss,
+    StopRequest,
+)
 from keras_normloss.training.metrics import (
     EpochExtras,
     HeldOutEvaluation,
     MetricsCSV,
+    check_metrics,
     read_metrics,
 )
 from keras_normloss.training.run_directory import (
     OUTPUTS,
+    check_finished,
+    check_not_diverged,
     check_run_dir,
-    read_json,
+    record_divergence,
+    sha256,
     write_json,
 )
+from keras_normloss.training.sizes import check_sizes
 from keras_normloss.training.strategies import (
     device_report,
     is_chief,
@@ -80,11 +93,16 @@ def run(config, verbose="auto"):
             this run, or the machine cannot run its settings.
         keras_normloss.data.DatasetNotPreparedError: if the dataset is not
             prepared and `config.download` is False.
-        keras_normloss.training.faults.RunFailed: if the loss became
-            non-finite, no checkpoint loads, or a file cannot be written
-            (a full disk); nothing that was there is lost.
-        keras_normloss.training.faults.Preempted: on SIGTERM, after writing
-            a checkpoint; running it again resumes.
+        keras_normloss.training.faults.RunFailed: if the loss, the penalty
+            or the weights became non-finite (then `diverged.json` records
+            it, and running it again raises `Diverged`), no checkpoint loads,
+            a run file is damaged, or a file cannot be written (a full
+            disk); nothing that was there is lost.
+        keras_normloss.training.faults.Preempted: on SIGTERM or SIGINT
+            during training, after writing a checkpoint; running it again
+            resumes.
+        keras_normloss.training.faults.Interrupted: on SIGTERM or SIGINT
+            before training began; nothing new was written.
 
     Example:
 
@@ -94,24 +112,29 @@ def run(config, verbose="auto"):
     ```
     """
     state = check_run_dir(config)
-    results_path = os.path.join(config.output, "results.json")
     if state == "finished":
-        print(f"{config.output}: finished already; results.json is there.")
-        results = read_json(results_path)
+        results = check_finished(config.output)
+        print(f"{config.output}: finished already; results.json and model.keras are there.")
         print(summary_line(results, config.output), flush=True)
         return results
+    if state == "resume":
+        check_not_diverged(config.output)
     stop = StopRequest()
     try:
         # Under MultiWorkerMirroredStrategy a checkpoint needs every worker (reading some
-        # variables is a collective operation), and SIGTERM reaches one worker at a time: the
-        # handler would save on one worker and hang. There, SIGTERM keeps its default (the run
+        # variables is a collective operation), and a signal reaches one worker at a time: the
+        # handler would save on one worker and hang. There, signals keep their default (the run
         # resumes from its last periodic checkpoint).
         with compute.dtype_policy(config.mixed_precision):
             if config.strategy == "multiworker":
                 results = _train(config, state, verbose, None)
             else:
-                with stop.on_sigterm():
+                with stop.on_signals():
                     results = _train(config, state, verbose, stop)
+    except NonFiniteLoss as error:
+        if os.path.isdir(config.output):
+            record_divergence(config.output, error)
+        raise
     except OSError as error:
         if error.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
@@ -127,7 +150,13 @@ def run(config, verbose="auto"):
 def _train(config, state, verbose, stop):
     if config.deterministic:
         _run_ops_one_at_a_time()
-    strategy = make_strategy(config.strategy)  # first: multi-worker needs it before any op
+    try:
+        strategy = make_strategy(config.strategy)  # first: multi-worker needs it before any op
+    except ValueError as error:  # e.g. --strategy tpu where no TPU is found
+        first_line = (str(error).splitlines() or [""])[0]
+        raise cli.UsageError(
+            f"--strategy {config.strategy} cannot run here: {first_line}"
+        ) from None
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
         raise cli.UsageError(
@@ -145,8 +174,7 @@ def _train(config, state, verbose, stop):
         raise cli.UsageError(str(error)) from None
     info = pipelines.info
     held_out = (
-        f", {info.validation_examples:,} validation (held out of training, the same for every "
-        "seed)"
+        f", {info.validation_examples:,} validation (held out of training, the same for every seed)"
         if info.validation_examples
         else ""
     )
@@ -155,6 +183,7 @@ def _train(config, state, verbose, stop):
         f"{info.test_examples:,} test images of {'x'.join(map(str, info.image_shape))}, "
         f"{info.num_classes} classes" + (f", from {info.source}" if info.source else "")
     )
+    check_sizes(config, info)  # before anything is built or written
     steps_per_epoch = config.steps_per_epoch or info.steps_per_epoch(config.batch_size)
     if info.synthetic:
         print(
@@ -169,6 +198,7 @@ def _train(config, state, verbose, stop):
 
     with strategy.scope():
         model, method_callbacks = build_model(config, info, steps_per_epoch)
+    check_sizes(config, info, model)  # the memory the batch needs
     if is_multi_worker(strategy):
         try:
             keras_multiworker_patch.apply(model)
@@ -191,10 +221,12 @@ def _train(config, state, verbose, stop):
             first_epoch, skip_steps = position
             print(f"{config.output}: resuming at epoch {first_epoch + 1}, step {skip_steps}.")
     if chief:
+        # Before anything is written: a metrics.csv that lost resumed epochs stops the run.
+        check_metrics(os.path.join(config.output, "metrics.csv"), first_epoch)
         os.makedirs(config.output, exist_ok=True)
         write_json(os.path.join(config.output, "config.json"), dataclasses.asdict(config))
 
-    nan_guard = StopOnNonFiniteLoss()
+    nan_guard = StopOnNonFiniteLoss(steps_per_epoch)
     checkpointer = Checkpointer(store, steps_per_epoch, config.checkpoint_every, stop)
     callbacks = [
         nan_guard,  # first: no other callback sees a step whose loss is not finite
@@ -230,7 +262,11 @@ def _train(config, state, verbose, stop):
         with tempfile.TemporaryDirectory() as scratch:  # see CheckpointStore.save
             model.save(os.path.join(scratch, "model.keras"))
         return {}
-    model.save(os.path.join(config.output, "model.keras"))
+    # Written under another name and renamed: a run stopped while saving leaves no model.keras
+    # that looks whole, and its SHA-256 in results.json lets a later start check it.
+    model_path = os.path.join(config.output, "model.keras")
+    model.save(os.path.join(config.output, "tmp-model.keras"))
+    os.replace(os.path.join(config.output, "tmp-model.keras"), model_path)
     rows = read_metrics(config.output)
     best = min(rows, key=lambda r: r["test_error"])
     results = {
@@ -260,6 +296,7 @@ def _train(config, state, verbose, stop):
         "xla_used": bool(model.jit_compile),
         "versions": _versions(),
         "device": device_report(strategy, config.strategy),
+        "model_sha256": sha256(model_path),
         "notes": {
             "final_test_error": "the error to report: after the last epoch, chosen by nothing",
             "best_test_error": "the lowest test error of any epoch: picked on the test set, "
@@ -358,7 +395,8 @@ def summary_line(results, output):
         )
     return (
         f"keras-normloss train: done: final test error {100 * results['final_test_error']:.2f} %"
-        f"{synthetic} ({aside}), {results['epochs']} epochs in "
+        f"{synthetic} ({aside}), {results['epochs']} "
+        f"epoch{'' if results['epochs'] == 1 else 's'} in "
         f"{_duration(results['wall_seconds'])}; outputs in {output} ({', '.join(OUTPUTS)})"
     )
 

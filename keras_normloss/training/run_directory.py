@@ -1,18 +1,26 @@
-"""The run directory: whether `--output` can hold this run, and its files written atomically.
+"""The run directory: whether `--output` can hold this run, its files written atomically, and
+whether a finished run's files are whole.
 
 A run directory holds `config.json`, `metrics.csv`, `tensorboard/`, `checkpoint/` (until the run
-is finished), `model.keras` and `results.json`; see `keras_normloss.training.run`.
+is finished), `model.keras` and `results.json`, and `diverged.json` if the run diverged; see
+`keras_normloss.training.run`.
 """
 
 import dataclasses
+import hashlib
 import json
 import os
 import tempfile
+import zipfile
 
 from keras_normloss import cli
 from keras_normloss.training.config import OPERATIONAL
+from keras_normloss.training.faults import Diverged, RunFilesDamaged
 
 OUTPUTS = ("results.json", "metrics.csv", "model.keras", "tensorboard/")
+DIVERGED_FILE = "diverged.json"
+# What the summary line and `sweep` read from results.json.
+RESULTS_KEYS = ("final_test_error", "best_test_error", "best_epoch", "epochs", "wall_seconds")
 
 
 def write_json(path, payload):
@@ -41,8 +49,19 @@ def read_json(path):
         return json.load(f)
 
 
+def sha256(path):
+    """The SHA-256 of a file, as hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _check_writable(output):
     """Raises UsageError unless `output` is, or can be created as, a writable directory."""
+    if not output:
+        raise cli.UsageError("--output is empty; name the run directory")
     if os.path.exists(output) and not os.path.isdir(output):
         raise cli.UsageError(f"--output {output} is a file, not a directory; choose a directory")
     existing = os.path.abspath(output)
@@ -73,6 +92,11 @@ def check_run_dir(config):
     _check_writable(config.output)
     path = os.path.join(config.output, "config.json")
     if not os.path.exists(path):
+        if os.path.exists(os.path.join(config.output, "summary.csv")):
+            raise cli.UsageError(
+                f"{config.output} is a sweep directory (it holds summary.csv), not a run; "
+                "choose a new --output"
+            )
         if os.path.isdir(config.output) and os.listdir(config.output):
             raise cli.UsageError(
                 f"{config.output} is not empty and holds no config.json; choose a new --output"
@@ -87,6 +111,8 @@ def check_run_dir(config):
             f"{path} cannot be read ({error}); choose a new --output, or repair that file"
         ) from None
     mine = json.loads(json.dumps(config.identity()))
+    if "regularizer" in saved and "method" not in saved:  # written before the field's rename
+        saved["method"] = saved.pop("regularizer")
     theirs = {k: v for k, v in saved.items() if k in mine or k not in OPERATIONAL}
     # A field added to RunConfig after the directory was written (mixed_precision, ...) had
     # its default value there: the run is the same one.
@@ -99,4 +125,82 @@ def check_run_dir(config):
             f"{config.output} holds a different run (differs in: {', '.join(differing)}); "
             "choose a new --output or repeat that run's command"
         )
-    return "finished" if os.path.exists(os.path.join(config.output, "results.json")) else "resume"
+    if not os.path.exists(os.path.join(config.output, "results.json")):
+        return "resume"
+    check_finished(config.output)
+    return "finished"
+
+
+def check_finished(run_dir):
+    """Checks that a run directory holding results.json is whole: results.json reads and holds
+    the results, and model.keras is the complete file that was written (the SHA-256 recorded in
+    results.json, or a zip archive whose members' checksums hold for older runs).
+
+    Returns:
+        The content of results.json.
+
+    Raises:
+        keras_normloss.training.faults.RunFilesDamaged: if not; nothing is changed. The
+            checkpoints of a finished run are removed, so neither file can be rebuilt.
+    """
+    path = os.path.join(run_dir, "results.json")
+    try:
+        results = read_json(path)
+        if not isinstance(results, dict) or any(k not in results for k in RESULTS_KEYS):
+            raise ValueError("it lacks the results")
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise RunFilesDamaged(
+            f"{path} of this finished run cannot be read ({str(error).splitlines()[0]}); "
+            "metrics.csv and model.keras are kept: restore results.json from a copy, or run "
+            "again in a new --output"
+        ) from None
+    model = os.path.join(run_dir, "model.keras")
+    why = _model_file_problem(model, results.get("model_sha256"))
+    if why:
+        raise RunFilesDamaged(
+            f"{model} of this finished run {why}; results.json and metrics.csv are kept: "
+            "restore model.keras from a copy, or run again in a new --output to get the model"
+        )
+    return results
+
+
+def _model_file_problem(path, recorded_sha256):
+    if not os.path.exists(path):
+        return "is missing"
+    if os.path.getsize(path) == 0:
+        return "is empty"
+    if recorded_sha256:
+        return None if sha256(path) == recorded_sha256 else "is damaged (SHA-256 differs)"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (OSError, zipfile.BadZipFile) as error:
+        return f"is damaged ({error})"
+    return f"is damaged ({bad} fails its checksum)" if bad else None
+
+
+def record_divergence(run_dir, error):
+    """Writes `diverged.json`: what became non-finite and where (a `faults.NonFiniteLoss`), so
+    that the same command says so instead of diverging again."""
+    write_json(
+        os.path.join(run_dir, DIVERGED_FILE),
+        {"what": error.what, "epoch": error.epoch + 1, "step": error.step, "message": str(error)},
+    )
+
+
+def check_not_diverged(run_dir):
+    """Raises `faults.Diverged` if an earlier attempt of the run in `run_dir` diverged."""
+    path = os.path.join(run_dir, DIVERGED_FILE)
+    if not os.path.exists(path):
+        return
+    try:
+        record = read_json(path)
+        where = f"epoch {record['epoch']}" + (f", step {record['step']}" if record["step"] else "")
+        what = record["what"]
+    except (OSError, ValueError, KeyError, TypeError):
+        what, where = "loss or weights", "an unknown step"
+    raise Diverged(
+        f"{run_dir} diverged in an earlier attempt (the {what} became non-finite at {where}); "
+        "the same settings would diverge again: rerun with a smaller --lr (or --factor) in a "
+        f"new --output, or delete {path} to retry from the last good checkpoint"
+    )

@@ -1,0 +1,341 @@
+"""A run never lies about how it ended (issue 17): a diverged run stops and says so, damaged run
+files are refused rather than silently shortened, sizes that cannot fit are refused before any
+work, and signals are honoured before training as during it."""
+
+import json
+import os
+import shutil
+import signal
+
+import keras
+import numpy as np
+import pytest
+
+from keras_normloss import cli, data, train
+from keras_normloss.training import checkpoints, faults, sizes
+from keras_normloss.training.checkpoints import Checkpointer, CheckpointStore
+
+TINY = ["--preset", "quick", "--dataset", "synthetic", "--batch-size", "16", "--model", "resnet8"]
+
+
+def _one_line(capsys, start):
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"keras-normloss train: {start}"), err
+    return err
+
+
+def _files(directory):
+    out = {}
+    for root, _, names in os.walk(directory):
+        for name in names:
+            path = os.path.join(root, name)
+            out[os.path.relpath(path, directory)] = open(path, "rb").read()
+    return out
+
+
+# --- divergence -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def diverged(tmp_path_factory):
+    """--lr 1e30, one step per epoch: the weights leap to ~1e29 at the first (and last) step,
+    whose channel norms overflow float32; no loss of a later step shows it."""
+    out = tmp_path_factory.mktemp("diverged") / "run"
+    args = TINY + ["--epochs", "2", "--steps-per-epoch", "1", "--lr", "1e30", "--output", str(out)]
+    return out, args, train.main(args)
+
+
+def test_a_run_diverging_at_its_last_step_fails_and_writes_no_success(diverged, capsys):
+    out, _, status = diverged
+    assert status == 1
+    assert not (out / "model.keras").exists() and not (out / "results.json").exists()
+    assert not (out / "checkpoint").exists() or not os.listdir(out / "checkpoint")
+    record = json.loads((out / "diverged.json").read_text())
+    assert (record["what"], record["epoch"], record["step"]) == ("penalty", 1, 1)
+
+
+def test_the_same_command_says_it_diverged_instead_of_diverging_again(diverged, capsys):
+    out, args, _ = diverged
+    capsys.readouterr()
+    before = _files(out)
+    assert train.main(args) == 1
+    err = _one_line(capsys, "error: ")
+    assert (
+        "diverged in an earlier attempt (the penalty became non-finite at epoch 1, step 1)" in err
+    )
+    assert "smaller --lr" in err and "diverged.json" in err
+    assert _files(out) == before
+
+
+def test_the_guard_checks_weights_penalty_and_test_loss_at_the_epochs_end():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    guard = faults.StopOnNonFiniteLoss(steps_per_epoch=4)
+    guard.set_model(model)
+    guard.on_epoch_end(0, {"val_loss": 1.0})  # finite: nothing
+    with pytest.raises(
+        faults.NonFiniteLoss, match="test loss became non-finite .* epoch 1, step 4"
+    ):
+        guard.on_epoch_end(0, {"val_loss": float("nan")})
+    model.layers[0].kernel.assign(np.full((3, 2), np.inf, "float32"))
+    with pytest.raises(faults.NonFiniteLoss, match="weights became non-finite .* epoch 2, step 4"):
+        guard.on_epoch_end(1, {"val_loss": 1.0})
+
+
+def _small_model():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.compile(keras.optimizers.SGD(0.1), "mse")
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def test_a_checkpoint_of_diverged_weights_is_never_resumed(tmp_path, monkeypatch):
+    """As an older version could leave it: the newest checkpoint holds NaN weights. It is
+    skipped with one line and set aside, and the one before is resumed."""
+    store = CheckpointStore(str(tmp_path / "checkpoint"))
+    model = _small_model()
+    store.save(model, 1, 0)
+    good = [w.copy() for w in model.get_weights()]
+    model.set_weights([np.full_like(w, np.nan) for w in good])
+    with pytest.raises(faults.NonFiniteLoss, match="weights became non-finite"):
+        store.save(model, 2, 1)
+    monkeypatch.setattr(checkpoints, "non_finite_part", lambda model: None)  # an old version
+    store.save(model, 2, 0)
+    monkeypatch.undo()
+    lines, fresh = [], _small_model()
+    assert CheckpointStore(str(tmp_path / "checkpoint")).restore(fresh, lines.append) == (1, 0)
+    assert lines[0].startswith("skipped checkpoint ckpt-e00002-s0000000: its weights are not")
+    for a, b in zip(fresh.get_weights(), good):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_checkpoint_whose_penalty_overflows_is_not_written(tmp_path):
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(3, kernel_regularizer=keras.regularizers.L2(1.0))]
+    )
+    model.layers[0].kernel.assign(np.full((4, 3), 1e30, "float32"))  # finite, its square is not
+    with pytest.raises(faults.NonFiniteLoss, match="penalty became non-finite .* epoch 1, step 2"):
+        CheckpointStore(str(tmp_path / "checkpoint")).save(model, 0, 2)
+    assert not (tmp_path / "checkpoint").exists() or not os.listdir(tmp_path / "checkpoint")
+
+
+# --- damaged run files ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stopped_after_epoch_1(tmp_path_factory):
+    """A 3-epoch run stopped (as by SIGTERM) right after epoch 1's checkpoint."""
+    out = tmp_path_factory.mktemp("stopped") / "run"
+    args = TINY + ["--epochs", "3", "--steps-per-epoch", "1", "--output", str(out)]
+    save = Checkpointer.on_epoch_end
+
+    def stop_after_epoch_1(self, epoch, logs=None):
+        save(self, epoch, logs)
+        raise faults.Preempted(epoch + 1, 0)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Checkpointer, "on_epoch_end", stop_after_epoch_1)
+        assert train.main(args) == 143
+    assert [r["epoch"] for r in train.read_metrics(out)] == [1.0]
+    return out, args
+
+
+@pytest.mark.parametrize("damage", ["header-only", "empty", "deleted", "row-cut-short"])
+def test_metrics_missing_a_resumed_epoch_is_refused_and_nothing_changes(
+    stopped_after_epoch_1, tmp_path, capsys, damage
+):
+    source, args = stopped_after_epoch_1
+    out = tmp_path / "run"
+    shutil.copytree(source, out)
+    metrics = out / "metrics.csv"
+    lines = metrics.read_text().splitlines(keepends=True)
+    if damage == "header-only":
+        metrics.write_text(lines[0])
+    elif damage == "empty":
+        metrics.write_text("")
+    elif damage == "deleted":
+        metrics.unlink()
+    else:
+        metrics.write_text(lines[0] + lines[1][: len(lines[1]) // 2])
+    before = _files(out)
+    capsys.readouterr()
+    assert train.main(args[:-1] + [str(out)]) == 1
+    err = _one_line(capsys, "error: ")
+    assert "metrics.csv" in err and "the checkpoint being resumed has done (1 epoch)" in err
+    assert ("is missing" if damage == "deleted" else "lacks the rows of epoch 1") in err
+    assert _files(out) == before
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("finished") / "run"
+    args = TINY + ["--epochs", "1", "--steps-per-epoch", "1", "--output", str(out)]
+    assert train.main(args) == 0
+    return out, args
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("model-deleted", "model.keras of this finished run is missing"),
+        ("model-empty", "model.keras of this finished run is empty"),
+        ("model-flipped", "model.keras of this finished run is damaged (SHA-256 differs)"),
+        ("results-corrupt", "results.json of this finished run cannot be read"),
+    ],
+)
+def test_a_finished_run_is_done_only_if_its_outputs_are_whole(
+    finished, tmp_path, capsys, damage, message
+):
+    source, args = finished
+    out = tmp_path / "run"
+    shutil.copytree(source, out)
+    model = out / "model.keras"
+    if damage == "model-deleted":
+        model.unlink()
+    elif damage == "model-empty":
+        model.write_bytes(b"")
+    elif damage == "model-flipped":
+        content = bytearray(model.read_bytes())
+        content[len(content) // 2] ^= 0xFF
+        model.write_bytes(bytes(content))
+    else:
+        (out / "results.json").write_text('{"final_test_error": 0.5, "best_')
+    before = _files(out)
+    capsys.readouterr()
+    assert train.main(args[:-1] + [str(out)]) == 1
+    assert message in _one_line(capsys, "error: ")
+    assert _files(out) == before
+
+
+def test_a_whole_finished_run_says_done_with_singular_epoch(finished, capsys):
+    _, args = finished
+    capsys.readouterr()
+    assert train.main(args) == 0
+    assert ", 1 epoch in " in capsys.readouterr().out.strip().splitlines()[-1]
+
+
+# --- sizes ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        # synthetic data: 512 training images, 32 steps of 16
+        (["--steps-per-epoch", "33"], "--steps-per-epoch 33 is more than one pass"),
+        (["--batch-size", "513"], "--batch-size 513 is larger than the training split"),
+    ],
+)
+def test_sizes_beyond_the_data_are_refused_before_any_work(tmp_path, capsys, extra, message):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(TINY + ["--epochs", "1"] + extra + ["--output", str(out)])
+    assert exit_info.value.code == 2
+    assert message in _one_line(capsys, "error: ")
+    assert not out.exists()
+
+
+def test_a_batch_beyond_the_memory_is_refused():
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(16, 3, padding="same")])
+    per_example = sizes.activation_bytes_per_example(model)
+    assert per_example == 32 * 32 * 16 * 4
+    config = train.make_config("quick", "unused", dataset="synthetic", batch_size=128)
+    info = data.DataInfo("synthetic", 10, (32, 32, 3), 512, 256)
+    sizes.check_sizes(config, info, model, memory=2 * 128 * per_example)  # just fits
+    with pytest.raises(cli.UsageError) as info_:
+        sizes.check_sizes(config, info, model, memory=2 * 64 * per_example)
+    assert "--batch-size 128 needs about" in str(info_.value) and "at most about 64" in str(
+        info_.value
+    )
+
+
+# --- signals --------------------------------------------------------------------------------
+
+
+def test_a_signal_before_training_stops_at_once(tmp_path, capsys, monkeypatch):
+    """Data preparation can take minutes: Ctrl-C there ends the run at once (status 130), and
+    nothing is written."""
+    load = data.load
+
+    def load_then_ctrl_c(*args, **kwargs):
+        pipelines = load(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)
+        return pipelines
+
+    monkeypatch.setattr(data, "load", load_then_ctrl_c)
+    out = tmp_path / "run"
+    assert train.main(TINY + ["--epochs", "1", "--output", str(out)]) == 130
+    err = _one_line(capsys, "stopped by SIGINT (Ctrl-C) before training began")
+    assert "no checkpoint of this attempt was written" in err
+    assert not out.exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+
+def test_sigterm_before_training_is_status_143():
+    stop = faults.StopRequest()
+    with pytest.raises(faults.Interrupted) as info, stop.on_signals():
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert info.value.exit_status == 143
+
+
+def test_ctrl_c_during_training_writes_a_checkpoint_and_exits_130(tmp_path, capsys, monkeypatch):
+    original = faults.StopOnNonFiniteLoss.on_train_batch_end
+
+    def ctrl_c_at_step_2(self, batch, logs=None):
+        original(self, batch, logs)
+        if batch == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(faults.StopOnNonFiniteLoss, "on_train_batch_end", ctrl_c_at_step_2)
+    out = tmp_path / "run"
+    args = TINY + ["--epochs", "1", "--steps-per-epoch", "5", "--output", str(out)]
+    assert train.main(args) == 130
+    err = _one_line(capsys, "stopped by SIGINT (Ctrl-C); a checkpoint was written at epoch 1, ")
+    step = int(err.split("step ")[1].split(":")[0])
+    assert os.path.exists(out / "checkpoint" / f"ckpt-e00000-s{step:07d}.json")
+    assert not (out / "results.json").exists()
+
+
+# --- a sweep with a diverged run --------------------------------------------------------------
+
+
+class _InProcess:
+    """multiprocessing's spawn context, running the target in this process (seconds, not the
+    10 s a fresh process takes to start TensorFlow)."""
+
+    class Process:
+        def __init__(self, target, args):
+            self.target, self.args, self.pid, self.exitcode = target, args, None, None
+
+        def start(self):
+            try:
+                self.target(*self.args)
+                self.exitcode = 0
+            except SystemExit as stop:
+                self.exitcode = stop.code
+
+        def join(self):
+            pass
+
+
+@pytest.mark.slow  # two runs in this process: 25 s on the loaded 2-core machine
+def test_a_sweep_records_a_diverged_run_goes_on_and_skips_it_when_started_again(
+    tmp_path, capsys, monkeypatch
+):
+    from keras_normloss import sweep
+
+    monkeypatch.setattr(sweep.multiprocessing, "get_context", lambda method: _InProcess)
+    out = tmp_path / "sweep"
+    args = TINY + ["--batch-size", "64", "--epochs", "1", "--steps-per-epoch", "1"]
+    args += ["--method", "normloss"]
+    args += ["--factor", "1e30", "1e-3", "--output", str(out)]
+    assert sweep.main(args) == 1
+    captured = capsys.readouterr()
+    assert "normloss_f1e+30_s0_b64: diverged; the sweep goes on" in captured.out
+    assert "[2/2] normloss_f0.001_s0_b64" in captured.out
+    last = captured.err.strip().splitlines()[-1]
+    assert last.startswith("keras-normloss sweep: error: 1 run diverged (normloss_f1e+30_s0_b64")
+    rows = sweep.write_summary(str(out))
+    assert [r["run"] for r in rows] == ["normloss_f0.001_s0_b64"] and rows[0][
+        "method"
+    ] == "normloss"
+    assert sweep.main(args) == 1  # at once: nothing runs again
+    assert "diverged in an earlier attempt" in capsys.readouterr().out
