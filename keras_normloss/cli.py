@@ -8,13 +8,14 @@ Python: `keras_normloss.train.main`, `keras_normloss.sweep.main`,
 """
 
 import argparse
-import contextlib
 import functools
 import importlib
 import os
 import re
 import signal
 import sys
+
+from keras_normloss import startup
 
 SUBCOMMANDS = {
     "train": ("keras_normloss.train", "train one run (a preset, a method, a factor)"),
@@ -30,8 +31,6 @@ class UsageError(ValueError):
 # Commands that start TensorFlow (`start_tensorflow`, once their options are read); `plot` and
 # every `--help` do not.
 NEEDS_TENSORFLOW = ("train", "sweep")
-# Set to 1 (or pass --verbose) to see TensorFlow's start-up lines.
-VERBOSE_ENV = "KERAS_NORMLOSS_VERBOSE"
 # argparse reads "-1e-3" as an option (it only knows "-1" and "-.5" as numbers): every number
 # is a value here, so that `--factor -1e-3` is refused as negative, not as a missing value.
 _NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.I)
@@ -106,33 +105,6 @@ def non_negative_float(text):
     return value
 
 
-_real_stderr = 2  # the descriptor of the user's stderr while fd 2 is silenced
-
-
-@contextlib.contextmanager
-def _stderr_silenced():
-    """Sends file descriptor 2 to /dev/null inside the block.
-
-    TensorFlow prints its start-up lines ("oneDNN custom operations are on", "Could not find
-    cuda drivers") from C++ before its logging is set up, so TF_CPP_MIN_LOG_LEVEL does not
-    hide them (TF 2.21); only the descriptor can. TF_ENABLE_ONEDNN_OPTS=0 would also hide the
-    first, but halves training speed on CPUs.
-    """
-    global _real_stderr
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    _real_stderr = saved
-    try:
-        yield
-    finally:
-        _real_stderr = 2
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 def _stop_while_starting(command):
     """SIGTERM and SIGINT handlers for the seconds before a run installs its own
     (`keras_normloss.training.faults.StopRequest`): TensorFlow's import swallowed a Ctrl-C
@@ -143,7 +115,7 @@ def _stop_while_starting(command):
         name = "SIGINT (Ctrl-C)" if signum == signal.SIGINT else "SIGTERM"
         sys.stdout.flush()
         line = f"keras-normloss {command}: stopped by {name} while starting; nothing was written"
-        os.write(_real_stderr, (line + "\n").encode())  # stderr may be silenced just now
+        os.write(startup.real_stderr(), (line + "\n").encode())  # stderr may be silenced just now
         os._exit(128 + signum)
 
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -153,24 +125,20 @@ def _stop_while_starting(command):
 def start_tensorflow(verbose=False):
     """Imports TensorFlow, for a command that has read its options and will train.
 
-    Without `verbose` (`--verbose`) or KERAS_NORMLOSS_VERBOSE=1, TensorFlow's start-up lines
-    are not shown: TF_CPP_MIN_LOG_LEVEL=3 quiets its later logging, and the lines it prints
-    before its logging starts are sent to /dev/null. Does nothing if it is imported already.
+    Without `verbose` (`--verbose`), KERAS_NORMLOSS_VERBOSE=1 or KERAS_NORMLOSS_TF_LOGS=show,
+    TensorFlow's start-up lines are not shown (`keras_normloss.startup`). Does nothing if it is
+    imported already.
     """
-    verbose = verbose or os.environ.get(VERBOSE_ENV, "") not in ("", "0")
-    if not verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if "tensorflow" in sys.modules:
-        return
     if verbose:
-        import tensorflow  # noqa: F401
-
+        os.environ[startup.ENV] = "show"
+    if startup.tensorflow_logs_shown():
+        if "tensorflow" not in sys.modules:
+            try:
+                import tensorflow  # noqa: F401
+            except ImportError:
+                pass  # reported by the import that needs it
         return
-    with _stderr_silenced():
-        try:
-            import tensorflow  # noqa: F401
-        except ImportError:
-            pass  # reported by the import that needs it, with stderr back
+    startup.quiet_tensorflow_import(force=True)
 
 
 def main(argv=None):

@@ -3,16 +3,51 @@
 TensorFlow prints them (oneDNN, CUDA drivers, absl's notice) while it is imported, before its
 `TF_CPP_MIN_LOG_LEVEL` setting takes effect, so the only way to hide them is to import it with
 the process's stderr (file descriptor 2) pointed at /dev/null. `keras_normloss/__init__.py`
-calls `quiet_tensorflow_import()` before anything imports Keras; it acts only when the process is
-the `keras-normloss` command (or `python -m keras_normloss`, or a script that asks for it), so a
-library user's TensorFlow is left as they set it. `KERAS_NORMLOSS_TF_LOGS=show` shows the lines
-again; `TF_CPP_MIN_LOG_LEVEL` set by the user is kept.
+calls `quiet_tensorflow_import()` before anything imports Keras when imported from Python, and
+`cli.start_tensorflow` once a training command has read its options; it acts only in the
+`keras-normloss` command (or `python -m keras_normloss`, or a script that asks for it), so a
+library user's TensorFlow is left as they set it. `KERAS_NORMLOSS_TF_LOGS=show`,
+`KERAS_NORMLOSS_VERBOSE=1` or `--verbose` show the lines again; `TF_CPP_MIN_LOG_LEVEL` set by the
+user is kept. TF_ENABLE_ONEDNN_OPTS=0 would also hide the first line, but halves training speed
+on CPUs.
 """
 
+import contextlib
 import os
 import sys
 
 ENV = "KERAS_NORMLOSS_TF_LOGS"  # "show": TensorFlow's lines as usual; "hide": as the command
+VERBOSE_ENV = "KERAS_NORMLOSS_VERBOSE"  # 1: the same as ENV=show (and `--verbose`)
+
+_real_stderr = 2  # the descriptor of the user's stderr while fd 2 is silenced
+
+
+def real_stderr():
+    """The file descriptor of the user's stderr, also while `stderr_silenced` holds fd 2."""
+    return _real_stderr
+
+
+@contextlib.contextmanager
+def stderr_silenced():
+    """Sends file descriptor 2 to /dev/null inside the block (`real_stderr()` still reaches it)."""
+    global _real_stderr
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    _real_stderr = saved
+    try:
+        yield
+    finally:
+        _real_stderr = 2
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def tensorflow_logs_shown():
+    """Whether the user asked to see TensorFlow's start-up lines."""
+    return os.environ.get(ENV) == "show" or os.environ.get(VERBOSE_ENV, "") not in ("", "0")
 
 
 def _is_command_line():
@@ -23,12 +58,16 @@ def _is_command_line():
     return any(a == "-m" and b == "keras_normloss" for a, b in zip(argv, argv[1:]))
 
 
-def quiet_tensorflow_import():
+def quiet_tensorflow_import(force=False):
     """Imports TensorFlow with stderr silenced, if this process is the command line.
 
     Also sets `TF_CPP_MIN_LOG_LEVEL=3` (unless set) for TensorFlow's later C++ messages, and
     `KERAS_NORMLOSS_TF_LOGS=hide` so that child processes (each run of a sweep) do the same.
-    Does nothing if `KERAS_NORMLOSS_TF_LOGS=show`, or if TensorFlow is imported already.
+    Does nothing if the user asked for the lines (`tensorflow_logs_shown`), or if TensorFlow is
+    imported already.
+
+    Args:
+        force: act even outside the command line (what `cli.start_tensorflow` asks).
 
     Example:
 
@@ -37,25 +76,18 @@ def quiet_tensorflow_import():
     import keras_normloss
     ```
     """
-    wanted = os.environ.get(ENV)
-    if wanted == "show" or "tensorflow" in sys.modules:
+    if tensorflow_logs_shown() or "tensorflow" in sys.modules:
         return
-    if wanted != "hide" and not _is_command_line():
+    if not force and os.environ.get(ENV) != "hide" and not _is_command_line():
         return
     os.environ[ENV] = "hide"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        saved = os.dup(2)
+        os.fstat(2)
     except OSError:  # no stderr at all: nothing to hide
         return
-    null = os.open(os.devnull, os.O_WRONLY)
-    sys.stderr.flush()
-    os.dup2(null, 2)
-    try:
-        import tensorflow  # noqa: F401
-    except ImportError:
-        pass  # the JAX or PyTorch backend without TensorFlow: the error, if any, comes later
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
+    with stderr_silenced():
+        try:
+            import tensorflow  # noqa: F401
+        except ImportError:
+            pass  # the JAX or PyTorch backend without TensorFlow: the error, if any, comes later
