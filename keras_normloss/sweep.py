@@ -132,7 +132,9 @@ def sweep(preset, output, *, regularizers, factors, seeds, batch_sizes=(None,), 
             raise cli.UsageError(
                 f"unknown method {regularizer!r}; expected one of {', '.join(methods.names())}"
             )
-    if factors and not any(methods.get(r).takes_factor for r in regularizers):
+    # None in `factors` is each method's preset default, not a factor given.
+    given = [f for f in factors if f is not None]
+    if given and not any(methods.get(r).takes_factor for r in regularizers):
         # As `train` does: a factor that would be ignored is a mistake in the command.
         raise cli.UsageError(f"--factor does not apply to --method {' '.join(regularizers)}")
     for seed in seeds:
