@@ -13,7 +13,7 @@ directory (`keras_normloss.sweep`: a finished run is skipped, an interrupted one
 1. factors: Norm Loss and weight decay at each of `--factors` (>= 4, the same for both), and
    no regularization, on the tuning seeds (`--tune-seeds`, default 0), batch 128;
 2. the choice: each method's factor with the lowest mean validation error on the tuning seeds
-   (never the test error), written to `choices.json` and kept from then on;
+   (never the test error), written to `choices.json` in `--docs` and kept from then on;
 3. seeds: none, Norm Loss and weight decay at their chosen factors on `--seeds` (>= 5, the same
    seeds for all), batch 128;
 4. batch sizes: the same three at `--batches` (lr scaled with the batch, the same epochs) on
@@ -312,7 +312,8 @@ def main(argv=None):
         print("fashion_mnist_study: note: fewer than 4 factors; the protocol asks for >= 4")
     from keras_normloss import cli, sweep
 
-    choices_path = os.path.join(args.output, "choices.json")
+    # Beside study.csv, not in the sweep directory, which holds runs and summary.csv only.
+    choices_path = os.path.join(args.docs, "choices.json")
     choices = json.load(open(choices_path)) if os.path.exists(choices_path) else None
     start = time.time()
     if not args.report_only:
@@ -328,6 +329,7 @@ def main(argv=None):
                 if choices is None:
                     rows = sweep.write_summary(args.output)
                     choices = {"none": None, **choose(args, rows)}
+                    os.makedirs(args.docs, exist_ok=True)
                     with open(choices_path, "w") as f:
                         json.dump(choices, f, indent=2)
                 print(f"   chosen on validation: {choices}", flush=True)

@@ -70,7 +70,7 @@ def test_study_runs_end_to_end_resumes_and_chooses_on_validation(tmp_path):
     assert len(rows) == 12
     assert all(r["validation_error"] and r["final_test_error"] for r in rows)
     assert {r["dataset"] for r in rows} == {"fashion_mnist_mini"}
-    choices = json.loads((out / "choices.json").read_text())
+    choices = json.loads((docs / "choices.json").read_text())
     factor_rows = [r for r in rows if r["seed"] == "0" and r["batch_size"] == "8"]
     for method in ("normloss", "weight-decay"):
         errors = {
