@@ -16,8 +16,8 @@ directory (`keras_normloss.sweep`: a finished run is skipped, an interrupted one
    (never the test error), written to `choices.json` in `--docs` and kept from then on;
 3. seeds: none, Norm Loss and weight decay at their chosen factors on `--seeds` (>= 5, the same
    seeds for all), batch 128;
-4. batch sizes: the same three at `--batches` (lr scaled with the batch, the same epochs) on
-   `--batch-seeds`;
+4. batch sizes: Norm Loss and weight decay at their chosen factors at `--batches` (lr scaled
+   with the batch, the same epochs) on `--batch-seeds`;
 5. peers: every other method of `keras_normloss.methods` at its default on `--peer-seeds`.
 
 Writes to `--docs` (default docs/results/study/): `study.csv`, one row per run (phase, method,
@@ -129,7 +129,7 @@ def plan(args, choices=None):
                 ("seeds", dict(regularizers=[method], factors=factors, seeds=list(args.seeds),
                                batch_sizes=[args.base_batch]))
             )  # fmt: skip
-            if args.batches:
+            if args.batches and method in COMPARED:  # the claim is about these two
                 groups.append(
                     ("batch", dict(regularizers=[method], factors=factors,
                                    seeds=list(args.batch_seeds), batch_sizes=list(args.batches)))

@@ -45,7 +45,7 @@ def test_paired_difference_matches_numpy_and_the_t_table():
 
 @pytest.mark.slow
 def test_study_runs_end_to_end_resumes_and_chooses_on_validation(tmp_path):
-    """Every phase at 2 steps per run on the shipped subset: 12 runs, then a second call that
+    """Every phase at 2 steps per run on the shipped subset: 11 runs, then a second call that
     runs nothing."""
     out, docs = tmp_path / "study", tmp_path / "docs"
     args = ["--dataset", "fashion_mnist_mini", "--model", "resnet8", "--epochs", "1"]
@@ -66,8 +66,8 @@ def test_study_runs_end_to_end_resumes_and_chooses_on_validation(tmp_path):
     assert "phase 5/5 (peers)" in printed and "chosen on validation" in printed
     with open(docs / "study.csv") as f:
         rows = list(csv.DictReader(f))
-    # factors: none + 2 x 2 (seed 0); seeds: 3 more (seed 1); batch 16: 3; peers: wrs
-    assert len(rows) == 12
+    # factors: none + 2 x 2 (seed 0); seeds: 3 more (seed 1); batch 16: normloss and weight-decay; peers: wrs
+    assert len(rows) == 11
     assert all(r["validation_error"] and r["final_test_error"] for r in rows)
     assert {r["dataset"] for r in rows} == {"fashion_mnist_mini"}
     choices = json.loads((docs / "choices.json").read_text())
@@ -84,6 +84,6 @@ def test_study_runs_end_to_end_resumes_and_chooses_on_validation(tmp_path):
     for figure in ("error_vs_factor", "error_vs_batch", "convergence"):
         assert (docs / f"{figure}.png").stat().st_size > 10_000
     again = run()  # resumes: every run is finished, nothing trains
-    assert "12 of 12 runs finished" in again and "data: " not in again
+    assert "11 of 11 runs finished" in again and "data: " not in again
     # none and the chosen factors at seed 0 belong to phases 1 and 3: listed twice
-    assert again.count("finished already") == 12 + 3
+    assert again.count("finished already") == 11 + 3
