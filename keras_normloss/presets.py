@@ -166,12 +166,13 @@ _FASHION_MNIST = dict(
 # What was measured with the Fashion-MNIST presets (README, Results and the first command).
 STUDY_EPOCHS = 3
 STUDY_RUN_HERE = (
-    "Measured here before the study (seed 0, `--deterministic`, 2-core machine shared with other "
-    "work): with crop-and-flip, 3 epochs of `none` ended at 12.01 % test error (train error 13.9 %: "
+    "Not run here as a study yet. Measured before it (seed 0, `--deterministic`, 2-core machine "
+    "shared with other work): with crop-and-flip, 3 epochs of `none` ended at 12.01 % test error (train error 13.9 %: "
     "the network underfits, so augmentation only slows it); without augmentation, 3 epochs (in "
     "bfloat16, a pilot for speed) ended at 9.76 % test, 9.28 % validation error (per epoch: 16.1, "
-    "12.0, 9.8 %). Epochs took 86-105 s. The study itself runs in float32 (bfloat16 would compute "
-    "ONI's and OLM's orthogonalisation in 8-bit mantissas): see README, Results."
+    "12.0, 9.8 %). Epochs took 86-105 s. The study itself runs in float32, as the papers did "
+    "(bfloat16 would change every method's arithmetic, the reparametrizations' included): see "
+    "README, Results."
 )
 SMALL_RUN_HERE = (
     "Run here: `keras-normloss train --preset fashion-mnist-small --output runs/first` (seed 0) "
