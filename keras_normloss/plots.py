@@ -9,7 +9,7 @@ directory (one with summary.csv) gives test error against the factor (log
 scale) per regularizer, the mean over seeds with its standard deviation;
 regularizers without a factor (none, wrs) are horizontal bands; and, when
 the sweep has several batch sizes, test error against batch size.
-`plot_grid` draws the figures of a results grid (benchmarks/fashion_mnist_grid.py):
+`plot_grid` draws the figures of a results grid (benchmarks/fashion_mnist_study.py):
 error against factor and batch size, channel norms over training, errors over seeds.
 Reads only the CSV and JSON files of the directories.
 """
@@ -235,7 +235,7 @@ def _pyplot():
 
 
 def plot_grid(sweep_dir, output_dir, base_batch=None, metric="final_test_error"):
-    """The figures of a results grid (`benchmarks/fashion_mnist_grid.py`), as PNGs.
+    """The figures of a results grid (`benchmarks/fashion_mnist_study.py`), as PNGs.
 
     - `error_vs_factor.png`: error against the factor at `base_batch`, methods without a
       factor as bands;
