@@ -14,83 +14,27 @@ time over its rounds, its ratio to no regularization, and the work the method ad
 - pbwn-epoch: the same projection, once per epoch (shown per projection);
 - a reparametrization: every wrapper's effective kernel, forward and backward;
 - an optimizer-level method: the decoupled update of every kernel.
+On JAX (`KERAS_BACKEND=jax`) the steps are XLA-compiled, as Keras compiles them there by default.
 The Norm Loss paper claims "lower computational complexity than most weight regularization
 methods"; this measures it on a CPU.
 """
 
 import argparse
+import json
 import os
 import statistics
-import time
 
 # Not TF_ENABLE_ONEDNN_OPTS=0: on this CPU it halves training speed.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from added_work import extra_work_timer  # noqa: E402
 from step_timing import sgd_step_timer  # noqa: E402
 
-from keras_normloss import methods, models, presets, reparam  # noqa: E402
+from keras_normloss import methods, models, presets  # noqa: E402
 from keras_normloss.methods.decoupled import extend_with_normloss  # noqa: E402
 
 PRESET = presets.get("cifar10-resnet110")  # lr 0.1, momentum 0.9, wd 1e-4, λ 1e-3
-
-
-def _timer(work):
-    def run(reps):
-        work()
-        start = time.perf_counter()
-        for _ in range(reps):
-            work()
-        return (time.perf_counter() - start) / reps
-
-    return run
-
-
-def extra_work_timer(model, applied):
-    """Times just what a method adds to a step (see the module docstring), or None."""
-    kind = applied.method.kind
-    if kind == "penalty":
-        kernels = [v for v in model.trainable_weights if v.regularizer is not None]
-
-        @tf.function
-        def work():
-            with tf.GradientTape() as tape:
-                total = tf.add_n([v.regularizer(v) for v in kernels])
-            return total, tape.gradient(total, kernels)
-
-    elif kind == "constraint":
-        constrained = [v for v in model.trainable_weights if v.constraint is not None]
-
-        @tf.function
-        def work():
-            for v in constrained:
-                v.assign(v.constraint(v))
-
-    elif kind == "epoch-projection":
-        (projection,) = applied.callbacks
-        work = tf.function(projection._project)
-    elif kind == "reparametrization":
-        wrappers = [
-            layer
-            for layer in model._flatten_layers(include_self=False)
-            if isinstance(layer, reparam.KernelReparametrization)
-        ]
-        variables = [v for w in wrappers for v in w.trainable_variables]
-
-        @tf.function
-        def work():
-            with tf.GradientTape() as tape:
-                total = tf.add_n([tf.reduce_sum(w.effective_kernel()) for w in wrappers])
-            return tape.gradient(total, variables)
-
-    elif kind == "optimizer":
-        optimizer = model.optimizer
-        # The private hook the decoupled update lives in (see keras_normloss.methods.keras_optimizer_hook).
-        work = tf.function(lambda: optimizer._apply_weight_decay(model.trainable_variables))
-    else:
-        return None
-    return _timer(work)
 
 
 def build(name, method):
@@ -133,13 +77,14 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--steps", type=int, default=3, help="steps per variant per round")
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--json", help="also write the medians here (benchmarks/backends.py)")
     args = parser.parse_args(argv)
     method_names = ["none"] + [m for m in args.methods if m != "none"]
     for m in method_names:
         methods.get(m)  # an unknown name fails before anything is built
 
     print(
-        f"keras {keras.__version__}, tensorflow {tf.__version__}, {os.cpu_count()} CPUs, "
+        f"keras {keras.__version__}, {_backend_version()}, {os.cpu_count()} CPUs, "
         f"batch {args.batch_size}, {args.rounds} rounds x {args.steps} steps, medians; "
         "cells: step time / none's (added work in ms, timed alone)"
     )
@@ -163,6 +108,28 @@ def main(argv=None):
             step, extra = columns[n]
             cells.append(f"{step[m] / step['none']:.3f} ({1e3 * extra[m]:.2f} ms)")
         print(f"| {m} | " + " | ".join(cells) + " |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(
+                {
+                    "backend": _backend_version(),
+                    "step_seconds": {n: columns[n][0] for n in args.models},
+                    "added_seconds": {n: columns[n][1] for n in args.models},
+                },
+                f,
+                indent=1,
+            )
+
+
+def _backend_version():
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return f"jax {jax.__version__}"
+    import tensorflow as tf
+
+    return f"tensorflow {tf.__version__}"
 
 
 if __name__ == "__main__":

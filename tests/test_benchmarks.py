@@ -15,25 +15,18 @@ BENCHMARKS = pathlib.Path(__file__).parent.parent / "benchmarks"
     "script, args, expected",
     [
         (
-            "overhead.py",
-            [
-                "--models",
-                "resnet20",
-                "--batch-size",
-                "8",
-                "--rounds",
-                "2",
-                "--steps",
-                "1",
-                "--warmup",
-                "1",
-            ],
-            "| resnet20 |",
-        ),
-        (
             "models.py",
             ["--batch-size", "2", "--image-size", "64", "--rounds", "1", "--steps", "1"],
             "ratio ours / keras.applications",
+        ),
+        (
+            "backends.py",
+            # overhead.py on both backends, one method of each kind: penalty, constraint,
+            # epoch projection, reparametrization, optimizer
+            ["--models", "resnet20", "--methods", "normloss", "wrs", "pbwn-epoch", "wn"]
+            + ["normloss-decoupled"]
+            + ["--batch-size", "4", "--rounds", "1", "--steps", "1", "--warmup", "1"],
+            "resnet20: JAX / TensorFlow =",
         ),
         (
             "input_pipeline.py",
