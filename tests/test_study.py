@@ -49,8 +49,8 @@ def test_study_runs_end_to_end_resumes_and_chooses_on_validation(tmp_path):
     runs nothing."""
     out, docs = tmp_path / "study", tmp_path / "docs"
     args = ["--dataset", "fashion_mnist_mini", "--model", "resnet8", "--epochs", "1"]
-    args += ["--steps-per-epoch", "2", "--validation-split", "0.1", "--base-batch", "8"]
-    args += ["--factors", "0.001", "0.01", "--seeds", "0", "1", "--batches", "16"]
+    args += ["--steps-per-epoch", "2", "--validation-split", "0.1", "--base-batch", "32"]
+    args += ["--factors", "0.001", "0.01", "--seeds", "0", "1", "--batches", "64"]
     args += ["--peers", "wrs", "--peer-seeds", "0", "--output", str(out), "--docs", str(docs)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
@@ -66,12 +66,13 @@ def test_study_runs_end_to_end_resumes_and_chooses_on_validation(tmp_path):
     assert "phase 5/5 (peers)" in printed and "chosen on validation" in printed
     with open(docs / "study.csv") as f:
         rows = list(csv.DictReader(f))
-    # factors: none + 2 x 2 (seed 0); seeds: 3 more (seed 1); batch 16: normloss and weight-decay; peers: wrs
+    # factors: none + 2 x 2 (seed 0); seeds: 3 more (seed 1); batch 64: normloss and weight-decay;
+    # peers: wrs. Batches of 32 and more: the runs are mostly evaluation (1,000 test images)
     assert len(rows) == 11
     assert all(r["validation_error"] and r["final_test_error"] for r in rows)
     assert {r["dataset"] for r in rows} == {"fashion_mnist_mini"}
     choices = json.loads((docs / "choices.json").read_text())
-    factor_rows = [r for r in rows if r["seed"] == "0" and r["batch_size"] == "8"]
+    factor_rows = [r for r in rows if r["seed"] == "0" and r["batch_size"] == "32"]
     for method in ("normloss", "weight-decay"):
         errors = {
             float(r["factor"]): float(r["validation_error"])
