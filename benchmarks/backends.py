@@ -8,8 +8,8 @@ Runs `benchmarks/overhead.py` once per backend (a backend is fixed when Keras is
 each runs in its own process; `--backends` sets the order), with the same models, methods, batch
 and rounds, and prints one table: per model, each backend's step time with no method (XLA on
 JAX, as Keras compiles there by default; TensorFlow as `fit` runs it on a CPU by default), then
-per method its step time over none's on the same backend and, in brackets, the work it adds,
-timed alone. The backends run one after the other, not interleaved: run it on a quiet machine.
+per method the work it adds, timed alone, in ms (and its step time over none's on the same
+backend with `--step-times all`, which compiles and times every variant's step: far longer). The backends run one after the other, not interleaved: run it on a quiet machine.
 """
 
 import argparse
@@ -28,7 +28,7 @@ def measure(backend, args, scratch):
     command = [sys.executable, os.path.join(HERE, "overhead.py"), "--json", out]
     command += ["--models", *args.models, "--batch-size", str(args.batch_size)]
     command += ["--rounds", str(args.rounds), "--steps", str(args.steps)]
-    command += ["--warmup", str(args.warmup)]
+    command += ["--warmup", str(args.warmup), "--step-times", args.step_times]
     if args.methods:
         command += ["--methods", *args.methods]
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -45,14 +45,15 @@ def table(results, models):
     lines = ["| method | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
     cells = [f"{results[b]['step_seconds'][m]['none']:.3f}" for m in models for b in backends]
     lines.append("| none, s/step | " + " | ".join(cells) + " |")
-    methods = [k for k in results[backends[0]]["step_seconds"][models[0]] if k != "none"]
+    methods = [k for k in results[backends[0]]["added_seconds"][models[0]] if k != "none"]
     for method in methods:
         cells = []
         for m in models:
             for b in backends:
                 step = results[b]["step_seconds"][m]
                 added = results[b]["added_seconds"][m][method]
-                cells.append(f"{step[method] / step['none']:.3f} ({1e3 * added:.2f} ms)")
+                ratio = f"{step[method] / step['none']:.3f}" if method in step else "—"
+                cells.append(f"{ratio} ({1e3 * added:.2f} ms)")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     ratio = [
         f"{m}: JAX / TensorFlow = "
@@ -72,13 +73,21 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=2, help="steps per variant per round")
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument(
+        "--step-times",
+        choices=["all", "none"],
+        default="none",
+        help="time every variant's step, or none's alone (default; every method's added work "
+        "is timed either way)",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as scratch:
         results = {b: measure(b, args, scratch) for b in args.backends}
     print()
     print(
         f"batch {args.batch_size}, {args.rounds} rounds x {args.steps} steps, medians; cells: "
-        "step time / none's on the same backend (added work in ms, timed alone)"
+        "step time / none's on the same backend (— with --step-times none) and, in brackets, the "
+        "work the method adds, timed alone"
     )
     print(table(results, args.models))
 
