@@ -87,7 +87,8 @@ def run(config, verbose="auto"):
 
     Raises:
         keras_normloss.cli.UsageError: if the output directory cannot hold
-            this run, or the machine cannot run its settings.
+            this run, the machine cannot run its settings, or Keras runs on another
+            backend than `config.backend`.
         keras_normloss.data.DatasetNotPreparedError: if the dataset is not
             prepared and `config.download` is False.
         keras_normloss.training.faults.RunFailed: if the loss, the penalty
@@ -108,6 +109,12 @@ def run(config, verbose="auto"):
     results["final_test_error"]
     ```
     """
+    if config.backend != keras.backend.backend():
+        raise cli.UsageError(
+            f"this run is made for the {config.backend} backend and Keras runs on "
+            f"{keras.backend.backend()} in this process; set KERAS_BACKEND={config.backend} "
+            "before Keras is imported, or use `keras-normloss train --backend`"
+        )
     state = check_run_dir(config)
     if state == "finished":
         results = check_finished(config.output)
