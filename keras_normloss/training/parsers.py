@@ -89,7 +89,8 @@ _SHARED_OPTIONS = (
         dict(
             action="store_const",
             const=True,
-            help="deterministic TensorFlow ops (slower): bit-reproducible runs",
+            help="deterministic ops (slower; TensorFlow's, or XLA's on JAX GPUs): "
+            "bit-reproducible runs",
         ),
     ),
     (
