@@ -222,16 +222,16 @@ def _resize_and_center_crop(image, resize=256, size=224):
     return image[top : top + size, left : left + size, :]
 
 
-_IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-
-
-def imagenet_style(info, train_raw, test_raw, global_batch_size, *, seed=0, deterministic=True):
+def imagenet_style(
+    info, train_raw, test_raw, global_batch_size, *, stats, seed=0, deterministic=True
+):
     """The pipelines of a large dataset read from disk, with ImageNet's preprocessing.
 
     Training: a random-resized crop (area 8-100 %, aspect 3/4-4/3) to the side of
     `info.image_shape` and a random horizontal flip; evaluation: resize the shorter side to
-    256/224 of it, then a central crop. Both are normalised with the ImageNet channel
-    statistics. Training examples are shuffled in a buffer of 10,000 decoded images.
+    256/224 of it, then a central crop. Both are normalised with `stats` (`(mean, std)` per
+    channel in [0, 1] units: ImageNet's, `registry.IMAGENET_STATS`). Training examples are
+    shuffled in a buffer of 10,000 decoded images.
     """
     image_size = info.image_shape[0]
 
@@ -239,11 +239,11 @@ def imagenet_style(info, train_raw, test_raw, global_batch_size, *, seed=0, dete
         crop_seed, flip_seed = _element_seeds(epoch_seed, index, 2)
         image = _random_resized_crop(image, crop_seed, image_size)
         image = tf.image.stateless_random_flip_left_right(image, flip_seed)
-        return _normalize(image, _IMAGENET_STATS), label
+        return _normalize(image, stats), label
 
     def evaluate(image, label):
         image = _resize_and_center_crop(image, round(image_size * 256 / 224), image_size)
-        return _normalize(image, _IMAGENET_STATS), label
+        return _normalize(image, stats), label
 
     options = _options(deterministic)
     test = (
@@ -320,6 +320,8 @@ def synthetic(
 def imagenet(
     global_batch_size,
     *,
+    stats,
+    num_classes,
     seed=0,
     deterministic=True,
     data_dir=None,
@@ -334,7 +336,9 @@ def imagenet(
 
     Args:
         global_batch_size, seed, deterministic, data_dir, download,
-            steps_per_epoch: as in `keras_normloss.data.cifar`.
+            steps_per_epoch: as in `keras_normloss.data.load`.
+        stats: `(mean, std)` per channel (the registry's entry: ImageNet's).
+        num_classes: the number of labels (1000).
         image_size: the side of the model's input.
 
     Returns:
@@ -346,7 +350,8 @@ def imagenet(
     Example:
 
     ```python
-    pipelines = imagenet(256, data_dir="/data/tfds")  # after `tfds build imagenet2012`
+    entry = registry.get("imagenet2012")
+    pipelines = imagenet(256, stats=entry.stats, num_classes=1000, data_dir="/data/tfds")
     ```
     """
     import tensorflow_datasets as tfds
@@ -361,7 +366,7 @@ def imagenet(
     n_test = splits["validation"].num_examples if "validation" in splits else _count(test_raw)
     data_info = DataInfo(
         "imagenet2012",
-        1000,
+        num_classes,
         (image_size, image_size, 3),
         n_train,
         n_test,
@@ -369,7 +374,13 @@ def imagenet(
     )
     del steps_per_epoch  # an endless stream: epochs are counted by `fit`
     return imagenet_style(
-        data_info, train_raw, test_raw, global_batch_size, seed=seed, deterministic=deterministic
+        data_info,
+        train_raw,
+        test_raw,
+        global_batch_size,
+        stats=stats,
+        seed=seed,
+        deterministic=deterministic,
     )
 
 
