@@ -158,9 +158,10 @@ def start_backend(backend=None, verbose=False):
 
     It must run before Keras is imported: Keras reads `KERAS_BACKEND` once, when it is first
     imported. The backend is `backend` (`--backend`) if given, else the one Keras is configured
-    for (`KERAS_BACKEND`, `~/.keras/keras.json`), else tensorflow where it is installed and jax
-    where only JAX is (a machine with JAX and no TensorFlow, on which Keras's own default
-    would fail). TensorFlow is imported quietly (`start_tensorflow`); JAX needs nothing more.
+    for (`KERAS_BACKEND`; `~/.keras/keras.json` if its backend is installed: Keras writes
+    tensorflow there by default, also where TensorFlow is missing), else tensorflow where it is
+    installed and jax where only JAX is (a machine with JAX and no TensorFlow, on which Keras's
+    own default would fail). TensorFlow is imported quietly (`start_tensorflow`); JAX needs nothing more.
     Child processes (each run of a sweep) inherit the choice through `KERAS_BACKEND`.
 
     Args:
@@ -186,10 +187,13 @@ def start_backend(backend=None, verbose=False):
         import keras
 
         imported = keras.backend.backend()
-    chosen = backend or imported or startup.configured_backend()
+    chosen = backend or imported or os.environ.get("KERAS_BACKEND")
+    where = "--backend" if backend else "KERAS_BACKEND"
+    configured = startup.keras_json_backend()
+    if chosen is None and configured and _installed(BACKENDS.get(configured, configured)):
+        chosen, where = configured, "~/.keras/keras.json's backend"
     if chosen is None:
         chosen = "tensorflow" if _installed("tensorflow") or not _installed("jax") else "jax"
-    where = "--backend" if backend else "KERAS_BACKEND (or ~/.keras/keras.json)"
     if chosen not in BACKENDS:
         raise UsageError(f"{where} is {chosen!r}; keras-normloss trains on tensorflow or jax")
     if imported is not None and imported != chosen:

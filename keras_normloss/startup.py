@@ -48,9 +48,8 @@ def stderr_silenced():
 
 def configured_backend():
     """The Keras backend this process is configured for, without importing Keras: the
-    `KERAS_BACKEND` variable, else the `backend` of Keras's configuration file
-    (`$KERAS_HOME/keras.json`, default `~/.keras/keras.json`), else None (Keras itself then
-    takes tensorflow).
+    `KERAS_BACKEND` variable, else `keras_json_backend()`, else None (Keras itself then takes
+    tensorflow).
 
     Example:
 
@@ -59,8 +58,17 @@ def configured_backend():
     configured_backend()  # 'jax'
     ```
     """
-    if os.environ.get("KERAS_BACKEND"):
-        return os.environ["KERAS_BACKEND"]
+    return os.environ.get("KERAS_BACKEND") or keras_json_backend()
+
+
+def keras_json_backend():
+    """The `backend` of Keras's configuration file (`$KERAS_HOME/keras.json`, default
+    `~/.keras/keras.json`), or None.
+
+    Keras writes that file with its default, tensorflow, the first time it is imported, also
+    where TensorFlow is not installed; so it says what a user chose only where it names an
+    installed backend.
+    """
     home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
     try:
         with open(os.path.join(home, "keras.json")) as f:

@@ -16,6 +16,7 @@ Both have:
     scope()              build the model, restore it and call `fit` inside it
     check_sizes(batch, info)   refuses batches that do not split over the devices
     prepare(model)       what the backend needs done to a built model before `fit`
+    callbacks()          callbacks the devices need in `fit`
     process_batches(it)  this process's part of each training batch
     evaluation_batches(dataset)   this process's part of each evaluation batch
     device_report()      for results.json: backend, strategy, devices, hardware

@@ -163,11 +163,15 @@ def _train(config, state, verbose, stop):
         ) from None
     notes = compute.check(config, distribution)
     chief = distribution.chief
+    # Before the seed: Keras's `set_random_seed` imports TensorFlow wherever it is installed, on
+    # any backend, to seed it too (Keras 3.15); on JAX it is imported here first, quietly and
+    # kept off the GPUs. It also writes the TensorBoard summaries (on the chief).
+    tensorboard = summaries.tensorflow_for_summaries() is not None and chief
     keras.utils.set_random_seed(config.seed)
 
     try:
         pipelines = _load_data(config)
-    except data.DatasetOptionError as error:  # e.g. --image-size for CIFAR
+    except data.DatasetOptionError as error:  # e.g. --image-size for CIFAR, ImageNet on JAX
         raise cli.UsageError(str(error)) from None
     info = pipelines.info
     held_out = (
@@ -223,7 +227,6 @@ def _train(config, state, verbose, stop):
         os.makedirs(config.output, exist_ok=True)
         write_json(os.path.join(config.output, "config.json"), dataclasses.asdict(config))
 
-    tensorboard = chief and summaries.tensorflow_for_summaries() is not None
     if chief and not tensorboard:
         print(summaries.NO_TENSORFLOW_NOTE)
     nan_guard = StopOnNonFiniteLoss(steps_per_epoch)
@@ -235,12 +238,14 @@ def _train(config, state, verbose, stop):
         ),
         *method_callbacks,  # before the logs and checkpoint: pbwn-epoch projects at epoch end
         EpochExtras(),
+        *distribution.callbacks(),
     ]
     if pipelines.validation is not None:
         callbacks.append(
             HeldOutEvaluation(
                 distribution.evaluation_batches(pipelines.validation),
                 info.validation_steps(config.batch_size),
+                callbacks=distribution.callbacks(),
             )
         )
     if chief:
@@ -332,6 +337,7 @@ def _load_data(config):
     return data.load(
         config.dataset,
         config.batch_size,
+        backend=config.backend,
         seed=config.seed,
         steps_per_epoch=config.steps_per_epoch,
         data_dir=config.data_dir,

@@ -175,6 +175,10 @@ class TFDistribution:
         if self.multi_worker:
             keras_multiworker_patch.apply(model)
 
+    def callbacks(self):
+        """The callbacks these devices need in `fit`: none."""
+        return []
+
     def process_batches(self, batches):
         """The batches this process feeds `fit`: all of them (tf.distribute splits them)."""
         return batches

@@ -18,7 +18,9 @@ def tensorflow_for_summaries():
 
     On the TensorFlow backend it is imported already. On JAX it is imported here (quietly, as
     the command line does) and kept off the GPUs: a TensorFlow that initialises a GPU reserves
-    most of its memory, which JAX has reserved for itself; summaries need only the CPU.
+    most of its memory, which JAX has reserved for itself; summaries need only the CPU. Call it
+    before `keras.utils.set_random_seed`, which imports TensorFlow wherever it is installed,
+    whatever the backend (Keras 3.15, `rng_utils`), loudly and with its GPUs.
 
     Returns:
         The `tensorflow` module, or None.
