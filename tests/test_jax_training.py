@@ -67,7 +67,12 @@ def compilation_cache(tmp_path_factory):
 
 
 def _env(cache, devices=1):
-    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}  # conftest's
+    # Not conftest's KERAS_BACKEND, nor a multi-process set-up of the machine's.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k != "KERAS_BACKEND" and not k.startswith("KERAS_DISTRIBUTION_")
+    }
     env.update(
         JAX_PLATFORMS="cpu",
         JAX_COMPILATION_CACHE_DIR=cache,
@@ -174,18 +179,22 @@ def test_two_host_devices_equal_one_device(runs):
         assert float(b[-1][key]) == pytest.approx(float(a[-1][key]), abs=1e-5)
 
 
-def test_a_batch_that_does_not_split_over_the_devices_is_one_line_status_2(
-    tmp_path, compilation_cache
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--strategy", "mirrored", "--batch-size", "15"], "--batch-size 15 does not split over 2"),
+        (["--strategy", "tpu"], "--strategy tpu cannot run here: JAX sees no TPU"),
+        (["--strategy", "multiworker"], "set KERAS_DISTRIBUTION_JOB_ADDRESSES"),
+    ],
+)
+def test_settings_these_devices_cannot_run_are_one_line_status_2(
+    tmp_path, compilation_cache, args, message
 ):
     proc = _start(
-        ["train", *SMALL, "--strategy", "mirrored", "--batch-size", "15"]
-        + ["--output", str(tmp_path / "run")],
-        compilation_cache,
-        devices=2,
+        ["train", *SMALL, *args, "--output", str(tmp_path / "run")], compilation_cache, devices=2
     )
     _, err = _finish(proc, status=2)
-    assert err.count("\n") == 1, err
-    assert "--batch-size 15 does not split over 2 devices" in err
+    assert err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "run").exists()
 
 

@@ -43,6 +43,12 @@ def make_deterministic():
     XLA reads `XLA_FLAGS` when JAX starts its backend (the first computation); a process that
     started it already (a notebook, a test) keeps its setting. On CPUs XLA is deterministic
     without it.
+
+    Example:
+
+    ```python
+    make_deterministic()  # before JAX's first computation
+    ```
     """
     flags = os.environ.get("XLA_FLAGS", "")
     if _DETERMINISTIC_GPU_FLAG not in flags:
@@ -133,7 +139,16 @@ class KerasDistribution:
         if name == "multiworker":
             # jax.distributed.initialize with the KERAS_DISTRIBUTION_* variables (or a
             # cluster's own); it must come before any computation.
-            keras.distribution.initialize()
+            try:
+                keras.distribution.initialize()
+            except (ValueError, RuntimeError) as error:
+                first_line = (str(error).splitlines() or [""])[0]
+                raise ValueError(
+                    f"{first_line} (jax.distributed); set KERAS_DISTRIBUTION_JOB_ADDRESSES "
+                    "(the chief's host:port), KERAS_DISTRIBUTION_NUM_PROCESSES and "
+                    "KERAS_DISTRIBUTION_PROCESS_ID in every process, or run under SLURM, Open "
+                    "MPI or Kubernetes, which JAX reads itself"
+                ) from None
         local = jax.local_devices()
         accelerators = [d for d in local if d.platform != "cpu"]
         if name == "tpu" and not any(d.platform == "tpu" for d in local):
