@@ -4,12 +4,15 @@ subcommands share (one-line errors with exit status 2 for bad input).
 Each subcommand lives in its own module with a `main(argv)` callable from
 Python: `keras_normloss.train.main`, `keras_normloss.sweep.main`,
 `keras_normloss.plots.main`. They are imported only when used, so that
-`plot` does not start TensorFlow.
+`plot` does not start TensorFlow. `train` and `sweep` choose Keras's backend
+(`start_backend`: `--backend`, else `KERAS_BACKEND`, ...) before anything
+imports Keras.
 """
 
 import argparse
 import functools
 import importlib
+import importlib.util
 import os
 import re
 import signal
@@ -28,9 +31,11 @@ class UsageError(ValueError):
     """Bad input from the user: reported in one line, exit status 2."""
 
 
-# Commands that start TensorFlow (`start_tensorflow`, once their options are read); `plot` and
-# every `--help` do not.
-NEEDS_TENSORFLOW = ("train", "sweep")
+# Commands that train: they choose Keras's backend (`start_backend`) once their options are read
+# and start it (TensorFlow: 5-8 s); `plot` and every `--help` do not.
+TRAINING_COMMANDS = ("train", "sweep")
+# The Keras backends `train` and `sweep` run on -> the library each needs.
+BACKENDS = {"tensorflow": "tensorflow", "jax": "jax"}
 # argparse reads "-1e-3" as an option (it only knows "-1" and "-.5" as numbers): every number
 # is a value here, so that `--factor -1e-3` is refused as negative, not as a missing value.
 _NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.I)
@@ -141,6 +146,73 @@ def start_tensorflow(verbose=False):
     startup.quiet_tensorflow_import(force=True)
 
 
+def _installed(module):
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # ValueError: sys.modules[module] is None (blocked)
+        return False
+
+
+def start_backend(backend=None, verbose=False):
+    """Chooses Keras's backend for a command that will train, and starts it.
+
+    It must run before Keras is imported: Keras reads `KERAS_BACKEND` once, when it is first
+    imported. The backend is `backend` (`--backend`) if given, else the one Keras is configured
+    for (`KERAS_BACKEND`; `~/.keras/keras.json` if its backend is installed: Keras writes
+    tensorflow there by default, also where TensorFlow is missing), else tensorflow where it is
+    installed and jax where only JAX is (a machine with JAX and no TensorFlow, on which Keras's
+    own default would fail). TensorFlow is imported quietly (`start_tensorflow`); JAX needs nothing more.
+    Child processes (each run of a sweep) inherit the choice through `KERAS_BACKEND`.
+
+    Args:
+        backend: "tensorflow", "jax", or None (see above).
+        verbose: show TensorFlow's start-up lines.
+
+    Returns:
+        The backend's name.
+
+    Raises:
+        UsageError: for a backend other than tensorflow and jax, one whose library is not
+            installed, or one other than the backend Keras was already imported with in this
+            process (a notebook or a script that imported Keras first).
+
+    Example:
+
+    ```python
+    start_backend("jax")  # before `import keras`: Keras then runs on JAX
+    ```
+    """
+    imported = None
+    if "keras" in sys.modules:
+        import keras
+
+        imported = keras.backend.backend()
+    chosen = backend or imported or os.environ.get("KERAS_BACKEND")
+    where = "--backend" if backend else "KERAS_BACKEND"
+    configured = startup.keras_json_backend()
+    if chosen is None and configured and _installed(BACKENDS.get(configured, configured)):
+        chosen, where = configured, "~/.keras/keras.json's backend"
+    if chosen is None:
+        chosen = "tensorflow" if _installed("tensorflow") or not _installed("jax") else "jax"
+    if chosen not in BACKENDS:
+        raise UsageError(f"{where} is {chosen!r}; keras-normloss trains on tensorflow or jax")
+    if imported is not None and imported != chosen:
+        raise UsageError(
+            f"--backend {chosen}: Keras was already imported in this process with the "
+            f"{imported} backend, which cannot change; set KERAS_BACKEND={chosen} before "
+            "anything imports Keras, or run the command in a new process"
+        )
+    if imported is None and not _installed(BACKENDS[chosen]):
+        raise UsageError(
+            f"the {chosen} backend ({where}) needs {BACKENDS[chosen]}, which is not installed; "
+            "install it, or choose the other with --backend"
+        )
+    os.environ["KERAS_BACKEND"] = chosen
+    if chosen == "tensorflow":
+        start_tensorflow(verbose)
+    return chosen
+
+
 def main(argv=None):
     """The `keras-normloss` console script."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -157,7 +229,7 @@ def main(argv=None):
             raise SystemExit(2)
         print("\n".join(lines))
         return 0 if argv else 2
-    if argv[0] in NEEDS_TENSORFLOW:
+    if argv[0] in TRAINING_COMMANDS:
         _stop_while_starting(argv[0])
     module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
     return module.main(argv[1:])

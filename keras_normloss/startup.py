@@ -13,6 +13,7 @@ on CPUs.
 """
 
 import contextlib
+import json
 import os
 import sys
 
@@ -43,6 +44,38 @@ def stderr_silenced():
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+def configured_backend():
+    """The Keras backend this process is configured for, without importing Keras: the
+    `KERAS_BACKEND` variable, else `keras_json_backend()`, else None (Keras itself then takes
+    tensorflow).
+
+    Example:
+
+    ```python
+    os.environ["KERAS_BACKEND"] = "jax"
+    configured_backend()  # 'jax'
+    ```
+    """
+    return os.environ.get("KERAS_BACKEND") or keras_json_backend()
+
+
+def keras_json_backend():
+    """The `backend` of Keras's configuration file (`$KERAS_HOME/keras.json`, default
+    `~/.keras/keras.json`), or None.
+
+    Keras writes that file with its default, tensorflow, the first time it is imported, also
+    where TensorFlow is not installed; so it says what a user chose only where it names an
+    installed backend.
+    """
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    try:
+        with open(os.path.join(home, "keras.json")) as f:
+            backend = json.load(f).get("backend")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return backend if isinstance(backend, str) and backend else None
 
 
 def tensorflow_logs_shown():
@@ -78,6 +111,8 @@ def quiet_tensorflow_import(force=False):
     """
     if tensorflow_logs_shown() or "tensorflow" in sys.modules:
         return
+    if configured_backend() not in (None, "tensorflow"):
+        return  # Keras runs on JAX (or another backend): TensorFlow is not needed
     if not force and os.environ.get(ENV) != "hide" and not _is_command_line():
         return
     os.environ[ENV] = "hide"

@@ -420,7 +420,7 @@ def main(argv=None):
     from keras_normloss import train
 
     args = build_parser().parse_args(argv)
-    cli.start_tensorflow(args.verbose)
+    cli.start_backend(args.backend, args.verbose)
     try:
         rows = sweep(
             args.preset,

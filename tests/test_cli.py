@@ -109,6 +109,8 @@ TINY = ["--preset", "quick", "--dataset", "synthetic", "--batch-size", "16", "--
         (["--epochs", "1.5"], "expected a positive integer, got '1.5'"),
         (["--strategy", "tpu"], "--strategy tpu cannot run here"),
         (["--data-dir", "FILE"], "is a file; give the directory"),
+        # This process imported Keras on TensorFlow (conftest.py): its backend cannot change.
+        (["--backend", "jax"], "Keras was already imported in this process with the tensorflow"),
     ],
 )
 def test_train_probes_are_one_line_status_2(tmp_path, capsys, args, message):

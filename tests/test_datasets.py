@@ -10,7 +10,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from keras_normloss import data, models
-from keras_normloss.data import sources
+from keras_normloss.data import sources, tf_sources
 
 FULL_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
 
@@ -257,7 +257,7 @@ def _colours_match_labels(images, labels):
 
 def test_image_folder_holds_out_every_fifth_file_of_each_class_and_trains(tmp_path):
     _image_folder(str(tmp_path))
-    arrays = sources.image_folder(str(tmp_path), 16)
+    arrays = tf_sources.image_folder(str(tmp_path), 16)
     assert np.bincount(arrays.train_labels).tolist() == [8, 8, 8]
     assert np.bincount(arrays.test_labels).tolist() == [2, 2, 2]  # every class in both splits
     _colours_match_labels(arrays.train_images, arrays.train_labels)

@@ -1,5 +1,6 @@
-"""Input pipelines: in-memory images to exactly resumable training streams with augmentation,
-and the streaming pipeline of datasets too large for memory (ImageNet). TensorFlow only.
+"""tf.data input pipelines: in-memory images to exactly resumable training streams with
+augmentation, and the streaming pipeline of datasets too large for memory (ImageNet).
+TensorFlow only (`numpy_pipelines` is the other backends' counterpart).
 
 Training data is a stream of epochs. For the in-memory datasets every random choice (the
 epoch's permutation, each crop and flip) is a stateless function of `(seed, epoch, position)`,
@@ -7,85 +8,21 @@ so a run resumed at epoch `e`, step `k` sees exactly the batches an uninterrupte
 have seen. ImageNet streams from disk and resumes with a fresh seeded shuffle.
 """
 
-import dataclasses
-import math
+import os
 
 import numpy as np
 import tensorflow as tf
 
-# How the border of the random crop is filled: zeros of the normalised
-# image, i.e. the mean colour (fb.resnet.torch, He et al.'s CIFAR ResNets: its
-# RandomCrop pads after ColorNormalize), or a reflection of the image (the Wide
-# ResNet authors' `randomcrop_type=reflection`); tf.pad's REFLECT is Torch's
-# SpatialReflectionPadding and PyTorch's `padding_mode="reflect"`. Padding
-# happens after normalisation in both cases.
-CROP_PADDINGS = {"zeros": "CONSTANT", "reflect": "REFLECT"}
-# Training augmentations of the in-memory datasets: a random crop of the padded image and a
-# random horizontal flip (CIFAR's, and the usual one for natural images and Fashion-MNIST),
-# the crop alone (digits and text, which a flip would change), or nothing.
-AUGMENTATIONS = ("crop-flip", "crop", "none")
-
-
-def crop_border(size):
-    """The crop's border: 4 pixels for 28- and 32-pixel images (He et al.), an eighth of the
-    side in general."""
-    return max(1, round(size / 8))
-
-
-@dataclasses.dataclass(frozen=True)
-class DataInfo:
-    """What the training code needs to know about a dataset.
-
-    Attributes:
-        name: the dataset's name.
-        num_classes: the number of labels.
-        image_shape: the model's input shape.
-        train_examples, test_examples: split sizes (counted where tfds does
-            not know them, e.g. under `tfds.testing.mock_data`).
-        synthetic: True for generated data that means nothing.
-        source: where the data was read from, for the user.
-        validation_examples: images held out of the training split for validation (0:
-            none); `train_examples` excludes them.
-    """
-
-    name: str
-    num_classes: int
-    image_shape: tuple
-    train_examples: int
-    test_examples: int
-    synthetic: bool = False
-    source: str = ""
-    validation_examples: int = 0
-
-    def steps_per_epoch(self, global_batch_size):
-        """Full batches per training epoch (the last partial one is dropped)."""
-        return max(1, self.train_examples // global_batch_size)
-
-    def test_steps(self, global_batch_size):
-        return math.ceil(self.test_examples / global_batch_size)
-
-    def validation_steps(self, global_batch_size):
-        return math.ceil(self.validation_examples / global_batch_size)
-
-
-@dataclasses.dataclass(frozen=True)
-class Pipelines:
-    """The datasets for one run.
-
-    Attributes:
-        train: a function `(first_epoch, skip_steps) -> tf.data.Dataset`: the
-            training batches from epoch `first_epoch`, step `skip_steps` on,
-            endlessly (`fit` is given `steps_per_epoch`).
-        test: the test batches, in a fixed order.
-        info: a `DataInfo`.
-        validation: the batches of the images held out of the training split (normalised as
-            the test images, not augmented), or None.
-    """
-
-    train: object
-    test: object
-    info: DataInfo
-    validation: object = None
+from keras_normloss.data import tf_sources
+from keras_normloss.data.augmentation import (  # noqa: F401 (AUGMENTATIONS, channel_stats: re-exported)
+    AUGMENTATIONS,
+    CROP_PADDINGS,
+    channel_stats,
+    check_options,
+    crop_border,
+)
+from keras_normloss.data.info import DataInfo, Pipelines
+from keras_normloss.data.sources import synthetic_arrays
 
 
 def _epoch_seed(seed, epoch):
@@ -175,34 +112,6 @@ def _options(deterministic):
     # under MultiWorkerMirroredStrategy.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return options
-
-
-def check_options(augment=None, crop_padding=None):
-    """Raises ValueError for an unknown `augment` or `crop_padding` (None: not given)."""
-    if crop_padding is not None and crop_padding not in CROP_PADDINGS:
-        raise ValueError(
-            f"Invalid value for argument `crop_padding`: expected one of "
-            f"{tuple(CROP_PADDINGS)}. Received: crop_padding={crop_padding!r}"
-        )
-    if augment is not None and augment not in AUGMENTATIONS:
-        raise ValueError(
-            f"Invalid value for argument `augment`: expected one of {AUGMENTATIONS}. "
-            f"Received: augment={augment!r}"
-        )
-
-
-def channel_stats(images):
-    """Per-channel mean and standard deviation of uint8 images, in [0, 1] units."""
-    flat = images.reshape(-1, images.shape[-1])
-    total = np.zeros(flat.shape[1])
-    squares = np.zeros(flat.shape[1])
-    for start in range(0, len(flat), 1 << 22):  # float64 sums, a chunk at a time
-        chunk = flat[start : start + (1 << 22)].astype(np.float64) / 255.0
-        total += chunk.sum(0)
-        squares += (chunk**2).sum(0)
-    mean = total / len(flat)
-    std = np.sqrt(np.maximum(squares / len(flat) - mean**2, 1e-12))
-    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
 
 
 def in_memory(
@@ -313,16 +222,16 @@ def _resize_and_center_crop(image, resize=256, size=224):
     return image[top : top + size, left : left + size, :]
 
 
-_IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-
-
-def imagenet_style(info, train_raw, test_raw, global_batch_size, *, seed=0, deterministic=True):
+def imagenet_style(
+    info, train_raw, test_raw, global_batch_size, *, stats, seed=0, deterministic=True
+):
     """The pipelines of a large dataset read from disk, with ImageNet's preprocessing.
 
     Training: a random-resized crop (area 8-100 %, aspect 3/4-4/3) to the side of
     `info.image_shape` and a random horizontal flip; evaluation: resize the shorter side to
-    256/224 of it, then a central crop. Both are normalised with the ImageNet channel
-    statistics. Training examples are shuffled in a buffer of 10,000 decoded images.
+    256/224 of it, then a central crop. Both are normalised with `stats` (`(mean, std)` per
+    channel in [0, 1] units: ImageNet's, `registry.IMAGENET_STATS`). Training examples are
+    shuffled in a buffer of 10,000 decoded images.
     """
     image_size = info.image_shape[0]
 
@@ -330,11 +239,11 @@ def imagenet_style(info, train_raw, test_raw, global_batch_size, *, seed=0, dete
         crop_seed, flip_seed = _element_seeds(epoch_seed, index, 2)
         image = _random_resized_crop(image, crop_seed, image_size)
         image = tf.image.stateless_random_flip_left_right(image, flip_seed)
-        return _normalize(image, _IMAGENET_STATS), label
+        return _normalize(image, stats), label
 
     def evaluate(image, label):
         image = _resize_and_center_crop(image, round(image_size * 256 / 224), image_size)
-        return _normalize(image, _IMAGENET_STATS), label
+        return _normalize(image, stats), label
 
     options = _options(deterministic)
     test = (
@@ -381,14 +290,7 @@ def synthetic(
     images, labels = next(iter(pipelines.train()))  # (32, 32, 32, 3), (32,)
     ```
     """
-    rng = np.random.default_rng(seed)
-    templates = rng.normal(size=(num_classes, *image_shape)).astype("float32")
-
-    def split(n, offset):
-        r = np.random.default_rng(seed + offset)
-        labels = r.integers(0, num_classes, size=n)
-        images = templates[labels] + 2.0 * r.normal(size=(n, *image_shape)).astype("float32")
-        return tf.constant(images), tf.constant(labels)
+    arrays = synthetic_arrays(seed, image_shape, num_classes, train_examples, test_examples)
 
     info = DataInfo(
         "synthetic", num_classes, tuple(image_shape), train_examples, test_examples, synthetic=True
@@ -399,9 +301,88 @@ def synthetic(
         return image, label
 
     options = _options(deterministic)
-    test = tf.data.Dataset.from_tensor_slices(split(test_examples, 1))
+    test = tf.data.Dataset.from_tensor_slices(
+        (tf.constant(arrays.test_images), tf.constant(arrays.test_labels))
+    )
     test = test.batch(global_batch_size).with_options(options)
     train = _in_memory_stream(
-        *split(train_examples, 2), augment, steps, global_batch_size, seed, options
+        tf.constant(arrays.train_images),
+        tf.constant(arrays.train_labels),
+        augment,
+        steps,
+        global_batch_size,
+        seed,
+        options,
     )
     return Pipelines(train, test, info)
+
+
+def imagenet(
+    global_batch_size,
+    *,
+    stats,
+    num_classes,
+    seed=0,
+    deterministic=True,
+    data_dir=None,
+    download=False,
+    steps_per_epoch=None,
+    image_size=224,
+):
+    """ImageNet (ILSVRC 2012) through tensorflow-datasets (manual download), streamed.
+    TensorFlow only.
+
+    Preprocessing: `imagenet_style`.
+
+    Args:
+        global_batch_size, seed, deterministic, data_dir, download,
+            steps_per_epoch: as in `keras_normloss.data.load`.
+        stats: `(mean, std)` per channel (the registry's entry: ImageNet's).
+        num_classes: the number of labels (1000).
+        image_size: the side of the model's input.
+
+    Returns:
+        `Pipelines`.
+
+    Raises:
+        DatasetNotPreparedError: as in `cifar`.
+
+    Example:
+
+    ```python
+    entry = registry.get("imagenet2012")
+    pipelines = imagenet(256, stats=entry.stats, num_classes=1000, data_dir="/data/tfds")
+    ```
+    """
+    import tensorflow_datasets as tfds
+
+    read_config = tfds.ReadConfig(shuffle_seed=seed)
+    train_raw, info = tf_sources.tfds_load(
+        "imagenet2012", "train", data_dir, download, shuffle_files=True, read_config=read_config
+    )
+    test_raw, _ = tf_sources.tfds_load("imagenet2012", "validation", data_dir, download)
+    splits = info.splits
+    n_train = splits["train"].num_examples if "train" in splits else _count(train_raw)
+    n_test = splits["validation"].num_examples if "validation" in splits else _count(test_raw)
+    data_info = DataInfo(
+        "imagenet2012",
+        num_classes,
+        (image_size, image_size, 3),
+        n_train,
+        n_test,
+        source=f"tfds imagenet2012 in {data_dir or os.environ.get('TFDS_DATA_DIR') or '~'}",
+    )
+    del steps_per_epoch  # an endless stream: epochs are counted by `fit`
+    return imagenet_style(
+        data_info,
+        train_raw,
+        test_raw,
+        global_batch_size,
+        stats=stats,
+        seed=seed,
+        deterministic=deterministic,
+    )
+
+
+def _count(ds):
+    return int(ds.reduce(0, lambda n, _: n + 1))

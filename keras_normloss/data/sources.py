@@ -1,8 +1,10 @@
-"""Where a dataset's images come from: arrays read from tensorflow-datasets, IDX files, Keras's
-dataset cache, the subset shipped with the package, or a folder of images. TensorFlow only.
+"""Where an in-memory dataset's images come from, without TensorFlow: IDX files, Keras's dataset
+cache (MNIST, CIFAR), the subsets shipped with the package, and generated data.
 
-Every reader returns an `Arrays` of uint8 images (N, H, W, C) and int labels, or fails at once
-with `DatasetNotPreparedError` (nothing there; says where it looked and how to get it) or
+The readers that need TensorFlow (tensorflow-datasets, `keras.utils.image_dataset_from_directory`)
+are in `tf_sources`; image folders without TensorFlow in `folders`. Every reader returns an
+`Arrays` of uint8 images (N, H, W, C) and int labels, or fails at once with
+`DatasetNotPreparedError` (nothing there; says where it looked and how to get it) or
 `MalformedDatasetError` (something there, but not what it should be). Nothing is downloaded
 unless `download=True`.
 """
@@ -11,10 +13,11 @@ import dataclasses
 import gzip
 import importlib.resources
 import os
+import pickle
+import tarfile
 import zlib
 
 import numpy as np
-import tensorflow as tf
 
 
 class DatasetNotPreparedError(RuntimeError):
@@ -217,283 +220,206 @@ def shipped(name):
 
 
 # --------------------------------------------------------------------------------------------
-# tensorflow-datasets
+# CIFAR from Keras's cache (the "python version" of Krizhevsky's archives)
+
+# Where each CIFAR's pickled batches are: the archive's top folder, the folder Keras 3 extracts
+# it into (`keras.datasets.cifar10.load_data` keeps `<target>/<folder>/` and the archive as
+# `<target>_archive`), the archive's own name, the batches and the label key.
+KERAS_CIFAR = {
+    "cifar10": dict(
+        folder="cifar-10-batches-py",
+        target="cifar-10-batches-py-target",
+        archive="cifar-10-python.tar.gz",
+        train=tuple(f"data_batch_{i}" for i in range(1, 6)),
+        test=("test_batch",),
+        label_key="labels",
+        num_classes=10,
+    ),
+    "cifar100": dict(
+        folder="cifar-100-python",
+        target="cifar-100-python-target",
+        archive="cifar-100-python.tar.gz",
+        train=("train",),
+        test=("test",),
+        label_key="fine_labels",
+        num_classes=100,
+    ),
+}
+# The only globals a CIFAR batch's pickle may name (Keras's own list, numpy < 2 and >= 2).
+_CIFAR_PICKLE_GLOBALS = frozenset(
+    {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+    }
+)
 
 
-def tfds_load(name, split, data_dir, download, **kwargs):
-    """`tfds.load(..., as_supervised=True, with_info=True)`, failing fast if not prepared."""
-    import tensorflow_datasets as tfds
+class _CifarUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) in _CIFAR_PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a CIFAR batch")
 
+
+def _cifar_batch(read, name, spec, where):
+    """Images (N, 32, 32, 3) uint8 and labels of one pickled batch; `read(name)` opens it."""
     try:
-        return tfds.load(
-            name,
-            split=split,
-            data_dir=data_dir,
-            download=download,
-            as_supervised=True,
-            with_info=True,
-            **kwargs,
-        )
-    except Exception as error:  # tfds raises AssertionError or DatasetNotFoundError
-        if download or not _looks_unprepared(error):
-            raise
-        where = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
-        manual = (
-            " ImageNet must be downloaded by hand first: put ILSVRC2012_img_train.tar "
-            "and ILSVRC2012_img_val.tar in <data dir>/downloads/manual/."
-            if name == "imagenet2012"
-            else ""
-        )
-        raise DatasetNotPreparedError(
-            f"Dataset {name!r} is not prepared in {where} (set by --data-dir or "
-            f"TFDS_DATA_DIR).{manual} Prepare it once with network access: "
-            f"`tfds build {name} --data_dir {where}`, or run again with --download."
-        ) from error
+        with read(name) as f:
+            batch = {
+                (k.decode() if isinstance(k, bytes) else k): v
+                for k, v in _CifarUnpickler(f, encoding="bytes").load().items()
+            }
+        images = np.asarray(batch["data"], np.uint8).reshape(-1, 3, 32, 32)
+        labels = np.asarray(batch[spec["label_key"]], np.int64)
+    except (
+        OSError,
+        EOFError,
+        KeyError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        pickle.UnpicklingError,
+        tarfile.TarError,
+    ) as error:
+        raise MalformedDatasetError(f"{where}: {name} is not a CIFAR batch ({error})") from None
+    if len(images) != len(labels) or (labels.size and labels.max() >= spec["num_classes"]):
+        raise MalformedDatasetError(f"{where}: {name} has bad labels")
+    return images.transpose(0, 2, 3, 1), labels
 
 
-def _looks_unprepared(error):
-    text = f"{type(error).__name__} {error}".lower()
-    return any(s in text for s in ("not found", "notfound", "does not exist", "download"))
+def _cifar_places(spec, data_dir, cache):
+    """The folders and archives looked in, in order, as `(path, is_archive)`: `data_dir` only,
+    if given (as for MNIST); else Keras's cache."""
+    if data_dir:
+        return [
+            (os.path.join(data_dir, spec["folder"]), False),
+            (data_dir, False),
+            (os.path.join(data_dir, spec["archive"]), True),
+        ]
+    return [
+        (os.path.join(cache, spec["target"], spec["folder"]), False),
+        (os.path.join(cache, spec["folder"]), False),
+        (os.path.join(cache, f"{spec['target']}_archive"), True),
+        (os.path.join(cache, spec["archive"]), True),
+    ]
 
 
-def tfds_builder(name, data_dir=None):
-    """The tfds builder of an image-classification dataset, or None if tfds has no such name.
+def keras_cifar(name, data_dir=None, download=False):
+    """CIFAR-10 or CIFAR-100 as `keras.datasets.cifar10/100.load_data` reads it, never
+    downloading unless `download` is True.
+
+    Looks for the pickled batches of the "CIFAR-10/100 python version" in `data_dir` only if
+    it is given (the extracted folder, or the `.tar.gz` archive); otherwise in Keras's cache
+    (`$KERAS_HOME/datasets`, default `~/.keras/datasets`: the folder and archive that
+    `load_data` leaves there, or those of older Keras). The images and their order are
+    `load_data`'s.
+
+    Args:
+        name: `"cifar10"` or `"cifar100"` (its 100 fine labels).
+        data_dir: a directory holding the extracted batches or the archive, or None.
+        download: let `keras.datasets.<name>.load_data()` download it if found nowhere.
+
+    Returns:
+        `Arrays`.
 
     Raises:
-        ValueError: if tfds knows the name but it is not (image, class label) data.
+        DatasetNotPreparedError: found nowhere and `download` is False.
+        MalformedDatasetError: files there that are not CIFAR batches.
+
+    Example:
+
+    ```python
+    arrays = keras_cifar("cifar10")  # after keras.datasets.cifar10.load_data() once
+    ```
     """
-    import tensorflow_datasets as tfds
+    spec = KERAS_CIFAR[name]
+    cache = keras_cache_dir()
+    names = spec["train"] + spec["test"]
+    places = _cifar_places(spec, data_dir, cache)
+    for path, is_archive in places:
+        if is_archive and os.path.isfile(path):
+            try:
+                archive = tarfile.open(path, "r:gz")
+            except (OSError, tarfile.TarError) as error:
+                raise MalformedDatasetError(f"{path}: not a readable archive ({error})") from None
+            with archive:
 
-    try:
-        builder = tfds.builder(name, data_dir=data_dir)  # reads no data; fast
-    except tfds.core.registered.DatasetNotFoundError:
-        return None
-    info = builder.info
-    keys = info.supervised_keys
-    if not keys or len(keys) != 2:
-        raise ValueError(f"tfds dataset {name!r} has no (image, label) supervised keys")
-    image, label = (info.features[k] for k in keys)
-    if not isinstance(image, tfds.features.Image) or not isinstance(
-        label, tfds.features.ClassLabel
-    ):
-        raise ValueError(
-            f"tfds dataset {name!r} is not image classification: its supervised keys are "
-            f"{type(image).__name__} and {type(label).__name__}"
+                def read(member, archive=archive):
+                    found = archive.extractfile(f"{spec['folder']}/{member}")
+                    if found is None:
+                        raise KeyError(member)
+                    return found
+
+                return _cifar_arrays(read, spec, path)
+        if not is_archive and all(os.path.isfile(os.path.join(path, n)) for n in names):
+            return _cifar_arrays(lambda n, path=path: open(os.path.join(path, n), "rb"), spec, path)
+    if download:
+        import keras
+
+        loader = getattr(keras.datasets, name)
+        (x, y), (xt, yt) = loader.load_data(*(("fine",) if name == "cifar100" else ()))
+        return Arrays(
+            x,
+            y.reshape(-1).astype(np.int64),
+            xt,
+            yt.reshape(-1).astype(np.int64),
+            spec["num_classes"],
+            source=f"keras.datasets.{name} (downloaded into {cache})",
         )
-    return builder
-
-
-def _to_uint8_arrays(ds, image_size, source):
-    """All of a tf.data split of (image, label) as uint8 arrays; images of another size than
-    `image_size` (or of varying size) are resized (shorter side) and centre-cropped.
-
-    Raises:
-        MalformedDatasetError: an image or record of `source` cannot be decoded.
-    """
-
-    def fit(image, label):
-        if image_size is None:
-            if image.dtype != tf.uint8:  # keras.utils.image_dataset_from_directory: float 0..255
-                image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
-        else:
-            shape = tf.cast(tf.shape(image)[:2], tf.float32)
-            scale = image_size / tf.reduce_min(shape)
-            new = tf.cast(tf.math.ceil(shape * scale), tf.int32)
-            image = tf.image.resize(image, new, method="bilinear", antialias=True)
-            top, left = (new[0] - image_size) // 2, (new[1] - image_size) // 2
-            image = image[top : top + image_size, left : left + image_size]
-            image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
-        return image, label
-
-    images, labels = [], []
-    try:
-        for x, y in ds.map(fit, num_parallel_calls=tf.data.AUTOTUNE).batch(1024):
-            images.append(x.numpy())
-            labels.append(y.numpy())
-    except tf.errors.OpError as error:  # a damaged image file or tfds record
-        first_line = (error.message or str(error)).strip().splitlines()[0]
-        raise MalformedDatasetError(f"{source}: cannot decode its data ({first_line})") from None
-    if not images:
-        raise MalformedDatasetError(f"{source}: a split of the dataset is empty")
-    return np.concatenate(images), np.concatenate(labels).astype(np.int64)
-
-
-def tfds_arrays(name, data_dir=None, download=False, image_size=None, held_out=0.1):
-    """Any tfds image-classification dataset, in memory.
-
-    The test split is `test`, else `validation`, else the last `held_out` of `train` (tfds's
-    split slicing: the same examples for every seed). The image size, channels and classes come
-    from the dataset's features; images of variable size need `image_size`.
-
-    Raises:
-        ValueError: an unknown or unsuitable name, or variable-size images without
-            `image_size`.
-        DatasetNotPreparedError: not prepared and `download` is False.
-    """
-    builder = tfds_builder(name, data_dir)
-    if builder is None:
-        raise ValueError(f"tensorflow-datasets has no dataset {name!r}")
-    if download and not builder.info.splits:
-        builder.download_and_prepare()  # so that the splits are known before one is chosen
-    info = builder.info
-    image_key, label_key = info.supervised_keys
-    shape = info.features[image_key].shape
-    if None in shape[:2] and image_size is None:
-        raise ValueError(
-            f"{name!r} has images of varying size {shape}: choose one with --image-size"
-        )
-    if image_size is not None and tuple(shape[:2]) == (image_size, image_size):
-        image_size = None  # already that size
-    # A dataset not prepared in `data_dir` knows no splits: loading "train" below then fails
-    # with DatasetNotPreparedError. (Under tfds.testing.mock_data no split is known either.)
-    splits = set(info.splits) or {"train", "test"}
-    if "train" not in splits:
-        raise ValueError(
-            f"tfds dataset {name!r} has no train split (it has {', '.join(sorted(splits))})"
-        )
-    test = next((s for s in ("test", "validation") if s in splits), None)
-    train_split = "train" if test else f"train[:{100 - round(100 * held_out)}%]"
-    test_split = test or f"train[{100 - round(100 * held_out)}%:]"
-    _check_memory(name, info, image_size, shape)
-    train, _ = tfds_load(name, train_split, data_dir, download)
-    test_ds, _ = tfds_load(name, test_split, data_dir, download)
-    where = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
-    source = f"tfds {name} in {where} ({train_split} / {test_split})"
-    return Arrays(
-        *_to_uint8_arrays(train, image_size, source),
-        *_to_uint8_arrays(test_ds, image_size, source),
-        info.features[label_key].num_classes,
-        source=source,
+    raise DatasetNotPreparedError(
+        f"Dataset {name!r} not found: looked for {spec['folder']}/ ({', '.join(names)}) or "
+        f"{spec['archive']} in {', '.join(p for p, _ in places)}. To get it: run once with "
+        f"--download (Keras downloads it into {cache}), or put {spec['archive']} from "
+        "https://www.cs.toronto.edu/~kriz/cifar.html in a directory given as --data-dir."
     )
 
 
-def _check_memory(name, info, image_size, shape):
-    """Refuses a dataset whose images would take more than half of this machine's memory (they
-    are held as uint8 arrays, and briefly twice)."""
-    examples = sum(split.num_examples for split in info.splits.values())
-    if not examples:
-        return
-    side = (image_size, image_size) if image_size else tuple(shape[:2])
-    needed = examples * side[0] * side[1] * (shape[2] or 3)
-    try:
-        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return
-    if 2 * needed > memory:
-        raise MalformedDatasetError(
-            f"tfds {name}: {examples:,} images of {side[0]}x{side[1]} need {needed / 2**30:.1f} "
-            f"GiB held in memory, more than half of this machine's {memory / 2**30:.1f} GiB; "
-            "choose a smaller --image-size"
-        )
+def _cifar_arrays(read, spec, where):
+    parts = {
+        split: [_cifar_batch(read, n, spec, where) for n in spec[split]]
+        for split in ("train", "test")
+    }
+    train, test = (
+        (np.concatenate([p[0] for p in parts[s]]), np.concatenate([p[1] for p in parts[s]]))
+        for s in ("train", "test")
+    )
+    return Arrays(*train, *test, spec["num_classes"], source=where)
 
 
 # --------------------------------------------------------------------------------------------
-# A folder of images
-
-# Sub-folders that hold a folder dataset's test split, when present beside `train/`.
-TEST_FOLDERS = ("test", "val", "validation")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+# Generated data
 
 
-def image_folder(directory, image_size, held_out_every=5):
-    """Images in `directory/<class>/*.{png,jpg,jpeg,bmp,gif}`, read by
-    `keras.utils.image_dataset_from_directory` (RGB, resized with area interpolation and
-    centre-cropped to `image_size`).
+def synthetic_arrays(seed, image_shape, num_classes, train_examples, test_examples):
+    """Generated images for smoke runs: each class has a fixed random template (seeded by
+    `seed`); an image is its class's template plus twice as much Gaussian noise.
 
-    If `directory` has `train/` and a `test/`, `val/` or `validation/` sub-folder with the same
-    classes, those are the splits; otherwise every `held_out_every`-th file of each class (in
-    file-name order) is held out for testing: 20 %, stratified, the same files for every run.
+    Args:
+        seed: seeds the templates and both splits.
+        image_shape: `(H, W, C)`.
+        num_classes: the number of labels.
+        train_examples, test_examples: split sizes.
 
-    Raises:
-        DatasetNotPreparedError: `directory` is not given or does not exist.
-        MalformedDatasetError: no class sub-folders, no images, a damaged image, or class
-            folders that hold only sub-folders (split folders under another name).
+    Returns:
+        `Arrays` whose images are float32 (already "normalised": nothing to scale).
+
+    Example:
+
+    ```python
+    arrays = synthetic_arrays(0, (32, 32, 3), 10, 512, 256)
+    ```
     """
-    import keras
+    rng = np.random.default_rng(seed)
+    templates = rng.normal(size=(num_classes, *image_shape)).astype("float32")
 
-    if not directory:
-        raise DatasetNotPreparedError(
-            "--dataset folder needs --data-dir: a directory with one sub-folder of images per "
-            "class (or train/ and test/ directories laid out so)"
-        )
-    if not os.path.isdir(directory):
-        raise DatasetNotPreparedError(f"image folder {directory} does not exist")
-    read = dict(
-        labels="inferred",
-        label_mode="int",
-        color_mode="rgb",
-        image_size=(image_size, image_size),
-        interpolation="area",
-        crop_to_aspect_ratio=True,
-        batch_size=None,
-        shuffle=False,  # file-name order within each class: the split below is fixed
-        verbose=False,
-    )
-    train_dir = os.path.join(directory, "train")
-    test_dir = next(
-        (
-            os.path.join(directory, t)
-            for t in TEST_FOLDERS
-            if os.path.isdir(os.path.join(directory, t))
-        ),
-        None,
-    )
-    split_folders = os.path.isdir(train_dir) and test_dir is not None
-    for root in (train_dir, test_dir) if split_folders else (directory,):
-        _check_class_folders(root)
-    try:
-        if split_folders:
-            train = keras.utils.image_dataset_from_directory(train_dir, **read)
-            test = keras.utils.image_dataset_from_directory(
-                test_dir, class_names=train.class_names, **read
-            )
-            classes = train.class_names
-            source = f"{directory} (train/ and {os.path.basename(test_dir)}/"
-            arrays = (
-                *_to_uint8_arrays(train, None, directory),
-                *_to_uint8_arrays(test, None, directory),
-            )
-        else:
-            everything = keras.utils.image_dataset_from_directory(directory, **read)
-            classes = everything.class_names
-            images, labels = _to_uint8_arrays(everything, None, directory)
-            position = np.zeros(len(labels), np.int64)  # index of each file within its class
-            for c in range(len(classes)):
-                members = np.flatnonzero(labels == c)
-                position[members] = np.arange(len(members))
-            test = position % held_out_every == held_out_every - 1
-            arrays = (images[~test], labels[~test], images[test], labels[test])
-            source = f"{directory} (every {held_out_every}th file of each class held out"
-    except ValueError as error:  # "No images found in directory ...", class mismatches
-        raise MalformedDatasetError(f"image folder {directory}: {error}") from None
-    if len(classes) < 2:
-        raise MalformedDatasetError(
-            f"image folder {directory}: found {len(classes)} class sub-folder(s); need at least 2"
-        )
-    if not len(arrays[3]):
-        raise MalformedDatasetError(f"image folder {directory}: no test images")
+    def split(n, offset):
+        r = np.random.default_rng(seed + offset)
+        labels = r.integers(0, num_classes, size=n)
+        images = templates[labels] + 2.0 * r.normal(size=(n, *image_shape)).astype("float32")
+        return images, labels
+
     return Arrays(
-        *arrays,
-        len(classes),
-        source=f"{source}; {len(classes)} classes: {', '.join(classes[:5])}"
-        f"{', ...' if len(classes) > 5 else ''})",
+        *split(train_examples, 2), *split(test_examples, 1), num_classes, source="generated"
     )
-
-
-def _check_class_folders(root):
-    """Refuses class folders that hold images only in deeper folders: Keras would read them
-    recursively, and `data/train/<c>` plus `data/valid/<c>` would become the classes "train"
-    and "valid"."""
-    for name in sorted(os.listdir(root)):
-        path = os.path.join(root, name)
-        if not os.path.isdir(path):
-            continue
-        entries = os.listdir(path)
-        has_images = any(e.lower().endswith(IMAGE_EXTENSIONS) for e in entries)
-        has_folders = any(os.path.isdir(os.path.join(path, e)) for e in entries)
-        if has_folders and not has_images:
-            raise MalformedDatasetError(
-                f"image folder {root}: {name}/ holds folders, not images; give the folder whose "
-                f"sub-folders are the classes (train/ with {'/, '.join(TEST_FOLDERS)}/ beside "
-                "it are recognised)"
-            )

@@ -3,8 +3,11 @@
     config.py                  RunConfig and make_config: what defines a run, validated
     run_directory.py           whether --output can hold the run; atomic JSON files; whether a
                                finished run's files are whole; diverged.json
-    strategies.py              the tf.distribute strategy, the chief, the device report
-    keras_multiworker_patch.py the patch of private Keras code for multi-worker `fit`
+    distribution.py            the run's devices whatever the backend: the interface `run` uses
+    strategies.py              ... on TensorFlow: the tf.distribute strategy, the chief, devices
+    keras_distribution.py      ... on JAX: keras.distribution.DataParallel, jax.distributed
+    keras_multiworker_patch.py the patch of private Keras code for multi-worker `fit` (TF)
+    summaries.py               whether TensorBoard summaries can be written (TensorFlow's)
     compute.py                 mixed precision and XLA, and the combinations refused
     sizes.py                   steps and batch sizes that cannot fit the data or the memory
     build.py                   the compiled model: network, method, optimizer, schedule
@@ -15,7 +18,9 @@
     parsers.py                 the `train` command line and the options `sweep` shares
 
 `keras_normloss.train` (the `keras-normloss train` subcommand) re-exports the entry points.
-Nothing here imports Keras before a name is used, so the command line parses its options fast.
+Nothing here imports Keras before a name is used, so the command line parses its options fast
+and chooses Keras's backend before Keras starts. Only `distribution`, the two modules it names
+and the data pipelines know which backend runs.
 """
 
 import sys
@@ -48,6 +53,7 @@ _HOME = {
     "run": "run",
     "summary_line": "run",
     "check_run_dir": "run_directory",
+    "make_distribution": "distribution",
     "is_chief": "strategies",
     "make_strategy": "strategies",
 }
@@ -98,6 +104,7 @@ __all__ = [
     "is_chief",
     "main",
     "make_config",
+    "make_distribution",
     "make_strategy",
     "random_state_variables",
     "read_metrics",

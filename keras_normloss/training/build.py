@@ -57,8 +57,9 @@ def build_model(config, info, steps_per_epoch):
             keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
             keras.metrics.SparseCategoricalCrossentropy(from_logits=True, name="cross_entropy"),
         ],
-        # "auto" is Keras's: XLA only with a GPU and without a tf.distribute strategy, so never
-        # in `train`, which always runs under one (Keras 3.15, Trainer._resolve_auto_jit_compile).
+        # "auto" is Keras's: on TensorFlow XLA only with a GPU and without a tf.distribute
+        # strategy, so never in `train`, which always runs under one; on JAX always (Keras 3.15,
+        # Trainer._resolve_auto_jit_compile). "off" on JAX runs each step op by op: slow.
         jit_compile=JIT_COMPILE[config.jit_compile],
     )
     for callback in applied.callbacks:

@@ -73,6 +73,32 @@ def random_state_variables(model):
     return list(states.values())
 
 
+def sync_model_state(model):
+    """Puts the state that JAX's `fit` holds apart back into the model's variables.
+
+    On JAX, `fit` runs a stateless step: between the epoch's first step and its end, the
+    current weights, optimizer and random generator states live in arrays of the trainer's own,
+    and the model's variables are emptied (Keras 3.15, `JAXTrainer._purge_model_variables`).
+    Reading an emptied variable gives no error: it returns its *initializer's* value, so a
+    mid-epoch checkpoint written from it would hold freshly initialised weights. Keras syncs
+    when a callback reads `self.model` (3.15; newer releases name the method `state_sync`), and
+    this makes it explicit where a checkpoint is written. Elsewhere (TensorFlow) it does
+    nothing.
+
+    Args:
+        model: a Keras model.
+
+    Example:
+
+    ```python
+    sync_model_state(model)  # then model.save_weights(...) holds this step's weights
+    ```
+    """
+    sync = getattr(model, "state_sync", None) or getattr(model, "jax_state_sync", None)
+    if sync is not None:
+        sync()
+
+
 def checkpoint_name(epoch, step):
     """The stem of the checkpoint at (epoch, step): `ckpt-eEEEEE-sKKKKKKK`."""
     return f"ckpt-e{epoch:05d}-s{step:07d}"
@@ -164,6 +190,7 @@ class CheckpointStore:
             CheckpointWriteFailed: if a file cannot be written; what was
                 written of this checkpoint is removed, older ones are intact.
         """
+        sync_model_state(model)  # on JAX: this step's weights, not the emptied variables'
         what = non_finite_part(model)
         if what is not None:
             # (epoch, 0) is saved at the end of epoch `epoch - 1` (0-based).

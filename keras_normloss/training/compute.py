@@ -10,11 +10,10 @@ layer that feeds the softmax.
 import contextlib
 
 import keras
-import tensorflow as tf
 
 from keras_normloss import cli
-from keras_normloss.training.strategies import has_gpu, replicates_on_cpus
 
+_BACKEND_NAMES = {"tensorflow": "TensorFlow", "jax": "JAX"}
 POLICIES = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
 JIT_COMPILE = {"auto": "auto", "on": True, "off": False}
 
@@ -47,20 +46,31 @@ def dtype_policy(mixed_precision):
         keras.config.set_dtype_policy(previous)
 
 
-def check(config, strategy):
+def check(config, distribution):
     """Refuses settings this machine cannot run, or runs so slowly that it must be a mistake.
+
+    Args:
+        config: the `RunConfig`.
+        distribution: the run's devices (`training.distribution.make_distribution`).
 
     Returns:
         A list of one-line notes to print (settings that run, slowly).
 
     Raises:
         keras_normloss.cli.UsageError: for float16 without a GPU (or a CPU
-            with native float16), and for XLA over several CPU replicas.
+            with native float16), and for XLA over several CPU replicas of tf.distribute.
+
+    Example:
+
+    ```python
+    for note in check(config, make_distribution(config.strategy)):
+        print(note)
+    ```
     """
     notes = []
-    gpu = has_gpu()
+    gpu = distribution.has_gpu
     flags = _cpu_flags()
-    on_tpu = isinstance(strategy, tf.distribute.TPUStrategy)
+    on_tpu = distribution.on_tpu
     if config.mixed_precision == "float16" and not gpu:
         # Refused rather than warned about: float16 is a GPU setting, and asking for it where
         # TensorFlow sees no GPU is most often a GPU that is not visible (drivers, CUDA_VISIBLE_
@@ -69,7 +79,8 @@ def check(config, strategy):
         # at batch 32; 12x in an earlier measurement on this machine).
         if not flags & {"avx512_fp16", "amx_fp16"}:
             raise cli.UsageError(
-                "--mixed-precision float16 needs a GPU and TensorFlow sees none; on this CPU "
+                f"--mixed-precision float16 needs a GPU and {_BACKEND_NAMES[distribution.backend]} "
+                "sees none; on this CPU "
                 "(no AVX512-FP16) float16 is emulated, about 3x slower than float32: use "
                 "--mixed-precision off"
             )
@@ -80,7 +91,7 @@ def check(config, strategy):
                 "NOTE: --mixed-precision bfloat16 on a CPU without native bfloat16 "
                 "(AVX512-BF16 or AMX) is emulated: 7-10x slower than float32 (measured)."
             )
-    if config.jit_compile == "on" and replicates_on_cpus(strategy):
+    if config.jit_compile == "on" and distribution.replicates_on_cpus:
         # Tried (TF 2.21, Keras 3.15.1, MirroredStrategy over 2 logical CPUs, jit_compile=True):
         # the first step fails with InvalidArgumentError "Trying to access resource
         # .../replica_1/... located in device CPU:1 from device CPU:0"

@@ -3,7 +3,9 @@
 Every setting a run is defined by is a field of `RunConfig`; `config.json` in the run directory is
 `dataclasses.asdict(config)`. Fields in `OPERATIONAL` change how a run is carried out but not what
 it computes, so a run may be resumed with other values of them (another data directory, machine
-or strategy).
+or strategy). The Keras backend is not one of them: its input pipelines and random generators
+are its own, so a run started on TensorFlow is resumed on TensorFlow and one started on JAX on
+JAX.
 """
 
 import dataclasses
@@ -77,6 +79,9 @@ class RunConfig:
     jit_compile: str = "auto"
     # keras_normloss.schedules: "step" (lr_decay at lr_decay_epochs), "linear" or "cosine" to 0.
     lr_schedule: str = "step"
+    # The Keras backend the run trains on ("tensorflow" or "jax"): Keras's, when the run is made.
+    # Runs made before the field existed trained on TensorFlow.
+    backend: str = "tensorflow"
     warmup_epochs: float = 0.0  # linear warmup from 0 to lr; may be a fraction of an epoch
     # Training images held out for validation: a fraction (< 1) or a count (>= 1); 0: none.
     # The same images for every seed (keras_normloss.data.validation).
@@ -102,7 +107,8 @@ def make_config(preset_name, output, **overrides):
     Raises:
         keras_normloss.cli.UsageError: for an unknown preset, dataset, model,
             regularizer, strategy, precision or XLA setting, a factor given to
-            `none`/`wrs`, or a `data_dir` that does not exist.
+            `none`/`wrs`, a `data_dir` that does not exist, or a `backend` other than the
+            one Keras runs on in this process.
 
     Returns:
         A `RunConfig`.
@@ -114,8 +120,23 @@ def make_config(preset_name, output, **overrides):
     config.factor  # 1e-4: the paper's weight decay
     ```
     """
+    import keras
+
     from keras_normloss import data, models
 
+    backend = keras.backend.backend()
+    asked = overrides.pop("backend", None)
+    if asked is not None and asked != backend:
+        raise cli.UsageError(
+            f"backend {asked!r} was asked for, and Keras runs on {backend} in this process "
+            f"(its backend is fixed when Keras is first imported): set KERAS_BACKEND={asked} "
+            "before importing Keras, or use `keras-normloss train --backend`"
+        )
+    if backend not in cli.BACKENDS:
+        raise cli.UsageError(
+            f"Keras runs on {backend}; keras-normloss trains on tensorflow or jax "
+            "(set KERAS_BACKEND)"
+        )
     try:
         preset = presets.get(preset_name)
     except ValueError as error:
@@ -173,6 +194,7 @@ def make_config(preset_name, output, **overrides):
         deterministic=overrides.pop("deterministic", False),
         synchronized_bn=overrides.pop("synchronized_bn", False),
         output=os.fspath(output),
+        backend=backend,
         **overrides,
     )
     try:

@@ -73,6 +73,7 @@ class HeldOutEvaluation(keras.callbacks.Callback):
     Args:
         dataset: the validation batches (`Pipelines.validation`).
         steps: the number of batches.
+        callbacks: callbacks for `evaluate` (the devices' own: `distribution.callbacks()`).
 
     Example:
 
@@ -82,13 +83,16 @@ class HeldOutEvaluation(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, dataset, steps):
+    def __init__(self, dataset, steps, callbacks=()):
         super().__init__()
         self.dataset = dataset
         self.steps = steps
+        self.callbacks = list(callbacks)
 
     def on_epoch_end(self, epoch, logs=None):
-        scores = self.model.evaluate(self.dataset, steps=self.steps, verbose=0, return_dict=True)
+        scores = self.model.evaluate(
+            self.dataset, steps=self.steps, verbose=0, return_dict=True, callbacks=self.callbacks
+        )
         for key in ("loss", "cross_entropy", "accuracy"):
             logs[f"validation_{key}"] = float(scores[key])
         logs["validation_error"] = 1.0 - logs["validation_accuracy"]

@@ -4,8 +4,8 @@ Shared options become `make_config` overrides of the same name; flags are stored
 absent, so that the preset's value stands.
 
 Nothing here imports Keras or TensorFlow at module level: `--help` and argument errors answer
-without them, and `main` starts TensorFlow (quietly, `cli.start_tensorflow`) once the options
-are read.
+without them, and `main` chooses and starts Keras's backend (`cli.start_backend`: TensorFlow
+quietly, or JAX) once the options are read.
 """
 
 import sys
@@ -89,7 +89,8 @@ _SHARED_OPTIONS = (
         dict(
             action="store_const",
             const=True,
-            help="deterministic TensorFlow ops (slower): bit-reproducible runs",
+            help="deterministic ops (slower; TensorFlow's, or XLA's on JAX GPUs): "
+            "bit-reproducible runs",
         ),
     ),
     (
@@ -126,8 +127,8 @@ _SHARED_OPTIONS = (
         "--jit-compile",
         dict(
             choices=JIT_COMPILE,
-            help="XLA: auto (Keras's choice: never under a tf.distribute strategy, so never "
-            "here), on or off; default auto",
+            help="XLA: auto (Keras's choice: on TensorFlow never under a tf.distribute "
+            "strategy, so never here; on JAX always), on or off; default auto",
         ),
     ),
     (
@@ -135,8 +136,18 @@ _SHARED_OPTIONS = (
         dict(
             default="auto",
             choices=STRATEGIES,
-            help="auto (all GPUs, else the CPU), mirrored, multiworker (TF_CONFIG), tpu or "
+            help="auto (all GPUs, else the CPU), mirrored (all devices, CPUs too), multiworker "
+            "(TF_CONFIG; on JAX KERAS_DISTRIBUTION_* or a cluster's own variables), tpu or "
             "one-device; default auto",
+        ),
+    ),
+    (
+        "--backend",
+        dict(
+            choices=tuple(cli.BACKENDS),
+            help="Keras's backend: tensorflow (tf.distribute, tf.data) or jax "
+            "(keras.distribution, NumPy pipelines; no TensorFlow needed); default: "
+            "KERAS_BACKEND, else tensorflow where installed, else jax",
         ),
     ),
     (
@@ -243,7 +254,7 @@ def main(argv=None):
     0 done, 1 the run failed, 130/143 stopped by SIGINT/SIGTERM; exits with status 2 on bad
     input."""
     args = build_parser().parse_args(argv)
-    cli.start_tensorflow(args.verbose)
+    cli.start_backend(args.backend, args.verbose)
     from keras_normloss import data
     from keras_normloss.training.faults import Interrupted, Preempted, RunStopped
     from keras_normloss.training.run import run

@@ -1,4 +1,4 @@
-"""One training run: config -> strategy -> data -> model -> fit -> outputs.
+"""One training run: config -> devices -> data -> model -> fit -> outputs.
 
     keras-normloss train --preset quick --dataset synthetic --output runs/quick
 
@@ -7,15 +7,16 @@ A run directory holds:
     config.json        everything needed to run it again (`--config` is not
                        needed: the same command resumes it)
     metrics.csv        one row per epoch (see `metrics.METRIC_COLUMNS`)
-    tensorboard/       Keras's scalars, and per-kernel channel norms (NormMonitor)
+    tensorboard/       Keras's scalars, and per-kernel channel norms (NormMonitor);
+                       only where TensorFlow is installed (it writes them)
     checkpoint/        the last `--keep-checkpoints` checkpoints: weights +
                        optimizer state, each with a JSON sidecar (see
                        `checkpoints`); removed when the run is finished
     model.keras        the final model
     results.json       the final test error (the one to report), the best
                        epoch's (picked on the test set: optimistic), wall
-                       time, precision and XLA, versions, device, and
-                       model.keras's SHA-256
+                       time, precision and XLA, the backend, versions,
+                       devices, and model.keras's SHA-256
     diverged.json      only if the run diverged: what became non-finite and
                        where; the same command then says so and stops
 
@@ -25,6 +26,9 @@ continues from its newest checkpoint that loads (every epoch, every
 a function of (seed, e, k) alone, so a resumed run sees the batches an
 uninterrupted run would have seen; with `--deterministic` its final weights
 are the same. How a run stops early, and with which exit status: `faults`.
+
+The same code trains on TensorFlow and on JAX: the devices (`distribution`) and the data
+pipelines (`keras_normloss.data`) are the backend's; nothing here knows which it is.
 """
 
 import dataclasses
@@ -35,15 +39,14 @@ import tempfile
 
 import keras
 import numpy as np
-import tensorflow as tf
-import tensorflow_datasets as tfds
 
 import keras_normloss
 from keras_normloss import callbacks as norm_callbacks
 from keras_normloss import cli, data
-from keras_normloss.training import compute, keras_multiworker_patch
+from keras_normloss.training import compute, summaries
 from keras_normloss.training.build import build_model, factor_strength_note
 from keras_normloss.training.checkpoints import Checkpointer, CheckpointStore
+from keras_normloss.training.distribution import make_distribution
 from keras_normloss.training.faults import (
     NonFiniteLoss,
     RunFailed,
@@ -67,12 +70,6 @@ from keras_normloss.training.run_directory import (
     write_json,
 )
 from keras_normloss.training.sizes import check_sizes
-from keras_normloss.training.strategies import (
-    device_report,
-    is_chief,
-    is_multi_worker,
-    make_strategy,
-)
 
 
 def run(config, verbose="auto"):
@@ -90,7 +87,8 @@ def run(config, verbose="auto"):
 
     Raises:
         keras_normloss.cli.UsageError: if the output directory cannot hold
-            this run, or the machine cannot run its settings.
+            this run, the machine cannot run its settings, or Keras runs on another
+            backend than `config.backend`.
         keras_normloss.data.DatasetNotPreparedError: if the dataset is not
             prepared and `config.download` is False.
         keras_normloss.training.faults.RunFailed: if the loss, the penalty
@@ -111,6 +109,12 @@ def run(config, verbose="auto"):
     results["final_test_error"]
     ```
     """
+    if config.backend != keras.backend.backend():
+        raise cli.UsageError(
+            f"this run is made for the {config.backend} backend and Keras runs on "
+            f"{keras.backend.backend()} in this process; set KERAS_BACKEND={config.backend} "
+            "before Keras is imported, or use `keras-normloss train --backend`"
+        )
     state = check_run_dir(config)
     if state == "finished":
         results = check_finished(config.output)
@@ -121,10 +125,11 @@ def run(config, verbose="auto"):
         check_not_diverged(config.output)
     stop = StopRequest()
     try:
-        # Under MultiWorkerMirroredStrategy a checkpoint needs every worker (reading some
-        # variables is a collective operation), and a signal reaches one worker at a time: the
-        # handler would save on one worker and hang. There, signals keep their default (the run
-        # resumes from its last periodic checkpoint).
+        # With several processes a signal reaches one at a time: its handler would save and stop
+        # that one while the others wait for it in their next collective operation (and under
+        # MultiWorkerMirroredStrategy a checkpoint needs every worker: reading some variables is
+        # collective). There, signals keep their default (the run resumes from its last
+        # periodic checkpoint).
         with compute.dtype_policy(config.mixed_precision):
             if config.strategy == "multiworker":
                 results = _train(config, state, verbose, None)
@@ -148,29 +153,25 @@ def run(config, verbose="auto"):
 
 
 def _train(config, state, verbose, stop):
-    if config.deterministic:
-        _run_ops_one_at_a_time()
     try:
-        strategy = make_strategy(config.strategy)  # first: multi-worker needs it before any op
+        # First: multi-worker set-ups start their runtimes here, before any computation.
+        distribution = make_distribution(config.strategy, config.deterministic)
     except ValueError as error:  # e.g. --strategy tpu where no TPU is found
         first_line = (str(error).splitlines() or [""])[0]
         raise cli.UsageError(
             f"--strategy {config.strategy} cannot run here: {first_line}"
         ) from None
-    replicas = strategy.num_replicas_in_sync
-    if config.batch_size % replicas:
-        raise cli.UsageError(
-            f"--batch-size {config.batch_size} does not split over {replicas} replicas"
-        )
-    notes = compute.check(config, strategy)
-    chief = is_chief(strategy)
+    notes = compute.check(config, distribution)
+    chief = distribution.chief
+    # Before the seed: Keras's `set_random_seed` imports TensorFlow wherever it is installed, on
+    # any backend, to seed it too (Keras 3.15); on JAX it is imported here first, quietly and
+    # kept off the GPUs. It also writes the TensorBoard summaries (on the chief).
+    tensorboard = summaries.tensorflow_for_summaries() is not None and chief
     keras.utils.set_random_seed(config.seed)
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
 
     try:
         pipelines = _load_data(config)
-    except data.DatasetOptionError as error:  # e.g. --image-size for CIFAR
+    except data.DatasetOptionError as error:  # e.g. --image-size for CIFAR, ImageNet on JAX
         raise cli.UsageError(str(error)) from None
     info = pipelines.info
     held_out = (
@@ -184,6 +185,7 @@ def _train(config, state, verbose, stop):
         f"{info.num_classes} classes" + (f", from {info.source}" if info.source else "")
     )
     check_sizes(config, info)  # before anything is built or written
+    distribution.check_sizes(config.batch_size, info)
     steps_per_epoch = config.steps_per_epoch or info.steps_per_epoch(config.batch_size)
     if info.synthetic:
         print(
@@ -196,20 +198,19 @@ def _train(config, state, verbose, stop):
     if weak:
         print(weak)
 
-    with strategy.scope():
+    with distribution.scope():
         model, method_callbacks = build_model(config, info, steps_per_epoch)
     check_sizes(config, info, model)  # the memory the batch needs
-    if is_multi_worker(strategy):
-        try:
-            keras_multiworker_patch.apply(model)
-        except RuntimeError as error:
-            raise RunFailed(str(error)) from None
+    try:
+        distribution.prepare(model)
+    except RuntimeError as error:
+        raise RunFailed(str(error)) from None
 
     checkpoint_dir = os.path.join(config.output, "checkpoint")
     store = CheckpointStore(checkpoint_dir, config.keep_checkpoints, write=chief)
     first_epoch, skip_steps = 0, 0
     if state == "resume":
-        with strategy.scope():
+        with distribution.scope():
             # The weights file holds the optimizer's state (momentum,
             # iterations, hence the learning-rate schedule's position) too;
             # its variables must exist before it is read.
@@ -226,37 +227,54 @@ def _train(config, state, verbose, stop):
         os.makedirs(config.output, exist_ok=True)
         write_json(os.path.join(config.output, "config.json"), dataclasses.asdict(config))
 
+    if chief and not tensorboard:
+        print(summaries.NO_TENSORFLOW_NOTE)
     nan_guard = StopOnNonFiniteLoss(steps_per_epoch)
     checkpointer = Checkpointer(store, steps_per_epoch, config.checkpoint_every, stop)
     callbacks = [
         nan_guard,  # first: no other callback sees a step whose loss is not finite
         norm_callbacks.NormMonitor(
-            log_dir=os.path.join(config.output, "tensorboard") if chief else None
+            log_dir=os.path.join(config.output, "tensorboard") if tensorboard else None
         ),
         *method_callbacks,  # before the logs and checkpoint: pbwn-epoch projects at epoch end
         EpochExtras(),
+        *distribution.callbacks(),
     ]
     if pipelines.validation is not None:
         callbacks.append(
-            HeldOutEvaluation(pipelines.validation, info.validation_steps(config.batch_size))
+            HeldOutEvaluation(
+                distribution.evaluation_batches(pipelines.validation),
+                info.validation_steps(config.batch_size),
+                callbacks=distribution.callbacks(),
+            )
         )
     if chief:
-        callbacks += [
-            MetricsCSV(os.path.join(config.output, "metrics.csv"), info.name, first_epoch),
-            keras.callbacks.TensorBoard(os.path.join(config.output, "tensorboard")),
-        ]
+        callbacks.append(
+            MetricsCSV(os.path.join(config.output, "metrics.csv"), info.name, first_epoch)
+        )
+    if tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(os.path.join(config.output, "tensorboard")))
     callbacks.append(checkpointer)  # last: an epoch is logged before it counts as done
 
     test_steps = info.test_steps(config.batch_size)
     fit = dict(
-        validation_data=pipelines.test,
+        validation_data=distribution.evaluation_batches(pipelines.test),
         validation_steps=test_steps,
         callbacks=callbacks,
         verbose=verbose,
         shuffle=False,
     )  # data is shuffled already
-    with strategy.scope():
-        _fit(model, pipelines, config, first_epoch, skip_steps, steps_per_epoch, callbacks, fit)
+    with distribution.scope():
+        _fit(
+            model,
+            lambda *position: distribution.process_batches(pipelines.train(*position)),
+            config,
+            first_epoch,
+            skip_steps,
+            steps_per_epoch,
+            callbacks,
+            fit,
+        )
 
     if not chief:
         with tempfile.TemporaryDirectory() as scratch:  # see CheckpointStore.save
@@ -292,10 +310,11 @@ def _train(config, state, verbose, stop):
         "mixed_precision": config.mixed_precision,
         "dtype_policy": keras.config.dtype_policy().name,
         "jit_compile": config.jit_compile,
-        # What Keras made of it ("auto" resolves to False under any tf.distribute strategy).
+        # What Keras made of it ("auto": False under any tf.distribute strategy, True on JAX).
         "xla_used": bool(model.jit_compile),
-        "versions": _versions(),
-        "device": device_report(strategy, config.strategy),
+        "backend": config.backend,
+        "versions": _versions(distribution),
+        "device": distribution.device_report(),
         "model_sha256": sha256(model_path),
         "notes": {
             "final_test_error": "the error to report: after the last epoch, chosen by nothing",
@@ -318,6 +337,7 @@ def _load_data(config):
     return data.load(
         config.dataset,
         config.batch_size,
+        backend=config.backend,
         seed=config.seed,
         steps_per_epoch=config.steps_per_epoch,
         data_dir=config.data_dir,
@@ -333,14 +353,14 @@ def _or_none(value):
     return None if value is None or value != value else value  # NaN: no validation split
 
 
-def _fit(model, pipelines, config, first_epoch, skip_steps, steps_per_epoch, callbacks, fit):
+def _fit(model, train, config, first_epoch, skip_steps, steps_per_epoch, callbacks, fit):
     if skip_steps and first_epoch < config.epochs:
         # The rest of an epoch interrupted mid-way, on its own.
         for callback in callbacks:
             if hasattr(callback, "step_offset"):
                 callback.step_offset = skip_steps
         model.fit(
-            pipelines.train(first_epoch, skip_steps),
+            train(first_epoch, skip_steps),
             initial_epoch=first_epoch,
             epochs=first_epoch + 1,
             steps_per_epoch=steps_per_epoch - skip_steps,
@@ -349,7 +369,7 @@ def _fit(model, pipelines, config, first_epoch, skip_steps, steps_per_epoch, cal
         first_epoch += 1
     if first_epoch < config.epochs:
         model.fit(
-            pipelines.train(first_epoch),
+            train(first_epoch),
             initial_epoch=first_epoch,
             epochs=config.epochs,
             steps_per_epoch=steps_per_epoch,
@@ -386,6 +406,8 @@ def summary_line(results, output):
     ```
     """
     synthetic = " on SYNTHETIC data" if results.get("synthetic_data") else ""
+    # tensorboard/ is written only where TensorFlow is installed (`summaries`).
+    outputs = [o for o in OUTPUTS if not o.endswith("/") or os.path.isdir(os.path.join(output, o))]
     if results.get("final_validation_error") is not None:
         aside = f"validation error {100 * results['final_validation_error']:.2f} %"
     else:
@@ -397,36 +419,19 @@ def summary_line(results, output):
         f"keras-normloss train: done: final test error {100 * results['final_test_error']:.2f} %"
         f"{synthetic} ({aside}), {results['epochs']} "
         f"epoch{'' if results['epochs'] == 1 else 's'} in "
-        f"{_duration(results['wall_seconds'])}; outputs in {output} ({', '.join(OUTPUTS)})"
+        f"{_duration(results['wall_seconds'])}; outputs in {output} ({', '.join(outputs)})"
     )
 
 
-def _versions():
-    return {
+def _versions(distribution):
+    """The libraries the run used (TensorFlow's only where it trained or wrote summaries)."""
+    versions = {
         "python": sys.version.split()[0],
         "keras": keras.__version__,
-        "tensorflow": tf.__version__,
-        "tensorflow_datasets": tfds.__version__,
+        **distribution.versions(),
         "numpy": np.__version__,
         "keras_normloss": keras_normloss.__version__,
     }
-
-
-def _run_ops_one_at_a_time():
-    """Inter-op parallelism 1, for `--deterministic`.
-
-    `enable_op_determinism` makes each op deterministic, but not the order in
-    which independent ops run: with dropout and Norm Loss together, two runs
-    of a WRN differed by 3e-8 after one step (2e-5 after four) until
-    inter-op parallelism was 1 (measured on 2 CPU cores). It can only be set
-    before TensorFlow starts its runtime; a process that started it already
-    (a notebook, a test) keeps its setting, and is told.
-    """
-    try:
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        if tf.config.threading.get_inter_op_parallelism_threads() != 1:
-            print(
-                "NOTE: --deterministic could not set TensorFlow's inter-op parallelism to 1 "
-                "(the runtime had started); results may differ in the last bits."
-            )
+    if "tensorflow" not in versions and sys.modules.get("tensorflow") is not None:
+        versions["tensorflow"] = sys.modules["tensorflow"].__version__  # for the summaries
+    return versions

@@ -98,7 +98,7 @@ def check_sizes(config, info, model=None, memory=None):
                 "one pass"
             )
         return
-    from keras_normloss.training.strategies import has_gpu
+    from keras_normloss.training.distribution import has_gpu
 
     if has_gpu():
         return

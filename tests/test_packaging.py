@@ -1,0 +1,38 @@
+"""The install without TensorFlow: requirements-jax.txt lists pyproject.toml's base dependencies
+minus TensorFlow's, plus the `jax` extra, so that the two never drift apart."""
+
+import pathlib
+import re
+
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+# The base dependencies that exist for TensorFlow: the backend, its datasets, what tfds needs
+# undeclared, and TensorBoard's writer.
+TENSORFLOW_ONLY = {"tensorflow", "tensorflow-datasets", "importlib-resources", "tensorboard"}
+
+
+def _name(requirement):
+    return re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _requirements_file():
+    lines = (ROOT / "requirements-jax.txt").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def test_requirements_jax_is_the_base_without_tensorflow_plus_the_jax_extra():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    base = project["dependencies"]
+    expected = [r for r in base if _name(r) not in TENSORFLOW_ONLY]
+    expected += project["optional-dependencies"]["jax"]
+    assert sorted(_requirements_file()) == sorted(expected)
+    assert not {_name(r) for r in _requirements_file()} & TENSORFLOW_ONLY
+    assert TENSORFLOW_ONLY <= {_name(r) for r in base}, "a TensorFlow dependency was renamed"
+
+
+def test_the_install_line_is_written_in_the_requirements_file():
+    text = (ROOT / "requirements-jax.txt").read_text()
+    assert "pip install -r requirements-jax.txt && pip install --no-deps -e ." in text
