@@ -79,6 +79,7 @@ def _started_as_the_command_line():
 if not _started_as_the_command_line():
     from keras_normloss import startup
 
+    startup.default_to_jax_without_tensorflow()
     startup.quiet_tensorflow_import()
     for _name in _PUBLIC:
         __getattr__(_name)

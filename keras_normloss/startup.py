@@ -13,6 +13,7 @@ on CPUs.
 """
 
 import contextlib
+import importlib.util
 import json
 import os
 import sys
@@ -59,6 +60,31 @@ def configured_backend():
     ```
     """
     return os.environ.get("KERAS_BACKEND") or keras_json_backend()
+
+
+def default_to_jax_without_tensorflow():
+    """Sets `KERAS_BACKEND=jax` where Keras would otherwise start on a TensorFlow that is not
+    installed (the rule `cli.start_backend` follows for the command line).
+
+    Acts only before Keras is imported, with no `KERAS_BACKEND` set, where `keras.json` names
+    no other installed backend, TensorFlow is missing and JAX is installed: Keras writes
+    tensorflow into `keras.json` the first time it is imported, also on a machine installed from
+    requirements-jax.txt, where `import keras` would then fail.
+    """
+    if "keras" in sys.modules or os.environ.get("KERAS_BACKEND"):
+        return
+    configured = keras_json_backend()
+    if configured not in (None, "tensorflow") and _installed(configured):
+        return
+    if not _installed("tensorflow") and _installed("jax"):
+        os.environ["KERAS_BACKEND"] = "jax"
+
+
+def _installed(module):
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a dotted or malformed name in keras.json
+        return False
 
 
 def keras_json_backend():

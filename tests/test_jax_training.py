@@ -185,6 +185,7 @@ def test_two_host_devices_equal_one_device(runs):
         (["--strategy", "mirrored", "--batch-size", "15"], "--batch-size 15 does not split over 2"),
         (["--strategy", "tpu"], "--strategy tpu cannot run here: JAX sees no TPU"),
         (["--strategy", "multiworker"], "set KERAS_DISTRIBUTION_JOB_ADDRESSES"),
+        (["--synchronized-bn"], "--synchronized-bn is for TensorFlow's MirroredStrategy"),
     ],
 )
 def test_settings_these_devices_cannot_run_are_one_line_status_2(

@@ -36,3 +36,31 @@ def test_requirements_jax_is_the_base_without_tensorflow_plus_the_jax_extra():
 def test_the_install_line_is_written_in_the_requirements_file():
     text = (ROOT / "requirements-jax.txt").read_text()
     assert "pip install -r requirements-jax.txt && pip install --no-deps -e ." in text
+
+
+def test_import_without_tensorflow_starts_keras_on_jax(tmp_path):
+    """After the install without TensorFlow, `import keras_normloss` works with nothing set:
+    Keras's own default (tensorflow, which it also writes into keras.json) would fail."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "keras.json").write_text(json.dumps({"backend": "tensorflow"}))
+    script = (
+        "import importlib.abc, sys\n"
+        "class NoTensorFlow(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('tensorflow', 'tensorflow_datasets'):\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, NoTensorFlow())\n"
+        "import keras_normloss, keras\n"
+        "print(keras.backend.backend(), 'tensorflow' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    env.update(KERAS_HOME=str(tmp_path), JAX_PLATFORMS="cpu")
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-2:] == ["jax", "False"]

@@ -151,6 +151,13 @@ def make_config(preset_name, output, **overrides):
     factor = overrides.pop("factor", None)
     if factor is not None and not methods.get(method).takes_factor:
         raise cli.UsageError(f"--factor does not apply to --method {method}")
+    if overrides.get("synchronized_bn") and backend != "tensorflow":
+        # Keras's BatchNormalization(synchronized=True) is TensorFlow's; on JAX, DataParallel's
+        # BatchNorm statistics are reductions over the global batch already.
+        raise cli.UsageError(
+            f"--synchronized-bn is for TensorFlow's MirroredStrategy; on {backend} BatchNorm "
+            "statistics are over the global batch already: leave it out"
+        )
     optimizer = overrides.pop("optimizer", "sgd")
     if optimizer not in OPTIMIZERS:
         raise cli.UsageError(
