@@ -16,7 +16,7 @@ BENCHMARKS = pathlib.Path(__file__).parent.parent / "benchmarks"
     [
         (
             "models.py",
-            ["--batch-size", "2", "--image-size", "64", "--rounds", "1", "--steps", "1"],
+            ["--batch-size", "2", "--image-size", "32", "--rounds", "1", "--steps", "1"],
             "ratio ours / keras.applications",
         ),
         (
