@@ -12,7 +12,6 @@ imports Keras.
 import argparse
 import functools
 import importlib
-import importlib.util
 import os
 import re
 import signal
@@ -146,13 +145,6 @@ def start_tensorflow(verbose=False):
     startup.quiet_tensorflow_import(force=True)
 
 
-def _installed(module):
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):  # ValueError: sys.modules[module] is None (blocked)
-        return False
-
-
 def start_backend(backend=None, verbose=False):
     """Chooses Keras's backend for a command that will train, and starts it.
 
@@ -190,10 +182,14 @@ def start_backend(backend=None, verbose=False):
     chosen = backend or imported or os.environ.get("KERAS_BACKEND")
     where = "--backend" if backend else "KERAS_BACKEND"
     configured = startup.keras_json_backend()
-    if chosen is None and configured and _installed(BACKENDS.get(configured, configured)):
+    if chosen is None and configured and startup.installed(BACKENDS.get(configured, configured)):
         chosen, where = configured, "~/.keras/keras.json's backend"
     if chosen is None:
-        chosen = "tensorflow" if _installed("tensorflow") or not _installed("jax") else "jax"
+        chosen = (
+            "tensorflow"
+            if startup.installed("tensorflow") or not startup.installed("jax")
+            else "jax"
+        )
     if chosen not in BACKENDS:
         raise UsageError(f"{where} is {chosen!r}; keras-normloss trains on tensorflow or jax")
     if imported is not None and imported != chosen:
@@ -202,7 +198,7 @@ def start_backend(backend=None, verbose=False):
             f"{imported} backend, which cannot change; set KERAS_BACKEND={chosen} before "
             "anything imports Keras, or run the command in a new process"
         )
-    if imported is None and not _installed(BACKENDS[chosen]):
+    if imported is None and not startup.installed(BACKENDS[chosen]):
         raise UsageError(
             f"the {chosen} backend ({where}) needs {BACKENDS[chosen]}, which is not installed; "
             "install it, or choose the other with --backend"

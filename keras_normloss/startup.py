@@ -74,16 +74,18 @@ def default_to_jax_without_tensorflow():
     if "keras" in sys.modules or os.environ.get("KERAS_BACKEND"):
         return
     configured = keras_json_backend()
-    if configured not in (None, "tensorflow") and _installed(configured):
+    if configured not in (None, "tensorflow") and installed(configured):
         return
-    if not _installed("tensorflow") and _installed("jax"):
+    if not installed("tensorflow") and installed("jax"):
         os.environ["KERAS_BACKEND"] = "jax"
 
 
-def _installed(module):
+def installed(module):
+    """Whether `module` can be imported, without importing it (False for a module blocked from
+    import, or a dotted or malformed name such as a bad backend in keras.json)."""
     try:
         return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):  # a dotted or malformed name in keras.json
+    except (ImportError, ValueError):  # ValueError: sys.modules[module] is None (blocked)
         return False
 
 
