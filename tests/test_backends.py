@@ -40,7 +40,7 @@ model = keras.Sequential([keras.Input((6, 6, 3)), keras.layers.Conv2D(4, 3),
 attach(model, NormLoss(0.3))
 model.compile(keras.optimizers.SGD(0.1), "mse")
 history = model.fit(np.ones((4, 6, 6, 3)), np.zeros((4, 2)), epochs=2, verbose=0)
-resnet = models.get("resnet20", num_classes=3, input_shape=(16, 16, 3), seed=0,
+resnet = models.get("resnet8", num_classes=3, input_shape=(16, 16, 3), seed=0,
                     kernel_regularizer=NormLoss(1e-2), kernel_constraint=WeightRescaling())
 resnet.compile(keras.optimizers.SGD(0.1), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
 resnet_loss = resnet.fit(np.ones((4, 16, 16, 3)), np.array([0, 1, 2, 0]), verbose=0).history["loss"]
@@ -67,6 +67,7 @@ def test_normloss_value_gradient_and_fit_on_other_backends(backend):
     np.testing.assert_allclose(grad, normloss_gradient_numpy(rows, 0.3), rtol=1e-5, atol=1e-7)
     assert out["zero_value"] == pytest.approx(0.3 * 4) and out["zero_grad_finite"]
     assert out["losses"] == 2 and all(np.isfinite(out["fit_loss"]))
-    # the papers' models, with the regularizer and the WRS constraint, train there too
-    assert out["resnet_penalties"] == 20 and np.isfinite(out["resnet_loss"][0])
+    # the papers' models (ResNet-8: 7 convolutions and the classifier), with the regularizer and
+    # the WRS constraint, train there too
+    assert out["resnet_penalties"] == 8 and np.isfinite(out["resnet_loss"][0])
     np.testing.assert_allclose(out["stem_norms"], 1.0, rtol=1e-5)

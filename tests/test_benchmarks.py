@@ -23,10 +23,10 @@ BENCHMARKS = pathlib.Path(__file__).parent.parent / "benchmarks"
             "backends.py",
             # overhead.py on both backends, one method of each kind: penalty, constraint,
             # epoch projection, reparametrization, optimizer
-            ["--models", "resnet20", "--methods", "normloss", "wrs", "pbwn-epoch", "wn"]
+            ["--models", "resnet8", "--methods", "normloss", "wrs", "pbwn-epoch", "wn"]
             + ["normloss-decoupled"]
             + ["--batch-size", "4", "--rounds", "1", "--steps", "1", "--warmup", "1"],
-            "resnet20: JAX / TensorFlow =",
+            "resnet8: JAX / TensorFlow =",
         ),
         (
             "input_pipeline.py",

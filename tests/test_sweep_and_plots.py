@@ -12,6 +12,8 @@ SMALL = [
     "quick",
     "--dataset",
     "synthetic",
+    "--model",
+    "resnet8",
     "--batch-size",
     "16",
     "--epochs",

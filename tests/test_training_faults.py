@@ -25,7 +25,7 @@ from keras_normloss import data, train
 from keras_normloss.training import checkpoints, compute, keras_multiworker_patch, strategies
 from keras_normloss.training.checkpoints import CheckpointStore
 
-SMALL = ["--preset", "quick", "--dataset", "synthetic", "--batch-size", "8"]
+SMALL = ["--preset", "quick", "--dataset", "synthetic", "--batch-size", "8", "--model", "resnet8"]
 
 
 # --- the private Keras API that the multi-worker patch relies on -------------------------------
@@ -201,7 +201,9 @@ def test_a_directory_of_an_earlier_version_is_recognised_not_a_traceback(tmp_pat
     state.json, stops with one line (status 1) and keeps its files."""
     out = tmp_path / "run"
     out.mkdir()
-    config = train.make_config("quick", out, dataset="synthetic", batch_size=8, epochs=1)
+    config = train.make_config(
+        "quick", out, dataset="synthetic", batch_size=8, epochs=1, model="resnet8"
+    )
     old = {k: v for k, v in dataclasses.asdict(config).items() if k != "mixed_precision"}
     (out / "config.json").write_text(json.dumps(old))
     (out / "checkpoint").mkdir()
