@@ -248,7 +248,8 @@ def report(args, choices):
         _convergence_figure(args, rows, choices, read_metrics)
     with open(os.path.join(args.docs, "paired.json"), "w") as f:
         json.dump(summary, f, indent=2)
-    plots.plot_grid(args.output, args.docs, base_batch=args.base_batch)
+    chosen = {m: f for m, f in (choices or {}).items() if f is not None}
+    plots.plot_grid(args.output, args.docs, base_batch=args.base_batch, factors=chosen)
     return study_rows, summary
 
 

@@ -167,13 +167,16 @@ def _batch_panel(ax, rows, metric):
     for r in rows:
         factor = "" if math.isnan(r["factor"]) else f" {r['factor']:g}"
         lines[f"{r['regularizer']}{factor}"][r["batch_size"]].append(r["value"])
-    for label, by_batch in sorted(lines.items()):
-        if len(by_batch) > 1:
-            _mean_std_line(ax, by_batch, label=label)
-    ax.set_xscale("log", base=2)
+    several = {label: by_batch for label, by_batch in lines.items() if len(by_batch) > 1}
+    for label, by_batch in sorted(several.items()):
+        _mean_std_line(ax, by_batch, label=label)
     ax.set_xlabel("batch size")
     ax.set_ylabel(f"{metric.replace('_', ' ')} (%)")
     ax.set_title("against batch size; mean ± std over seeds")
+    if not several:  # a study part-way through: say so rather than draw empty axes
+        ax.text(0.5, 0.5, "no run at a second batch size yet", ha="center", transform=ax.transAxes)
+        return
+    ax.set_xscale("log", base=2)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
 
@@ -234,7 +237,7 @@ def _pyplot():
     return plt
 
 
-def plot_grid(sweep_dir, output_dir, base_batch=None, metric="final_test_error"):
+def plot_grid(sweep_dir, output_dir, base_batch=None, metric="final_test_error", factors=None):
     """The figures of a results grid (`benchmarks/fashion_mnist_study.py`), as PNGs.
 
     - `error_vs_factor.png`: error against the factor at `base_batch`, methods without a
@@ -242,8 +245,8 @@ def plot_grid(sweep_dir, output_dir, base_batch=None, metric="final_test_error")
     - `error_vs_batch.png`: error against the batch size;
     - `norms.png`: the mean channel norm ‖w_c‖ after each epoch, per method and factor
       (mean over seeds), with the unit norm Norm Loss aims at;
-    - `seeds.png`: each method's error at `base_batch` and its preset factor's runs, every
-      seed a dot, mean ± std a bar;
+    - `seeds.png`: each method's error at `base_batch` and one factor (its entry in
+      `factors`, else its preset's default), every seed a dot, mean ± std a bar;
     and `table.md`: mean ± std over seeds of every (method, factor, batch size).
 
     Args:
@@ -251,6 +254,8 @@ def plot_grid(sweep_dir, output_dir, base_batch=None, metric="final_test_error")
         output_dir: where the figures go.
         base_batch: the batch size of the factor sweep (default: the most common).
         metric: `final_test_error`, `final_validation_error` or `best_test_error`.
+        factors: `{method: factor}` for `seeds.png`, e.g. the factors chosen on validation;
+            a method missing from it is shown at its preset's default factor.
 
     Returns:
         The paths written.
@@ -316,7 +321,7 @@ def plot_grid(sweep_dir, output_dir, base_batch=None, metric="final_test_error")
     axes[0].set_ylabel("mean ‖w_c‖ over every kernel's channels")
     save(fig, "norms.png")
 
-    per_method = _preset_factor_runs(rows, base_batch)
+    per_method = _factor_runs(rows, base_batch, factors or {})
     if per_method:  # else no run at the base batch with a preset factor: no such figure
         fig, ax = plt.subplots(figsize=(9, 4.8), constrained_layout=True)
         names = sorted(per_method, key=lambda n: statistics.fmean(per_method[n]))
@@ -330,9 +335,8 @@ def plot_grid(sweep_dir, output_dir, base_batch=None, metric="final_test_error")
         high = max(max(v) for v in per_method.values())
         ax.set_ylim(max(0.0, low - 0.25 * (high - low + 1)), high + 0.25 * (high - low + 1))
         ax.set_ylabel(f"{metric.replace('_', ' ')} (%)")
-        ax.set_title(
-            f"batch {base_batch}, each method at its default factor: seeds (dots), mean ± std"
-        )
+        which = "its chosen factor" if factors else "its default factor"
+        ax.set_title(f"batch {base_batch}, each method at {which}: seeds (dots), mean ± std")
         ax.grid(alpha=0.3, axis="y")
         save(fig, "seeds.png")
 
@@ -343,9 +347,10 @@ def plot_grid(sweep_dir, output_dir, base_batch=None, metric="final_test_error")
     return written
 
 
-def _preset_factor_runs(rows, batch_size):
+def _factor_runs(rows, batch_size, factors):
     """`{label: values}` at one batch size: every method without a factor, and every method
-    with one at its preset's default factor (read from each run's config.json)."""
+    with one at its factor in `factors`, else at its preset's default factor (read from each
+    run's config.json)."""
     from keras_normloss import presets
 
     out = collections.defaultdict(list)
@@ -353,9 +358,11 @@ def _preset_factor_runs(rows, batch_size):
         if r["batch_size"] != batch_size:
             continue
         if not math.isnan(r["factor"]):
-            with open(os.path.join(r["run"], "config.json")) as f:
-                preset = json.load(f)["preset"]
-            default = presets.default_factor(presets.get(preset), r["regularizer"])
+            default = factors.get(r["regularizer"])
+            if default is None:
+                with open(os.path.join(r["run"], "config.json")) as f:
+                    preset = json.load(f)["preset"]
+                default = presets.default_factor(presets.get(preset), r["regularizer"])
             if default is None or not math.isclose(r["factor"], default):
                 continue
         factor = "" if math.isnan(r["factor"]) else f" {r['factor']:g}"

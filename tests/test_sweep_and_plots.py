@@ -196,3 +196,22 @@ def test_a_summary_written_before_the_method_rename_still_plots(tmp_path):
     )
     plots.plot_sweeps([str(results)], str(tmp_path / "old.png"))
     assert (tmp_path / "old.png").stat().st_size > 0
+
+
+def test_seeds_figure_takes_the_chosen_factors_over_the_presets():
+    """The study's seeds.png shows each method at the factor chosen on validation; the rows
+    need no config.json then (the preset's default is read only for a method not chosen)."""
+    nan = float("nan")
+    rows = [
+        {"regularizer": reg, "factor": f, "batch_size": b, "value": v, "run": "/nowhere"}
+        for reg, f, b, v in [
+            ("normloss", 1e-4, 128, 9.1),
+            ("normloss", 1e-4, 128, 9.3),
+            ("normloss", 1e-2, 128, 8.0),  # not chosen
+            ("weight-decay", 1e-5, 128, 9.0),
+            ("weight-decay", 1e-5, 64, 7.0),  # another batch size
+            ("none", nan, 128, 9.5),
+        ]
+    ]
+    runs = plots._factor_runs(rows, 128, {"normloss": 1e-4, "weight-decay": 1e-5})
+    assert dict(runs) == {"normloss 0.0001": [9.1, 9.3], "weight-decay 1e-05": [9.0], "none": [9.5]}
