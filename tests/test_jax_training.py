@@ -242,6 +242,9 @@ def test_sigterm_and_kill_minus_nine_resume_to_the_uninterrupted_weights(
     out_text, _ = _finish(_start(command, compilation_cache))
     assert "resuming at epoch 2, step 2" in out_text
     assert [r["epoch"] for r in _metrics(out)] == ["1", "2"]
+    for got, expected in zip(_metrics(out), _metrics(runs["one"][0])):  # whole epochs' means
+        for key in ("loss", "cross_entropy", "accuracy"):
+            assert float(got[key]) == pytest.approx(float(expected[key]), rel=1e-5), key
     assert _max_difference(_weights(runs["one"][0]), _weights(out)) < 1e-6
     assert not os.path.exists(os.path.join(out, "checkpoint"))
 

@@ -166,6 +166,7 @@ class CheckpointStore:
         self.directory = directory
         self.keep = keep
         self.write = write
+        self.metric_state = None  # the restored checkpoint's training-metric sums, if it has them
 
     def _sidecars(self):
         """Sidecar names, newest position first."""
@@ -253,6 +254,8 @@ class CheckpointStore:
                     "weights_bytes": os.path.getsize(weights),
                     "weights_sha256": sha256(weights),
                     "random_state": [np.asarray(v).tolist() for v in random_state_variables(model)],
+                    # The running sums of the epoch's training metrics: see ResumedMetrics.
+                    "metrics": [np.asarray(v).tolist() for v in model.metrics_variables],
                 },
             )
         except OSError as error:
@@ -320,6 +323,7 @@ class CheckpointStore:
             return None, f"its {what} are not finite (NaN or infinity: a diverged run)"
         for variable, value in zip(states, meta["random_state"]):
             variable.assign(np.asarray(value, dtype=variable.dtype))
+        self.metric_state = meta.get("metrics")  # absent from older checkpoints
         return (int(meta["epoch"]), int(meta["step"])), None
 
     def restore(self, model, report=print):
@@ -422,3 +426,31 @@ class Checkpointer(keras.callbacks.Callback):
         self.store.save(self.model, epoch + 1, 0)
         if self.stop is not None and self.stop.requested:
             raise Preempted(epoch + 1, 0, self.stop.signum)
+
+
+class ResumedMetrics(keras.callbacks.Callback):
+    """Puts back the running sums of the training metrics (loss, cross-entropy, accuracy) at
+    the start of an epoch resumed mid-way, so that its row of metrics.csv averages all of the
+    epoch's steps, as an uninterrupted run's does, and not only those after the resume.
+
+    Keras resets the metrics just before `on_epoch_begin` and reads them into the step's
+    state just after it, on TensorFlow and on JAX alike. Values whose number or shapes do not
+    match the model's metric variables (a checkpoint of another version) are left alone.
+
+    Args:
+        values: the checkpoint's `metrics` (`CheckpointStore.metric_state`), or None.
+    """
+
+    def __init__(self, values):
+        super().__init__()
+        self.values = values
+
+    def on_epoch_begin(self, epoch, logs=None):
+        values, self.values = self.values, None  # the resumed epoch only
+        variables = self.model.metrics_variables
+        if values is None or len(values) != len(variables):
+            return
+        arrays = [np.asarray(v, dtype=w.dtype) for v, w in zip(values, variables)]
+        if all(a.shape == tuple(w.shape) for a, w in zip(arrays, variables)):
+            for variable, array in zip(variables, arrays):
+                variable.assign(array)

@@ -45,7 +45,7 @@ from keras_normloss import callbacks as norm_callbacks
 from keras_normloss import cli, data
 from keras_normloss.training import compute, summaries
 from keras_normloss.training.build import build_model, factor_strength_note
-from keras_normloss.training.checkpoints import Checkpointer, CheckpointStore
+from keras_normloss.training.checkpoints import Checkpointer, CheckpointStore, ResumedMetrics
 from keras_normloss.training.distribution import make_distribution
 from keras_normloss.training.faults import (
     NonFiniteLoss,
@@ -274,6 +274,10 @@ def _train(config, state, verbose, stop):
             steps_per_epoch,
             callbacks,
             fit,
+            # Not put back under several tf.distribute replicas (their metric variables are per
+            # replica, read summed) nor over several processes: there the resumed epoch's
+            # training metrics average the steps after the resume only.
+            store.metric_state if _metric_state_restorable(distribution) else None,
         )
 
     if not chief:
@@ -353,9 +357,18 @@ def _or_none(value):
     return None if value is None or value != value else value  # NaN: no validation split
 
 
-def _fit(model, train, config, first_epoch, skip_steps, steps_per_epoch, callbacks, fit):
+def _metric_state_restorable(distribution):
+    return not distribution.multi_worker and (
+        distribution.backend == "jax" or distribution.replicas == 1
+    )
+
+
+def _fit(
+    model, train, config, first_epoch, skip_steps, steps_per_epoch, callbacks, fit, metric_state
+):
     if skip_steps and first_epoch < config.epochs:
-        # The rest of an epoch interrupted mid-way, on its own.
+        # The rest of an epoch interrupted mid-way, on its own, its training metrics' running
+        # sums as they were at the checkpoint.
         for callback in callbacks:
             if hasattr(callback, "step_offset"):
                 callback.step_offset = skip_steps
@@ -364,7 +377,7 @@ def _fit(model, train, config, first_epoch, skip_steps, steps_per_epoch, callbac
             initial_epoch=first_epoch,
             epochs=first_epoch + 1,
             steps_per_epoch=steps_per_epoch - skip_steps,
-            **fit,
+            **{**fit, "callbacks": [ResumedMetrics(metric_state), *callbacks]},
         )
         first_epoch += 1
     if first_epoch < config.epochs:
