@@ -162,10 +162,14 @@ class CheckpointStore:
             they move nothing on resume.
     """
 
-    def __init__(self, directory, keep=2, write=True):
+    def __init__(self, directory, keep=2, write=True, metrics=True):
         self.directory = directory
         self.keep = keep
         self.write = write
+        # Whether checkpoints hold the training metrics' running sums (see ResumedMetrics): not
+        # over several tf.distribute replicas, where reading one in the chief alone is a
+        # collective the other workers never join (a multi-worker run then stopped).
+        self.metrics = metrics
         self.metric_state = None  # the restored checkpoint's training-metric sums, if it has them
 
     def _sidecars(self):
@@ -255,7 +259,9 @@ class CheckpointStore:
                     "weights_sha256": sha256(weights),
                     "random_state": [np.asarray(v).tolist() for v in random_state_variables(model)],
                     # The running sums of the epoch's training metrics: see ResumedMetrics.
-                    "metrics": [np.asarray(v).tolist() for v in model.metrics_variables],
+                    "metrics": [np.asarray(v).tolist() for v in model.metrics_variables]
+                    if self.metrics
+                    else None,
                 },
             )
         except OSError as error:

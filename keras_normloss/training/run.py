@@ -207,7 +207,12 @@ def _train(config, state, verbose, stop):
         raise RunFailed(str(error)) from None
 
     checkpoint_dir = os.path.join(config.output, "checkpoint")
-    store = CheckpointStore(checkpoint_dir, config.keep_checkpoints, write=chief)
+    store = CheckpointStore(
+        checkpoint_dir,
+        config.keep_checkpoints,
+        write=chief,
+        metrics=_metric_state_restorable(distribution),
+    )
     first_epoch, skip_steps = 0, 0
     if state == "resume":
         with distribution.scope():
@@ -274,10 +279,7 @@ def _train(config, state, verbose, stop):
             steps_per_epoch,
             callbacks,
             fit,
-            # Not put back under several tf.distribute replicas (their metric variables are per
-            # replica, read summed) nor over several processes: there the resumed epoch's
-            # training metrics average the steps after the resume only.
-            store.metric_state if _metric_state_restorable(distribution) else None,
+            store.metric_state,
         )
 
     if not chief:
@@ -358,6 +360,10 @@ def _or_none(value):
 
 
 def _metric_state_restorable(distribution):
+    """Whether checkpoints keep the training metrics' running sums for a resumed epoch: not
+    under several tf.distribute replicas (their metric variables are per replica, and reading
+    one is a collective) nor over several processes; there a resumed epoch's training metrics
+    average the steps after the resume only."""
     return not distribution.multi_worker and (
         distribution.backend == "jax" or distribution.replicas == 1
     )
