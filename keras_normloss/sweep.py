@@ -115,6 +115,8 @@ def sweep(preset, output, *, regularizers, factors, seeds, batch_sizes=(None,), 
         RunError: if a run fails or is stopped by SIGTERM or SIGINT (passed
             on to the running run, which saves a checkpoint); started again,
             the sweep resumes there.
+        SweepStopped: a `RunError` for SIGTERM or SIGINT that came as a run was ending, too
+            late to stop it: that run finished, and no other starts.
         RunsDiverged: after every run, if some diverged (their directories
             hold diverged.json); started again, the sweep skips them.
 
@@ -182,8 +184,10 @@ def sweep(preset, output, *, regularizers, factors, seeds, batch_sizes=(None,), 
             continue
         print(f"[{i}/{len(configs)}] {name}", flush=True)
         process = spawn.Process(target=_run_one, args=(config,))
-        process.start()
-        with _forward_signals(process):
+        with _forward_signals(process) as received:  # also while the process starts
+            process.start()
+            if received and process.exitcode is None:
+                os.kill(process.pid, received[0])  # it came before there was a run to pass it to
             process.join()
         if process.exitcode == 1 and os.path.exists(record):
             print(f"[{i}/{len(configs)}] {name}: diverged; the sweep goes on", flush=True)
@@ -192,6 +196,10 @@ def sweep(preset, output, *, regularizers, factors, seeds, batch_sizes=(None,), 
             write_summary(output)
             raise RunError(config.output, process.exitcode)
         write_summary(output)
+        if received:
+            # The signal came as the run was ending (its last step, its model being saved):
+            # the run is whole, and the sweep stops before the next, as asked.
+            raise SweepStopped(config.output, received[0])
     if diverged:
         raise RunsDiverged(diverged, output)
     return write_summary(output)
@@ -231,22 +239,38 @@ class RunError(RuntimeError):
 STOPPED_BY = {128 + signal.SIGTERM: "SIGTERM", 128 + signal.SIGINT: "SIGINT (Ctrl-C)"}
 
 
+class SweepStopped(RunError):
+    """SIGTERM or SIGINT came while a run was ending, too late to stop it: the run finished,
+    and the sweep stops before the next one (exit status 143 or 130)."""
+
+    def __init__(self, run_dir, signum):
+        RuntimeError.__init__(
+            self,
+            f"stopped by {STOPPED_BY[128 + signum]} as run {run_dir} was ending (it finished "
+            "whole); started again, the sweep goes on with the next run",
+        )
+        self.exit_status = 128 + signum
+
+
 @contextlib.contextmanager
 def _forward_signals(process):
     """Passes SIGTERM and SIGINT on to the running run, which saves a checkpoint and stops
     (status 143 or 130); the sweep then stops with the run's status. (Ctrl-C in a terminal
-    reaches both processes; the run counts it once.)"""
+    reaches both processes; the run counts it once.) Yields the list of signals received: one
+    that came too late to stop the run (after its training) must still stop the sweep."""
+    received = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield received
         return
 
     def forward(signum, frame):
+        received.append(signum)
         if process.pid is not None and process.exitcode is None:
             os.kill(process.pid, signum)
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        yield
+        yield received
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

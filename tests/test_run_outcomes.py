@@ -339,3 +339,26 @@ def test_a_sweep_records_a_diverged_run_goes_on_and_skips_it_when_started_again(
     ] == "normloss"
     assert sweep.main(args) == 1  # at once: nothing runs again
     assert "diverged in an earlier attempt" in capsys.readouterr().out
+
+
+def test_sigterm_as_a_run_ends_stops_the_sweep_before_the_next(tmp_path, capsys, monkeypatch):
+    """A signal that comes after a run's training (while it saves its model) cannot stop that
+    run, which exits 0; the sweep must still stop, not start the next run (it used to go on,
+    seen in the Fashion-MNIST study)."""
+    from keras_normloss import sweep
+
+    ran = []
+
+    def run_then_sigterm(config):
+        ran.append(os.path.basename(config.output))
+        os.kill(os.getpid(), signal.SIGTERM)  # the sweep's handler records it
+
+    monkeypatch.setattr(sweep.multiprocessing, "get_context", lambda method: _InProcess)
+    monkeypatch.setattr(sweep, "_run_one", run_then_sigterm)
+    out = tmp_path / "sweep"
+    args = TINY + ["--epochs", "1", "--method", "normloss", "--factor", "1e-3", "1e-2"]
+    assert sweep.main(args + ["--output", str(out)]) == 143
+    assert ran == ["normloss_f0.001_s0_b16"]
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "stopped by SIGTERM as run " in last and "goes on with the next run" in last
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back
