@@ -10,6 +10,7 @@ import signal
 import keras
 import numpy as np
 import pytest
+from in_process import InProcess
 
 from keras_normloss import cli, data, train
 from keras_normloss.training import checkpoints, faults, sizes
@@ -297,32 +298,13 @@ def test_ctrl_c_during_training_writes_a_checkpoint_and_exits_130(tmp_path, caps
 # --- a sweep with a diverged run --------------------------------------------------------------
 
 
-class _InProcess:
-    """multiprocessing's spawn context, running the target in this process (seconds, not the
-    10 s a fresh process takes to start TensorFlow)."""
-
-    class Process:
-        def __init__(self, target, args):
-            self.target, self.args, self.pid, self.exitcode = target, args, None, None
-
-        def start(self):
-            try:
-                self.target(*self.args)
-                self.exitcode = 0
-            except SystemExit as stop:
-                self.exitcode = stop.code
-
-        def join(self):
-            pass
-
-
 @pytest.mark.slow  # two runs in this process: 25 s on the loaded 2-core machine
 def test_a_sweep_records_a_diverged_run_goes_on_and_skips_it_when_started_again(
     tmp_path, capsys, monkeypatch
 ):
     from keras_normloss import sweep
 
-    monkeypatch.setattr(sweep.multiprocessing, "get_context", lambda method: _InProcess)
+    monkeypatch.setattr(sweep.multiprocessing, "get_context", lambda method: InProcess)
     out = tmp_path / "sweep"
     args = TINY + ["--batch-size", "64", "--epochs", "1", "--steps-per-epoch", "1"]
     args += ["--method", "normloss"]
@@ -353,7 +335,7 @@ def test_sigterm_as_a_run_ends_stops_the_sweep_before_the_next(tmp_path, capsys,
         ran.append(os.path.basename(config.output))
         os.kill(os.getpid(), signal.SIGTERM)  # the sweep's handler records it
 
-    monkeypatch.setattr(sweep.multiprocessing, "get_context", lambda method: _InProcess)
+    monkeypatch.setattr(sweep.multiprocessing, "get_context", lambda method: InProcess)
     monkeypatch.setattr(sweep, "_run_one", run_then_sigterm)
     out = tmp_path / "sweep"
     args = TINY + ["--epochs", "1", "--method", "normloss", "--factor", "1e-3", "1e-2"]
