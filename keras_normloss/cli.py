@@ -149,11 +149,10 @@ def start_backend(backend=None, verbose=False):
     """Chooses Keras's backend for a command that will train, and starts it.
 
     It must run before Keras is imported: Keras reads `KERAS_BACKEND` once, when it is first
-    imported. The backend is `backend` (`--backend`) if given, else the one Keras is configured
-    for (`KERAS_BACKEND`; `~/.keras/keras.json` if its backend is installed: Keras writes
-    tensorflow there by default, also where TensorFlow is missing), else tensorflow where it is
-    installed and jax where only JAX is (a machine with JAX and no TensorFlow, on which Keras's
-    own default would fail). TensorFlow is imported quietly (`start_tensorflow`); JAX needs nothing more.
+    imported. The backend is `backend` (`--backend`) if given, else the one of a Keras already
+    imported, else `startup.default_backend()` (`KERAS_BACKEND`, `keras.json`, then tensorflow, or
+    jax where only JAX is installed). TensorFlow is imported quietly (`start_tensorflow`); JAX
+    needs nothing more.
     Child processes (each run of a sweep) inherit the choice through `KERAS_BACKEND`.
 
     Args:
@@ -179,17 +178,12 @@ def start_backend(backend=None, verbose=False):
         import keras
 
         imported = keras.backend.backend()
-    chosen = backend or imported or os.environ.get("KERAS_BACKEND")
-    where = "--backend" if backend else "KERAS_BACKEND"
-    configured = startup.keras_json_backend()
-    if chosen is None and configured and startup.installed(BACKENDS.get(configured, configured)):
-        chosen, where = configured, "~/.keras/keras.json's backend"
-    if chosen is None:
-        chosen = (
-            "tensorflow"
-            if startup.installed("tensorflow") or not startup.installed("jax")
-            else "jax"
-        )
+    if backend:
+        chosen, where = backend, "--backend"
+    elif imported:
+        chosen, where = imported, "the Keras imported in this process"
+    else:
+        chosen, where = startup.default_backend()
     if chosen not in BACKENDS:
         raise UsageError(f"{where} is {chosen!r}; keras-normloss trains on tensorflow or jax")
     if imported is not None and imported != chosen:

@@ -62,21 +62,43 @@ def configured_backend():
     return os.environ.get("KERAS_BACKEND") or keras_json_backend()
 
 
-def default_to_jax_without_tensorflow():
-    """Sets `KERAS_BACKEND=jax` where Keras would otherwise start on a TensorFlow that is not
-    installed (the rule `cli.start_backend` follows for the command line).
+def default_backend():
+    """The Keras backend for a process that has not imported Keras, and where the choice comes
+    from, without importing Keras: `KERAS_BACKEND` if set; else `keras.json`'s backend if its
+    library is installed (Keras writes tensorflow there the first time it is imported, also on a
+    machine without TensorFlow); else tensorflow where it is installed or JAX is not, and jax where
+    only JAX is (Keras's own default would fail there).
 
-    Acts only before Keras is imported, with no `KERAS_BACKEND` set, where `keras.json` names
-    no other installed backend, TensorFlow is missing and JAX is installed: Keras writes
-    tensorflow into `keras.json` the first time it is imported, also on a machine installed from
-    requirements-jax.txt, where `import keras` would then fail.
+    Returns:
+        (name, where), where is "KERAS_BACKEND", "~/.keras/keras.json's backend" or
+        `KERAS_DEFAULT`. The name is not checked against the backends keras-normloss trains on.
+
+    Example:
+
+    ```python
+    default_backend()  # ('tensorflow', "Keras's default") with TensorFlow installed, nothing set
+    ```
     """
-    if "keras" in sys.modules or os.environ.get("KERAS_BACKEND"):
-        return
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"], "KERAS_BACKEND"
     configured = keras_json_backend()
-    if configured not in (None, "tensorflow") and installed(configured):
-        return
-    if not installed("tensorflow") and installed("jax"):
+    if configured and installed(configured):
+        return configured, "~/.keras/keras.json's backend"
+    if installed("tensorflow") or not installed("jax"):
+        return "tensorflow", KERAS_DEFAULT
+    return "jax", KERAS_DEFAULT
+
+
+KERAS_DEFAULT = "Keras's default"
+
+
+def default_to_jax_without_tensorflow():
+    """Sets `KERAS_BACKEND=jax` before Keras is imported where `default_backend()` is jax by
+    default: TensorFlow is missing, JAX is installed, and nothing names another backend. Keras
+    itself would start on TensorFlow there (also on a machine installed from
+    requirements-jax.txt) and fail to import.
+    """
+    if "keras" not in sys.modules and default_backend() == ("jax", KERAS_DEFAULT):
         os.environ["KERAS_BACKEND"] = "jax"
 
 

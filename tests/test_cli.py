@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from keras_normloss import cli, train
+from keras_normloss import cli, startup, train
 
 
 @pytest.mark.parametrize(
@@ -204,6 +204,40 @@ def test_plot_output_is_checked_before_drawing_and_named_as_written(tmp_path, ca
     assert plots.main([str(run), "-o", str(tmp_path / "fig")]) == 0
     assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'fig'}.png"
     assert (tmp_path / "fig.png").exists()
+
+
+DEFAULT = startup.KERAS_DEFAULT
+
+
+@pytest.mark.parametrize(
+    "variable, keras_json, installed, expected",
+    [
+        ("jax", "tensorflow", {"tensorflow", "jax"}, ("jax", "KERAS_BACKEND")),
+        (None, "jax", {"tensorflow", "jax"}, ("jax", "~/.keras/keras.json's backend")),
+        (None, "torch", {"tensorflow", "torch"}, ("torch", "~/.keras/keras.json's backend")),
+        # what Keras writes on its first import, also where TensorFlow is missing
+        (None, "tensorflow", {"jax"}, ("jax", DEFAULT)),
+        (None, "torch", {"tensorflow", "jax"}, ("tensorflow", DEFAULT)),
+        (None, None, {"jax"}, ("jax", DEFAULT)),
+        (None, None, set(), ("tensorflow", DEFAULT)),  # Keras's own, which then fails to import
+    ],
+)
+def test_one_backend_rule_for_the_command_line_and_the_library(
+    monkeypatch, variable, keras_json, installed, expected
+):
+    """`startup.default_backend`, which `cli.start_backend` uses, and `import keras_normloss`
+    sets KERAS_BACKEND=jax exactly where the rule falls back to JAX."""
+    if variable:
+        monkeypatch.setenv("KERAS_BACKEND", variable)
+    else:
+        monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setattr(startup, "keras_json_backend", lambda: keras_json)
+    monkeypatch.setattr(startup, "installed", lambda module: module in installed)
+    assert startup.default_backend() == expected
+    monkeypatch.delitem(sys.modules, "keras")  # as before Keras is imported; put back after
+    startup.default_to_jax_without_tensorflow()
+    set_to_jax = expected == ("jax", DEFAULT)
+    assert os.environ.get("KERAS_BACKEND") == ("jax" if set_to_jax else variable)
 
 
 def test_help_and_argument_errors_do_not_start_tensorflow():
