@@ -43,6 +43,20 @@ def test_paired_difference_matches_numpy_and_the_t_table():
         study.paired_difference({0: 0.1}, {0: 0.2})
 
 
+# The study script, with the sweep's runs in the script's own process (tests/in_process.py): one
+# TensorFlow start instead of twelve. Not in pytest's process: the study's --deterministic recipe
+# turns TensorFlow's op determinism on for good, and Keras then compiles no later model with XLA.
+_IN_ONE_PROCESS = f"""
+import runpy, sys, types
+sys.path.insert(0, {str(pathlib.Path(__file__).parent)!r})
+from in_process import InProcess
+from keras_normloss import sweep
+sweep.multiprocessing = types.SimpleNamespace(get_context=lambda method: InProcess)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
 @pytest.mark.slow
 def test_study_runs_end_to_end_resumes_and_chooses_on_validation(tmp_path):
     """Every phase at 2 steps per run on the shipped subset: 11 runs, then a second call that
@@ -56,8 +70,8 @@ def test_study_runs_end_to_end_resumes_and_chooses_on_validation(tmp_path):
 
     def run():
         proc = subprocess.run(
-            [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env,
-            timeout=900,
+            [sys.executable, "-c", _IN_ONE_PROCESS, str(SCRIPT), *args], capture_output=True,
+            text=True, env=env, timeout=900,
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr[-3000:]
         return proc.stdout
