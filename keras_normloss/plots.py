@@ -115,6 +115,7 @@ def _sweep_rows(sweep_dirs, metric):
                     "regularizer": _method(r),
                     "factor": _float(r["factor"]),
                     "batch_size": int(r["batch_size"]),
+                    "seed": r.get("seed", ""),
                     "value": 100.0 * _float(r.get(metric)),
                     "synthetic": r.get("dataset") == "synthetic",
                     "run": os.path.join(sweep_dir, r["run"]),
@@ -127,12 +128,40 @@ def _mean_std(values):
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def _mean_std_line(ax, values_by_x, **style):
-    """One line through the mean of each x's values, with their std as error bars."""
+def _common_seeds(runs_by_x):
+    """Of `{x: [(seed, value), ...]}`, each x's values of the seeds that every x has: a line
+    compares like with like (a point averaged over five seeds beside points of one seed would
+    draw seed noise as the line's shape). All values where no seed is common to every x."""
+    common = set.intersection(*({seed for seed, _ in runs} for runs in runs_by_x.values()))
+    values = {
+        x: [v for seed, v in runs if seed in common or not common] for x, runs in runs_by_x.items()
+    }
+    return values, common
+
+
+def _seeds_label(seeds):
+    seeds = sorted(seeds, key=lambda s: (len(s), s))
+    if not seeds:
+        return "unpaired seeds"
+    if len(seeds) > 3:
+        return f"{len(seeds)} seeds"
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)}"
+
+
+def _mean_std_line(ax, runs_by_x, label, **style):
+    """One line through the mean of each x's runs `(seed, value)` over the seeds common to every
+    x (`_common_seeds`, named in the legend), with their std as error bars."""
+    values_by_x, seeds = _common_seeds(runs_by_x)
     xs = sorted(values_by_x)
     stats = [_mean_std(values_by_x[x]) for x in xs]
     ax.errorbar(
-        xs, [m for m, _ in stats], yerr=[s for _, s in stats], marker="o", capsize=3, **style
+        xs,
+        [m for m, _ in stats],
+        yerr=[s for _, s in stats],
+        marker="o",
+        capsize=3,
+        label=f"{label} ({_seeds_label(seeds)})",
+        **style,
     )
 
 
@@ -142,7 +171,7 @@ def _factor_panel(ax, rows, batch_size, metric):
     by_reg = collections.defaultdict(lambda: collections.defaultdict(list))
     for r in rows:
         if r["batch_size"] == batch_size:
-            by_reg[r["regularizer"]][r["factor"]].append(r["value"])
+            by_reg[r["regularizer"]][r["factor"]].append((r["seed"], r["value"]))
     for i, (reg, by_factor) in enumerate(sorted(by_reg.items())):
         color = f"C{i % 10}"
         factors = sorted(f for f in by_factor if not math.isnan(f))
@@ -150,13 +179,16 @@ def _factor_panel(ax, rows, batch_size, metric):
             _mean_std_line(ax, {f: by_factor[f] for f in factors}, color=color, label=reg)
         for f in by_factor:
             if math.isnan(f):  # none / wrs / reparametrizations: no factor
-                m, s = _mean_std(by_factor[f])
-                ax.axhline(m, color=color, ls="--", label=f"{reg} (no factor)")
+                m, s = _mean_std([v for _, v in by_factor[f]])
+                seeds = {seed for seed, _ in by_factor[f]}
+                ax.axhline(
+                    m, color=color, ls="--", label=f"{reg} (no factor; {_seeds_label(seeds)})"
+                )
                 ax.axhspan(m - s, m + s, color=color, alpha=0.15)
     ax.set_xscale("log")
     ax.set_xlabel("regularization factor (λ for normloss, wd for weight-decay)")
     ax.set_ylabel(f"{metric.replace('_', ' ')} (%)")
-    ax.set_title(f"batch size {batch_size}; mean ± std over seeds")
+    ax.set_title(f"batch size {batch_size}; mean ± std over the seeds of each line")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
 
@@ -166,13 +198,13 @@ def _batch_panel(ax, rows, metric):
     lines = collections.defaultdict(lambda: collections.defaultdict(list))
     for r in rows:
         factor = "" if math.isnan(r["factor"]) else f" {r['factor']:g}"
-        lines[f"{r['regularizer']}{factor}"][r["batch_size"]].append(r["value"])
+        lines[f"{r['regularizer']}{factor}"][r["batch_size"]].append((r["seed"], r["value"]))
     several = {label: by_batch for label, by_batch in lines.items() if len(by_batch) > 1}
     for label, by_batch in sorted(several.items()):
         _mean_std_line(ax, by_batch, label=label)
     ax.set_xlabel("batch size")
     ax.set_ylabel(f"{metric.replace('_', ' ')} (%)")
-    ax.set_title("against batch size; mean ± std over seeds")
+    ax.set_title("against batch size; mean ± std over the seeds of each line")
     if not several:  # a study part-way through: say so rather than draw empty axes
         ax.text(0.5, 0.5, "no run at a second batch size yet", ha="center", transform=ax.transAxes)
         return

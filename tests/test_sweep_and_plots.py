@@ -3,6 +3,7 @@ import json
 import os
 
 import matplotlib.image
+import numpy as np
 import pytest
 
 from keras_normloss import plots, sweep
@@ -148,6 +149,34 @@ def test_plot_sweep_with_batch_sizes(tmp_path):
     fig = plots.plot_sweeps([str(sweep_dir)], tmp_path / "b.png")
     assert len(fig.axes) == 2
     assert fig.axes[1].get_xlabel() == "batch size"
+
+
+def test_a_line_averages_only_the_seeds_every_point_has(tmp_path):
+    """The study's shape: seed 0 at every batch size, seeds 0-4 at batch 128 (phase 3). The
+    batch line is seed 0's alone, and says so; the factor panel's line too."""
+    sweep_dir = tmp_path / "s"
+    sweep_dir.mkdir()
+    errors = {(32, 0): 0.09, (128, 0): 0.091, (512, 0): 0.116}
+    errors.update({(128, s): 0.1 + 0.01 * s for s in (1, 2, 3, 4)})  # would lift the mean
+    rows = [
+        {"method": "normloss", "factor": 1e-4, "seed": s, "batch_size": b,
+         "final_test_error": e, "dataset": "fashion_mnist", "run": f"r{b}_{s}"}
+        for (b, s), e in errors.items()
+    ] + [
+        {"method": "normloss", "factor": 1e-2, "seed": 0, "batch_size": 128,
+         "final_test_error": 0.095, "dataset": "fashion_mnist", "run": "f"}
+    ]  # fmt: skip
+    with open(sweep_dir / "summary.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=sweep.SUMMARY_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    fig = plots.plot_sweeps([str(sweep_dir)], tmp_path / "b.png")
+    factor_ax, batch_ax = fig.axes
+    (line,) = batch_ax.containers
+    np.testing.assert_allclose(np.asarray(line.lines[0].get_ydata(), float), [9.0, 9.1, 11.6])
+    assert line.get_label() == "normloss 0.0001 (seed 0)"
+    (line,) = factor_ax.containers
+    np.testing.assert_allclose(np.asarray(line.lines[0].get_ydata(), float), [9.1, 9.5])
 
 
 def _row(method, factor, seed, validation, test):
