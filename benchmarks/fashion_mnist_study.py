@@ -29,6 +29,7 @@ cross-entropy per epoch, Norm Loss against weight decay, mean over seeds).
 """
 
 import argparse
+import collections
 import csv
 import json
 import math
@@ -241,16 +242,33 @@ def report(args, choices):
             }
             for m in COMPARED
         }
-        try:
-            summary["normloss_minus_weight_decay"] = paired_difference(*by_method.values())
-        except (ValueError, statistics.StatisticsError):
-            summary["normloss_minus_weight_decay"] = None  # fewer than two paired seeds yet
+        summary["normloss_minus_weight_decay"] = _paired_or_none(*by_method.values())
+        # Every other method at the base batch (none, weight decay at its choice, each peer at
+        # its default) against Norm Loss at its choice, on the seeds both have.
+        others = collections.defaultdict(dict)
+        for r in rows:
+            method, factor = r["method"], r["factor"]
+            chosen = choices.get(method) is None or float(factor) == choices[method]
+            if method != "normloss" and int(r["batch_size"]) == args.base_batch and chosen:
+                others[method][int(r["seed"])] = float(r["final_test_error"])
+        summary["minus_normloss"] = {
+            method: _paired_or_none(errors, by_method["normloss"])
+            for method, errors in sorted(others.items())
+        }
         _convergence_figure(args, rows, choices, read_metrics)
     with open(os.path.join(args.docs, "paired.json"), "w") as f:
         json.dump(summary, f, indent=2)
     chosen = {m: f for m, f in (choices or {}).items() if f is not None}
     plots.plot_grid(args.output, args.docs, base_batch=args.base_batch, factors=chosen)
     return study_rows, summary
+
+
+def _paired_or_none(a, b):
+    """`paired_difference(a, b)`, or None with fewer than two seeds in common (yet)."""
+    try:
+        return paired_difference(a, b)
+    except (ValueError, statistics.StatisticsError):
+        return None
 
 
 def _convergence_figure(args, rows, choices, read_metrics):

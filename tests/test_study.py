@@ -96,6 +96,11 @@ def test_study_runs_end_to_end_resumes_and_chooses_on_validation(tmp_path):
         assert choices[method] == min(errors, key=lambda f: (errors[f], f))
     paired = json.loads((docs / "paired.json").read_text())["normloss_minus_weight_decay"]
     assert paired["n"] == 2 and paired["seeds"] == [0, 1]
+    others = json.loads((docs / "paired.json").read_text())["minus_normloss"]
+    assert set(others) == {"none", "weight-decay", "wrs"}
+    assert others["wrs"] is None  # one peer seed: no interval yet
+    assert others["none"]["seeds"] == [0, 1]
+    assert others["weight-decay"]["mean"] == pytest.approx(-paired["mean"])
     for figure in ("error_vs_factor", "error_vs_batch", "convergence"):
         assert (docs / f"{figure}.png").stat().st_size > 10_000
     again = run()  # resumes: every run is finished, nothing trains
