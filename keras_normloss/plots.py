@@ -153,16 +153,9 @@ def _mean_std_line(ax, runs_by_x, label, **style):
     x (`_common_seeds`, named in the legend), with their std as error bars."""
     values_by_x, seeds = _common_seeds(runs_by_x)
     xs = sorted(values_by_x)
-    stats = [_mean_std(values_by_x[x]) for x in xs]
-    ax.errorbar(
-        xs,
-        [m for m, _ in stats],
-        yerr=[s for _, s in stats],
-        marker="o",
-        capsize=3,
-        label=f"{label} ({_seeds_label(seeds)})",
-        **style,
-    )
+    means, stds = zip(*(_mean_std(values_by_x[x]) for x in xs))
+    label = f"{label} ({_seeds_label(seeds)})"
+    ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=label, **style)
 
 
 def _factor_panel(ax, rows, batch_size, metric):
