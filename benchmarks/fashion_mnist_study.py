@@ -250,6 +250,8 @@ def report(args, choices):
             method, factor = r["method"], r["factor"]
             chosen = choices.get(method) is None or float(factor) == choices[method]
             if method != "normloss" and int(r["batch_size"]) == args.base_batch and chosen:
+                if int(r["seed"]) in others[method]:  # a peer run at two factors
+                    raise ValueError(f"{method} has two runs of seed {r['seed']} to compare")
                 others[method][int(r["seed"])] = float(r["final_test_error"])
         summary["minus_normloss"] = {
             method: _paired_or_none(errors, by_method["normloss"])

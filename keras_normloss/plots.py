@@ -140,9 +140,9 @@ def _common_seeds(runs_by_x):
 
 
 def _seeds_label(seeds):
-    seeds = sorted(seeds, key=lambda s: (len(s), s))
-    if not seeds:
-        return "unpaired seeds"
+    seeds = sorted((s for s in seeds if s != ""), key=lambda s: (len(s), s))
+    if not seeds:  # none in common, or a summary.csv without seeds
+        return "seeds not paired"
     if len(seeds) > 3:
         return f"{len(seeds)} seeds"
     return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)}"

@@ -167,7 +167,7 @@ _FASHION_MNIST = dict(
 STUDY_EPOCHS = 3
 STUDY_RUN_HERE = (
     "Run here as the study of benchmarks/fashion_mnist_study.py (phases 1, 3 and 4 of its 5 so "
-    "far; float32, `--deterministic`, the 2-core machine shared with other work; a run took 4-8 "
+    "far; float32, `--deterministic`, the 2-core machine shared with other work; a run took 4-10 "
     "minutes): over seeds 0-4 at batch 128, `none` ended at 9.55 ± 0.30 % final test error "
     "(9.28-9.95 %), Norm Loss at its chosen 1e-4 at 9.56 ± 0.24 % and weight decay at its "
     "chosen 1e-5 at 9.42 ± 0.25 %; from batch 32 to 512 (seed 0, lr scaled) Norm Loss went from "

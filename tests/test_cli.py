@@ -238,6 +238,17 @@ def test_one_backend_rule_for_the_command_line_and_the_library(
     startup.default_to_jax_without_tensorflow()
     set_to_jax = expected == ("jax", DEFAULT)
     assert os.environ.get("KERAS_BACKEND") == ("jax" if set_to_jax else variable)
+    if variable:  # the command line, from the same start
+        monkeypatch.setenv("KERAS_BACKEND", variable)
+    else:
+        monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setattr(cli, "start_tensorflow", lambda verbose: None)
+    name = expected[0]
+    if name in cli.BACKENDS and name in installed:
+        assert cli.start_backend() == name and os.environ["KERAS_BACKEND"] == name
+    else:  # torch, or a backend whose library is missing
+        with pytest.raises(cli.UsageError, match=f"{name}"):
+            cli.start_backend()
 
 
 def test_help_and_argument_errors_do_not_start_tensorflow():

@@ -100,7 +100,16 @@ def test_study_runs_end_to_end_resumes_and_chooses_on_validation(tmp_path):
     assert set(others) == {"none", "weight-decay", "wrs"}
     assert others["wrs"] is None  # one peer seed: no interval yet
     assert others["none"]["seeds"] == [0, 1]
-    assert others["weight-decay"]["mean"] == pytest.approx(-paired["mean"])
+    turned = [-d for d in paired["differences"]]
+    assert others["weight-decay"]["differences"] == pytest.approx(turned)
+    none = {int(r["seed"]): float(r["final_test_error"]) for r in rows if r["method"] == "none"}
+    normloss = {
+        int(r["seed"]): float(r["final_test_error"])
+        for r in rows
+        if r["method"] == "normloss" and float(r["factor"]) == choices["normloss"]
+        and r["batch_size"] == "32"
+    }  # fmt: skip
+    assert others["none"]["differences"] == pytest.approx([none[s] - normloss[s] for s in (0, 1)])
     for figure in ("error_vs_factor", "error_vs_batch", "convergence"):
         assert (docs / f"{figure}.png").stat().st_size > 10_000
     again = run()  # resumes: every run is finished, nothing trains
