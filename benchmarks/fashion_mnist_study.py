@@ -23,7 +23,7 @@ directory (`keras_normloss.sweep`: a finished run is skipped, an interrupted one
 Writes to `--docs` (default docs/results/study/): `study.csv`, one row per run (phase, method,
 factor, seed, batch size, dataset, validation error, final test error, ...); `paired.json`,
 the per-seed difference Norm Loss − weight decay (final test error at the chosen factors) with
-its 95 % Student-t interval; `table.md` and the figures of `keras_normloss.plots.plot_grid`
+its 95 % Student-t interval; `table.md` and the figures of `keras_normloss.grid_plots.plot_grid`
 (error against factor and batch, channel norms, seeds) plus `convergence.png` (training
 cross-entropy per epoch, Norm Loss against weight decay, mean over seeds).
 """
@@ -189,7 +189,7 @@ def choose(args, rows):
 
 def report(args, choices):
     """study.csv, paired.json, table.md and the figures, from the finished runs."""
-    from keras_normloss import plots, sweep
+    from keras_normloss import grid_plots, sweep
     from keras_normloss.training import read_metrics
 
     rows = sweep.write_summary(args.output)
@@ -261,7 +261,7 @@ def report(args, choices):
     with open(os.path.join(args.docs, "paired.json"), "w") as f:
         json.dump(summary, f, indent=2)
     chosen = {m: f for m, f in (choices or {}).items() if f is not None}
-    plots.plot_grid(args.output, args.docs, base_batch=args.base_batch, factors=chosen)
+    grid_plots.plot_grid(args.output, args.docs, base_batch=args.base_batch, factors=chosen)
     return study_rows, summary
 
 

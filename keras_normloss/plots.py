@@ -9,8 +9,7 @@ directory (one with summary.csv) gives test error against the factor (log
 scale) per regularizer, the mean over seeds with its standard deviation;
 regularizers without a factor (none, wrs) are horizontal bands; and, when
 the sweep has several batch sizes, test error against batch size.
-`plot_grid` draws the figures of a results grid (benchmarks/fashion_mnist_study.py):
-error against factor and batch size, channel norms over training, errors over seeds.
+`keras_normloss.grid_plots` draws the figures of a results grid from these panels.
 Reads only the CSV and JSON files of the directories.
 """
 
@@ -156,6 +155,25 @@ def _mean_std_line(ax, runs_by_x, label, **style):
     means, stds = zip(*(_mean_std(values_by_x[x]) for x in xs))
     label = f"{label} ({_seeds_label(seeds)})"
     ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=label, **style)
+    return list(zip(xs, means))
+
+
+def _cut_off_scale_points(ax, points):
+    """Where a point lies far above the rest (more than twice their median: weight decay's 57 %
+    at 1e-1 beside 9-10 %), ends the y axis above the rest, so that their differences stay
+    readable, and writes each cut point's value at the top edge. `points`: (x or None, y)."""
+    ys = [y for _, y in points if math.isfinite(y)]
+    near = [y for y in ys if y <= 2 * statistics.median(ys)] if ys else []
+    if len(near) == len(ys):
+        return
+    margin = 0.3 * ((max(near) - min(near)) or 1.0)
+    ax.set_ylim(min(near) - margin, max(near) + margin)
+    for x, y in points:
+        if x is not None and y > max(near) + margin:
+            ax.annotate(
+                f"{y:.1f} ↑", (x, max(near) + margin), xytext=(0, -12), ha="center",
+                textcoords="offset points", fontsize=8,
+            )  # fmt: skip
 
 
 def _factor_panel(ax, rows, batch_size, metric):
@@ -165,19 +183,23 @@ def _factor_panel(ax, rows, batch_size, metric):
     for r in rows:
         if r["batch_size"] == batch_size:
             by_reg[r["regularizer"]][r["factor"]].append((r["seed"], r["value"]))
+    points = []
     for i, (reg, by_factor) in enumerate(sorted(by_reg.items())):
         color = f"C{i % 10}"
         factors = sorted(f for f in by_factor if not math.isnan(f))
         if factors:
-            _mean_std_line(ax, {f: by_factor[f] for f in factors}, color=color, label=reg)
+            runs = {f: by_factor[f] for f in factors}
+            points += _mean_std_line(ax, runs, color=color, label=reg)
         for f in by_factor:
             if math.isnan(f):  # none / wrs / reparametrizations: no factor
                 m, s = _mean_std([v for _, v in by_factor[f]])
+                points.append((None, m))
                 seeds = {seed for seed, _ in by_factor[f]}
                 ax.axhline(
                     m, color=color, ls="--", label=f"{reg} (no factor; {_seeds_label(seeds)})"
                 )
                 ax.axhspan(m - s, m + s, color=color, alpha=0.15)
+    _cut_off_scale_points(ax, points)
     ax.set_xscale("log")
     ax.set_xlabel("regularization factor (λ for normloss, wd for weight-decay)")
     ax.set_ylabel(f"{metric.replace('_', ' ')} (%)")
@@ -260,157 +282,6 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def plot_grid(sweep_dir, output_dir, base_batch=None, metric="final_test_error", factors=None):
-    """The figures of a results grid (`benchmarks/fashion_mnist_study.py`), as PNGs.
-
-    - `error_vs_factor.png`: error against the factor at `base_batch`, methods without a
-      factor as bands;
-    - `error_vs_batch.png`: error against the batch size;
-    - `norms.png`: the mean channel norm ‖w_c‖ after each epoch, per method and factor
-      (mean over seeds), with the unit norm Norm Loss aims at;
-    - `seeds.png`: each method's error at `base_batch` and one factor (its entry in
-      `factors`, else its preset's default), every seed a dot, mean ± std a bar;
-    and `table.md`: mean ± std over seeds of every (method, factor, batch size).
-
-    Args:
-        sweep_dir: a sweep directory (summary.csv and its runs).
-        output_dir: where the figures go.
-        base_batch: the batch size of the factor sweep (default: the most common).
-        metric: `final_test_error`, `final_validation_error` or `best_test_error`.
-        factors: `{method: factor}` for `seeds.png`, e.g. the factors chosen on validation;
-            a method missing from it is shown at its preset's default factor.
-
-    Returns:
-        The paths written.
-
-    Raises:
-        keras_normloss.cli.UsageError: if no run has finished.
-
-    Example:
-
-    ```python
-    plot_grid("runs/fashion-mnist-grid", "docs/results", base_batch=128)
-    ```
-    """
-    plt = _pyplot()
-    rows = _sweep_rows([sweep_dir], metric)
-    if not rows:
-        raise cli.UsageError(f"no finished runs in {sweep_dir}")
-    base_batch = base_batch or _main_batch(rows)
-    os.makedirs(output_dir, exist_ok=True)
-    written = []
-
-    def save(fig, name):
-        _synthetic_title(fig, rows)
-        path = os.path.join(output_dir, name)
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
-
-    fig, ax = plt.subplots(figsize=(8, 5), constrained_layout=True)
-    _factor_panel(ax, rows, base_batch, metric)
-    save(fig, "error_vs_factor.png")
-
-    fig, ax = plt.subplots(figsize=(7, 5), constrained_layout=True)
-    _batch_panel(ax, rows, metric)
-    save(fig, "error_vs_batch.png")
-
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), constrained_layout=True, sharey=True)
-    curves = collections.defaultdict(list)
-    for r in rows:
-        if r["batch_size"] == base_batch:
-            metrics = _read_csv(os.path.join(r["run"], "metrics.csv"))
-            curves[(r["regularizer"], r["factor"])].append(
-                [_float(m["norm_mean"]) for m in metrics]
-            )
-    for ax, family in zip(axes, ("normloss", "weight-decay")):
-        for (reg, factor), runs in sorted(curves.items()):
-            if reg not in (family, "none", "wrs"):
-                continue
-            length = min(len(c) for c in runs)
-            mean = [statistics.fmean(c[e] for c in runs) for e in range(length)]
-            label = reg if math.isnan(factor) else f"{reg} {factor:g}"
-            style = dict(ls="--", color="grey", lw=2.5, zorder=5) if reg == "none" else {}
-            if reg == "wrs":
-                style = dict(ls=":", color="black")
-            ax.plot(range(1, length + 1), mean, marker="o", label=label, **style)
-        ax.axhline(1.0, color="tab:red", lw=1, alpha=0.6)
-        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
-        ax.set_yscale("log")
-        ax.set_xlabel("epoch")
-        ax.set_title(f"{family}: mean channel norm ‖w_c‖ (batch {base_batch}; mean of seeds)")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
-    axes[0].set_ylabel("mean ‖w_c‖ over every kernel's channels")
-    save(fig, "norms.png")
-
-    per_method = _factor_runs(rows, base_batch, factors or {})
-    if per_method:  # else no run at the base batch with a preset factor: no such figure
-        fig, ax = plt.subplots(figsize=(9, 4.8), constrained_layout=True)
-        names = sorted(per_method, key=lambda n: statistics.fmean(per_method[n]))
-        for i, name in enumerate(names):
-            values = per_method[name]
-            m, s = _mean_std(values)
-            ax.bar(i, m, yerr=s, color=f"C{i % 10}", alpha=0.5, capsize=4)
-            ax.plot([i] * len(values), values, "k.", ms=7)
-        ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
-        low = min(min(v) for v in per_method.values())
-        high = max(max(v) for v in per_method.values())
-        ax.set_ylim(max(0.0, low - 0.25 * (high - low + 1)), high + 0.25 * (high - low + 1))
-        ax.set_ylabel(f"{metric.replace('_', ' ')} (%)")
-        which = "its chosen factor" if factors else "its default factor"
-        ax.set_title(f"batch {base_batch}, each method at {which}: seeds (dots), mean ± std")
-        ax.grid(alpha=0.3, axis="y")
-        save(fig, "seeds.png")
-
-    table = os.path.join(output_dir, "table.md")
-    with open(table, "w") as f:
-        f.write(_markdown_table(rows, metric))
-    written.append(table)
-    return written
-
-
-def _factor_runs(rows, batch_size, factors):
-    """`{label: values}` at one batch size: every method without a factor, and every method
-    with one at its factor in `factors`, else at its preset's default factor (read from each
-    run's config.json)."""
-    from keras_normloss import presets
-
-    out = collections.defaultdict(list)
-    for r in rows:
-        if r["batch_size"] != batch_size:
-            continue
-        if not math.isnan(r["factor"]):
-            default = factors.get(r["regularizer"])
-            if default is None:
-                with open(os.path.join(r["run"], "config.json")) as f:
-                    preset = json.load(f)["preset"]
-                default = presets.default_factor(presets.get(preset), r["regularizer"])
-            if default is None or not math.isclose(r["factor"], default):
-                continue
-        factor = "" if math.isnan(r["factor"]) else f" {r['factor']:g}"
-        out[f"{r['regularizer']}{factor}"].append(r["value"])
-    return out
-
-
-def _markdown_table(rows, metric):
-    groups = collections.defaultdict(list)
-    for r in rows:
-        groups[(r["regularizer"], r["factor"], r["batch_size"])].append(r["value"])
-    lines = [
-        f"| method | factor | batch | {metric.replace('_', ' ')} (%), mean ± std | seeds |",
-        "|---|---|---|---|---|",
-    ]
-    for (reg, factor, batch), values in sorted(
-        groups.items(),
-        key=lambda kv: (kv[0][2], kv[0][0], -1 if math.isnan(kv[0][1]) else kv[0][1]),
-    ):
-        m, s = _mean_std(values)
-        shown = "—" if math.isnan(factor) else f"{factor:g}"
-        lines.append(f"| {reg} | {shown} | {batch} | {m:.2f} ± {s:.2f} | {len(values)} |")
-    return "\n".join(lines) + "\n"
 
 
 def build_parser():

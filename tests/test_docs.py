@@ -8,6 +8,7 @@ import keras_normloss
 from keras_normloss import (
     callbacks,
     data,
+    grid_plots,
     methods,
     models,
     optimizers,
@@ -49,7 +50,7 @@ PUBLIC = [
     sweep.sweep,
     plots.plot_runs,
     plots.plot_sweeps,
-    plots.plot_grid,
+    grid_plots.plot_grid,
     schedules.make_schedule,
     schedules.LinearWarmup,
     data.validation.split_indices,

@@ -6,7 +6,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from keras_normloss import plots, sweep
+from keras_normloss import grid_plots, plots, sweep
 
 SMALL = [
     "--preset",
@@ -179,6 +179,34 @@ def test_a_line_averages_only_the_seeds_every_point_has(tmp_path):
     np.testing.assert_allclose(np.asarray(line.lines[0].get_ydata(), float), [9.1, 9.5])
 
 
+@pytest.mark.parametrize("worst", [0.572, 0.102])
+def test_a_point_far_above_the_rest_is_cut_off_and_labelled(tmp_path, worst):
+    """Weight decay's 57.2 % at 1e-1 beside 9-10 %: the y axis ends above the rest (their
+    differences stay readable) and the cut point's value is written at the top edge; without
+    such a point the axis is matplotlib's own."""
+    sweep_dir = tmp_path / "s"
+    sweep_dir.mkdir()
+    errors = {1e-5: 0.090, 1e-3: 0.091, 1e-2: 0.100, 1e-1: worst}
+    rows = [
+        {"method": "weight-decay", "factor": f, "seed": 0, "batch_size": 128,
+         "final_test_error": e, "dataset": "fashion_mnist", "run": f"wd{f}"}
+        for f, e in errors.items()
+    ] + [{"method": "none", "factor": "", "seed": 0, "batch_size": 128,
+          "final_test_error": 0.095, "dataset": "fashion_mnist", "run": "none"}]  # fmt: skip
+    with open(sweep_dir / "summary.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=sweep.SUMMARY_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    (ax,) = plots.plot_sweeps([str(sweep_dir)], tmp_path / "f.png").axes
+    low, high = ax.get_ylim()
+    labels = [t.get_text() for t in ax.texts]
+    if worst > 0.2:
+        assert low == pytest.approx(9.0 - 0.3) and high == pytest.approx(10.0 + 0.3)
+        assert labels == ["57.2 ↑"]
+    else:
+        assert high > 10.2 and labels == []
+
+
 def _row(method, factor, seed, validation, test):
     return {
         "method": method,
@@ -242,5 +270,5 @@ def test_seeds_figure_takes_the_chosen_factors_over_the_presets():
             ("none", nan, 128, 9.5),
         ]
     ]
-    runs = plots._factor_runs(rows, 128, {"normloss": 1e-4, "weight-decay": 1e-5})
+    runs = grid_plots._factor_runs(rows, 128, {"normloss": 1e-4, "weight-decay": 1e-5})
     assert dict(runs) == {"normloss 0.0001": [9.1, 9.3], "weight-decay 1e-05": [9.0], "none": [9.5]}
