@@ -232,30 +232,24 @@ def report(args, choices):
         writer.writerows(study_rows)
     summary = {"choices": choices, "command": " ".join(sys.argv)}
     if choices:
-        by_method = {
-            m: {
-                int(r["seed"]): float(r["final_test_error"])
-                for r in rows
-                if r["method"] == m
-                and int(r["batch_size"]) == args.base_batch
-                and float(r["factor"]) == choices[m]
-            }
-            for m in COMPARED
-        }
-        summary["normloss_minus_weight_decay"] = _paired_or_none(*by_method.values())
-        # Every other method at the base batch (none, weight decay at its choice, each peer at
-        # its default) against Norm Loss at its choice, on the seeds both have.
-        others = collections.defaultdict(dict)
+        # Each method's final test error per seed at the base batch and its one factor: the
+        # chosen one for the compared methods, the default for the peers.
+        at_factor = collections.defaultdict(dict)
         for r in rows:
-            method, factor = r["method"], r["factor"]
+            method, factor, seed = r["method"], r["factor"], int(r["seed"])
             chosen = choices.get(method) is None or float(factor) == choices[method]
-            if method != "normloss" and int(r["batch_size"]) == args.base_batch and chosen:
-                if int(r["seed"]) in others[method]:  # a peer run at two factors
-                    raise ValueError(f"{method} has two runs of seed {r['seed']} to compare")
-                others[method][int(r["seed"])] = float(r["final_test_error"])
+            if int(r["batch_size"]) == args.base_batch and chosen:
+                if seed in at_factor[method]:  # a peer run at two factors
+                    raise ValueError(f"{method} has two runs of seed {seed} to compare")
+                at_factor[method][seed] = float(r["final_test_error"])
+        normloss = at_factor.pop("normloss", {})
+        summary["normloss_minus_weight_decay"] = _paired_or_none(
+            normloss, at_factor.get("weight-decay", {})
+        )
+        # Every other method (none, weight decay, each peer) against Norm Loss, on common seeds.
         summary["minus_normloss"] = {
-            method: _paired_or_none(errors, by_method["normloss"])
-            for method, errors in sorted(others.items())
+            method: _paired_or_none(errors, normloss)
+            for method, errors in sorted(at_factor.items())
         }
         _convergence_figure(args, rows, choices, read_metrics)
     with open(os.path.join(args.docs, "paired.json"), "w") as f:
