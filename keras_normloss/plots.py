@@ -167,11 +167,12 @@ def _cut_off_scale_points(ax, points):
     if len(near) == len(ys):
         return
     margin = 0.3 * ((max(near) - min(near)) or 1.0)
-    ax.set_ylim(min(near) - margin, max(near) + margin)
+    top = max(near) + margin
+    ax.set_ylim(min(near) - margin, top)
     for x, y in points:
-        if x is not None and y > max(near) + margin:
+        if x is not None and y > top:
             ax.annotate(
-                f"{y:.1f} ↑", (x, max(near) + margin), xytext=(0, -12), ha="center",
+                f"{y:.1f} ↑", (x, top), xytext=(0, -12), ha="center",
                 textcoords="offset points", fontsize=8,
             )  # fmt: skip
 
