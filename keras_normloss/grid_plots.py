@@ -1,5 +1,5 @@
 """The figures and table of a results grid (`benchmarks/fashion_mnist_study.py`'s docs), from
-the panels of `keras_normloss.plots`: error against factor and batch size, channel norms over
+the panels of `keras_normloss.sweep_panels`: error against factor and batch size, channel norms over
 training, errors over seeds, and a table of means.
 """
 
@@ -9,7 +9,7 @@ import math
 import os
 import statistics
 
-from keras_normloss import cli, plots
+from keras_normloss import cli, sweep_panels
 
 
 def plot_grid(sweep_dir, output_dir, base_batch=None, metric="final_test_error", factors=None):
@@ -44,36 +44,36 @@ def plot_grid(sweep_dir, output_dir, base_batch=None, metric="final_test_error",
     plot_grid("runs/fashion-mnist-grid", "docs/results", base_batch=128)
     ```
     """
-    plt = plots._pyplot()
-    rows = plots._sweep_rows([sweep_dir], metric)
+    plt = sweep_panels.pyplot()
+    rows = sweep_panels.sweep_rows([sweep_dir], metric)
     if not rows:
         raise cli.UsageError(f"no finished runs in {sweep_dir}")
-    base_batch = base_batch or plots._main_batch(rows)
+    base_batch = base_batch or sweep_panels.main_batch(rows)
     os.makedirs(output_dir, exist_ok=True)
     written = []
 
     def save(fig, name):
-        plots._synthetic_title(fig, rows)
+        sweep_panels.synthetic_title(fig, rows)
         path = os.path.join(output_dir, name)
         fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(path)
 
     fig, ax = plt.subplots(figsize=(8, 5), constrained_layout=True)
-    plots._factor_panel(ax, rows, base_batch, metric)
+    sweep_panels.factor_panel(ax, rows, base_batch, metric)
     save(fig, "error_vs_factor.png")
 
     fig, ax = plt.subplots(figsize=(7, 5), constrained_layout=True)
-    plots._batch_panel(ax, rows, metric)
+    sweep_panels.batch_panel(ax, rows, metric)
     save(fig, "error_vs_batch.png")
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), constrained_layout=True, sharey=True)
     curves = collections.defaultdict(list)
     for r in rows:
         if r["batch_size"] == base_batch:
-            metrics = plots._read_csv(os.path.join(r["run"], "metrics.csv"))
+            metrics = sweep_panels.read_csv(os.path.join(r["run"], "metrics.csv"))
             curves[(r["regularizer"], r["factor"])].append(
-                [plots._float(m["norm_mean"]) for m in metrics]
+                [sweep_panels.number(m["norm_mean"]) for m in metrics]
             )
     for ax, family in zip(axes, ("normloss", "weight-decay")):
         for (reg, factor), runs in sorted(curves.items()):
@@ -102,7 +102,7 @@ def plot_grid(sweep_dir, output_dir, base_batch=None, metric="final_test_error",
         names = sorted(per_method, key=lambda n: statistics.fmean(per_method[n]))
         for i, name in enumerate(names):
             values = per_method[name]
-            m, s = plots._mean_std(values)
+            m, s = sweep_panels.mean_std(values)
             ax.bar(i, m, yerr=s, color=f"C{i % 10}", alpha=0.5, capsize=4)
             ax.plot([i] * len(values), values, "k.", ms=7)
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
@@ -157,7 +157,7 @@ def _markdown_table(rows, metric):
         groups.items(),
         key=lambda kv: (kv[0][2], kv[0][0], -1 if math.isnan(kv[0][1]) else kv[0][1]),
     ):
-        m, s = plots._mean_std(values)
+        m, s = sweep_panels.mean_std(values)
         shown = "—" if math.isnan(factor) else f"{factor:g}"
         lines.append(f"| {reg} | {shown} | {batch} | {m:.2f} ± {s:.2f} | {len(values)} |")
     return "\n".join(lines) + "\n"

@@ -225,15 +225,20 @@ class RunError(RuntimeError):
     """A run of the sweep did not finish; `exit_status` is the sweep's (the run's, or 1)."""
 
     def __init__(self, run_dir, exitcode):
+        super().__init__(self._message(run_dir, exitcode))
+        self.run_dir = run_dir
+        self.exit_status = exitcode if exitcode == 2 or exitcode in STOPPED_BY else 1
+
+    @staticmethod
+    def _message(run_dir, exitcode):
         if exitcode in STOPPED_BY:
             what = f"was stopped by {STOPPED_BY[exitcode]} (its checkpoint, if any, is kept)"
         else:
             what = f"failed (exit status {exitcode})"
-        super().__init__(
+        return (
             f"run {run_dir} {what}; the sweep stops here and resumes from this run when "
             "started again"
         )
-        self.exit_status = exitcode if exitcode == 2 or exitcode in STOPPED_BY else 1
 
 
 STOPPED_BY = {128 + signal.SIGTERM: "SIGTERM", 128 + signal.SIGINT: "SIGINT (Ctrl-C)"}
@@ -244,12 +249,14 @@ class SweepStopped(RunError):
     and the sweep stops before the next one (exit status 143 or 130)."""
 
     def __init__(self, run_dir, signum):
-        RuntimeError.__init__(
-            self,
-            f"stopped by {STOPPED_BY[128 + signum]} as run {run_dir} was ending (it finished "
-            "whole); started again, the sweep goes on with the next run",
+        super().__init__(run_dir, 128 + signum)
+
+    @staticmethod
+    def _message(run_dir, exitcode):
+        return (
+            f"stopped by {STOPPED_BY[exitcode]} as run {run_dir} was ending (it finished "
+            "whole); started again, the sweep goes on with the next run"
         )
-        self.exit_status = 128 + signum
 
 
 @contextlib.contextmanager
