@@ -268,9 +268,9 @@ def _paired_or_none(a, b):
 
 
 def _convergence_figure(args, rows, choices, read_metrics):
-    from keras_normloss.plots import _pyplot
+    from keras_normloss.sweep_panels import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
     for method in ("none", *COMPARED):
         curves = [
