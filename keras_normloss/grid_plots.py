@@ -15,8 +15,8 @@ from keras_normloss import cli, sweep_panels
 def plot_grid(sweep_dir, output_dir, base_batch=None, metric="final_test_error", factors=None):
     """The figures of a results grid (`benchmarks/fashion_mnist_study.py`), as PNGs.
 
-    - `error_vs_factor.png`: error against the factor at `base_batch`, methods without a
-      factor as bands;
+    - `error_vs_factor.png`: error against the factor at `base_batch` of the methods run at
+      several factors, with `none` as a band (every method, if none was run at two factors);
     - `error_vs_batch.png`: error against the batch size;
     - `norms.png`: the mean channel norm ‖w_c‖ after each epoch, per method and factor
       (mean over seeds), with the unit norm Norm Loss aims at;
@@ -60,7 +60,7 @@ def plot_grid(sweep_dir, output_dir, base_batch=None, metric="final_test_error",
         written.append(path)
 
     fig, ax = plt.subplots(figsize=(8, 5), constrained_layout=True)
-    sweep_panels.factor_panel(ax, rows, base_batch, metric)
+    sweep_panels.factor_panel(ax, _swept_and_none(rows, base_batch), base_batch, metric)
     save(fig, "error_vs_factor.png")
 
     fig, ax = plt.subplots(figsize=(7, 5), constrained_layout=True)
@@ -120,6 +120,20 @@ def plot_grid(sweep_dir, output_dir, base_batch=None, metric="final_test_error",
         f.write(_markdown_table(rows, metric))
     written.append(table)
     return written
+
+
+def _swept_and_none(rows, base_batch):
+    """The rows of error_vs_factor.png: the methods run at two factors or more at `base_batch`,
+    and `none` as the reference band. The other methods, each at one setting, would bury the
+    sweep's lines under a dozen bands; seeds.png shows them. All rows where nothing was swept."""
+    factors = collections.defaultdict(set)
+    for r in rows:
+        if r["batch_size"] == base_batch and not math.isnan(r["factor"]):
+            factors[r["regularizer"]].add(r["factor"])
+    swept = {method for method, fs in factors.items() if len(fs) > 1}
+    if not swept:
+        return rows
+    return [r for r in rows if r["regularizer"] in swept | {"none"}]
 
 
 def _factor_runs(rows, batch_size, factors):

@@ -100,6 +100,17 @@ def _cut_off_scale_points(ax, points):
             )  # fmt: skip
 
 
+def _distinct_colors(n):
+    """`n` colours, no two alike: matplotlib's ten-colour cycle, or tab20 beyond ten methods
+    (the study's 14 methods once drew Norm Loss and decoupled weight decay in one orange)."""
+    if n <= 10:
+        return [f"C{i}" for i in range(n)]
+    import matplotlib
+
+    tab20 = matplotlib.colormaps["tab20"]
+    return [tab20(i % 20) for i in range(n)]
+
+
 def factor_panel(ax, rows, batch_size, metric):
     """Error against the factor at one batch size: a line per method that takes a factor,
     a band (mean ± std) per method that does not."""
@@ -108,8 +119,8 @@ def factor_panel(ax, rows, batch_size, metric):
         if r["batch_size"] == batch_size:
             by_reg[r["regularizer"]][r["factor"]].append((r["seed"], r["value"]))
     points = []
-    for i, (reg, by_factor) in enumerate(sorted(by_reg.items())):
-        color = f"C{i % 10}"
+    colors = _distinct_colors(len(by_reg))
+    for color, (reg, by_factor) in zip(colors, sorted(by_reg.items())):
         factors = sorted(f for f in by_factor if not math.isnan(f))
         if factors:
             runs = {f: by_factor[f] for f in factors}

@@ -272,3 +272,53 @@ def test_seeds_figure_takes_the_chosen_factors_over_the_presets():
     ]
     runs = grid_plots._factor_runs(rows, 128, {"normloss": 1e-4, "weight-decay": 1e-5})
     assert dict(runs) == {"normloss 0.0001": [9.1, 9.3], "weight-decay 1e-05": [9.0], "none": [9.5]}
+
+
+def test_the_grids_factor_figure_keeps_the_swept_methods_and_none():
+    """error_vs_factor.png shows the methods swept over factors and `none`; a peer at one
+    setting (a factor or none) goes to seeds.png instead. With no sweep, every method stays."""
+    nan = float("nan")
+    rows = [
+        {"regularizer": reg, "factor": f, "batch_size": b}
+        for reg, f, b in [
+            ("normloss", 1e-4, 128),
+            ("normloss", 1e-2, 128),
+            ("weight-decay", 1e-5, 128),
+            ("weight-decay", 1e-3, 128),
+            ("so", 1e-2, 128),  # one factor: a peer
+            ("so", 1e-3, 64),  # a second factor, at another batch size
+            ("oni", nan, 128),
+            ("none", nan, 128),
+        ]
+    ]
+    kept = {r["regularizer"] for r in grid_plots._swept_and_none(rows, 128)}
+    assert kept == {"normloss", "weight-decay", "none"}
+    peers = [r for r in rows if r["regularizer"] in ("so", "oni", "none")]
+    assert grid_plots._swept_and_none(peers, 128) == peers
+
+
+def test_a_factor_panel_of_many_methods_gives_each_its_own_colour():
+    """Beyond matplotlib's ten-colour cycle (the study has 14 methods), no two methods share
+    a colour (Norm Loss and decoupled weight decay once were both orange)."""
+    import matplotlib.colors
+
+    from keras_normloss import sweep_panels
+
+    nan = float("nan")
+    rows = [
+        {"regularizer": f"m{i:02d}", "factor": 10.0 ** -(i % 3 + 2) if i % 2 else nan,
+         "batch_size": 128, "seed": "0", "value": 9.0 + 0.1 * i}
+        for i in range(14)
+    ]  # fmt: skip
+    plt = sweep_panels.pyplot()
+    fig, ax = plt.subplots()
+    sweep_panels.factor_panel(ax, rows, 128, "final_test_error")
+    handles, labels = ax.get_legend_handles_labels()
+    colours = {
+        matplotlib.colors.to_hex(
+            h.get_color() if hasattr(h, "get_color") else h.lines[0].get_color()
+        )
+        for h in handles
+    }
+    plt.close(fig)
+    assert len(labels) == 14 and len(colours) == 14
