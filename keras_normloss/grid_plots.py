@@ -110,7 +110,7 @@ def plot_grid(sweep_dir, output_dir, base_batch=None, metric="final_test_error",
         high = max(max(v) for v in per_method.values())
         ax.set_ylim(max(0.0, low - 0.25 * (high - low + 1)), high + 0.25 * (high - low + 1))
         ax.set_ylabel(f"{metric.replace('_', ' ')} (%)")
-        which = "its chosen factor" if factors else "its default factor"
+        which = "its chosen factor, else its default" if factors else "its default factor"
         ax.set_title(f"batch {base_batch}, each method at {which}: seeds (dots), mean ± std")
         ax.grid(alpha=0.3, axis="y")
         save(fig, "seeds.png")

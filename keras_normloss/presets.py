@@ -167,8 +167,8 @@ _FASHION_MNIST = dict(
 STUDY_EPOCHS = 3
 STUDY_RUN_HERE = (
     "Run here as the study of benchmarks/fashion_mnist_study.py (all 5 phases, 64 runs; "
-    "float32, `--deterministic`; a run took 4-5 minutes on the quiet 2-core machine, 3-10 "
-    "beside other work): over seeds 0-4 at batch 128, `none` ended at 9.55 ± 0.30 % final "
+    "float32, `--deterministic`; a run took 3.5-4.6 minutes on the quiet 2-core machine, "
+    "3-10 beside other work): over seeds 0-4 at batch 128, `none` ended at 9.55 ± 0.30 % final "
     "test error (9.28-9.95 %), Norm Loss at its chosen 1e-4 at 9.56 ± 0.24 % and weight decay "
     "at its chosen 1e-5 at 9.42 ± 0.25 % (no difference measured); from batch 32 to 512 (seed "
     "0, lr scaled) Norm Loss went from 8.99 to 11.64 % and weight decay from 9.01 to 11.39 %; "
