@@ -1,6 +1,6 @@
 """The figures and table of a results grid (`benchmarks/fashion_mnist_study.py`'s docs), from
-the panels of `keras_normloss.sweep_panels`: error against factor and batch size, channel norms over
-training, errors over seeds, and a table of means.
+the panels of `keras_normloss.sweep_panels`: error against factor and batch size, channel
+norms over training, errors over seeds, and a table of means.
 """
 
 import collections
