@@ -86,6 +86,17 @@ def positive_int(text):
     return value
 
 
+def non_negative_int(text):
+    """An argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return value
+
+
 def seed(text):
     """An argparse type: a random seed, an integer from 0 to 2**32 - 1 (what NumPy takes)."""
     try:

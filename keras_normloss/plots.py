@@ -1,6 +1,7 @@
 """Figures from run and sweep directories.
 
     keras-normloss plot runs/quick-normloss runs/quick-wd -o curves.png
+    keras-normloss plot --dynamics runs/quick-normloss runs/quick-wd -o dynamics.png
     keras-normloss plot runs/sweep -o sweep.png
 
 Run directories give one figure of three panels over epochs: test error,
@@ -9,12 +10,16 @@ directory (one with summary.csv) gives test error against the factor (log
 scale) per regularizer, the mean over seeds with its standard deviation;
 regularizers without a factor (none, wrs) are horizontal bands; and, when
 the sweep has several batch sizes, test error against batch size.
+With `--dynamics`, run directories give their dynamics.csv over steps instead: mean channel
+norm, angular update per step and effective learning rate, each run's predicted equilibrium
+angle dashed where the theory has one (`keras_normloss.methods.norm_theory`).
 The panels are drawn by `keras_normloss.sweep_panels`, which the figures of a results
 grid (`keras_normloss.grid_plots`) share.
 Reads only the CSV and JSON files of the directories.
 """
 
 import json
+import math
 import os
 import tempfile
 
@@ -94,6 +99,95 @@ def plot_runs(run_dirs, output):
     return fig
 
 
+def plot_dynamics(run_dirs, output, group="conv"):
+    """Mean channel norm, angular update and effective learning rate against the step.
+
+    One line per run, from its dynamics.csv (`keras_normloss.callbacks.NormDynamics`), for one
+    layer kind; on the angle panel each run's predicted equilibrium angle
+    (`norm_theory.equilibrium_angular_update` at the sample's learning rate and mean norm) is
+    dashed in the run's colour where one exists: weight decay and Norm Loss, coupled under SGD
+    or decoupled. It holds at equilibrium under a constant learning rate, for channels that a
+    BatchNorm follows (`stem`, `conv`, `shortcut` in the package's networks).
+
+    Args:
+        run_dirs: run directories with dynamics.csv and config.json.
+        output: the figure's path.
+        group: the layer kind: `all`, `stem`, `conv`, `shortcut` or `dense`.
+
+    Returns:
+        The matplotlib Figure.
+
+    Raises:
+        keras_normloss.cli.UsageError: if a run has no dynamics.csv, or none has `group`.
+
+    Example:
+
+    ```python
+    plot_dynamics(["runs/nl", "runs/wd"], "dynamics.png")
+    ```
+    """
+    from keras_normloss.callbacks import read_dynamics
+    from keras_normloss.methods import norm_theory
+
+    plt = sweep_panels.pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
+    drawn = 0
+    for i, run_dir in enumerate(run_dirs):
+        path = os.path.join(run_dir, "dynamics.csv")
+        if not os.path.exists(path):
+            raise cli.UsageError(
+                f"{run_dir} has no dynamics.csv (a run made before it existed, or with "
+                "--dynamics-every 0)"
+            )
+        rows = [r for r in read_dynamics(path) if r["group"] == group]
+        if not rows:
+            continue
+        drawn += 1
+        with open(os.path.join(run_dir, "config.json")) as f:
+            config = json.load(f)
+        colour = f"C{i % 10}"
+        steps = [r["step"] for r in rows]
+        style = dict(color=colour, lw=1.2)
+        axes[0].plot(steps, [r["norm_mean"] for r in rows], label=_label(run_dir), **style)
+        axes[1].plot(steps, [r["angular_update_rms"] for r in rows], **style)
+        axes[2].plot(steps, [r["effective_lr"] for r in rows], **style)
+        predicted = [
+            norm_theory.equilibrium_angular_update(
+                sweep_panels.method_of(config),
+                config["factor"],
+                r["learning_rate"],
+                optimizer=config.get("optimizer", "sgd"),
+                momentum=config["momentum"],
+                norm=r["norm_mean"],
+            )
+            for r in rows
+        ]
+        if any(p for p in predicted):
+            axes[1].plot(
+                steps, [p or math.nan for p in predicted], color=colour, ls="--", lw=1,
+                label=f"{sweep_panels.method_of(config)}: predicted equilibrium",
+            )
+    if not drawn:
+        raise cli.UsageError(f"no run has channels of kind {group!r} in its dynamics.csv")
+    titles = (
+        f"mean channel norm ‖w_c‖ ({group})",
+        "angular update per step (rad, RMS over channels)",
+        "effective learning rate η/‖w_c‖²",
+    )
+    for ax, title in zip(axes, titles):
+        ax.set_xlabel("step")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].axhline(1.0, color="grey", ls=":", lw=1)
+    for ax in axes[1:]:
+        ax.set_yscale("log")
+    axes[0].legend(fontsize=8)
+    if axes[1].get_legend_handles_labels()[0]:
+        axes[1].legend(fontsize=8)
+    fig.savefig(output, dpi=120)
+    return fig
+
+
 def plot_sweeps(sweep_dirs, output, metric="final_test_error"):
     """Test error against the factor per regularizer (and against batch size).
 
@@ -137,6 +231,18 @@ def build_parser():
     )
     parser.add_argument("dirs", nargs="+", metavar="RUN_OR_SWEEP_DIR")
     parser.add_argument("-o", "--output", required=True, metavar="FIGURE.png")
+    parser.add_argument(
+        "--dynamics",
+        action="store_true",
+        help="for runs: plot dynamics.csv (channel norm, angular update with its predicted "
+        "equilibrium, effective learning rate) against the step",
+    )
+    parser.add_argument(
+        "--group",
+        default="conv",
+        choices=("all", "stem", "conv", "shortcut", "dense"),
+        help="with --dynamics: which layers (default conv: the convolutions after the stem)",
+    )
     parser.add_argument(
         "--metric",
         default="final_test_error",
@@ -203,7 +309,11 @@ def main(argv=None):
         raise cli.UsageError("give either run directories or sweep directories, not both")
     try:
         if sweeps:
+            if args.dynamics:
+                raise cli.UsageError("--dynamics is for run directories, not sweeps")
             plot_sweeps(sweeps, output, args.metric)
+        elif args.dynamics:
+            plot_dynamics(runs, output, args.group)
         else:
             plot_runs(runs, output)
     except OSError as error:  # the disk filled, or the file went read-only meanwhile

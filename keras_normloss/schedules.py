@@ -1,5 +1,5 @@
-"""Learning-rate schedules as functions of the global step: the papers' steps, linear decay to zero
-and cosine, each with an optional linear warmup.
+"""Learning-rate schedules as functions of the global step: the papers' steps, linear decay to zero,
+cosine and constant, each with an optional linear warmup; and a schedule's mean over a run.
 
 A run's learning rate depends on the optimizer's step counter alone (saved in every checkpoint),
 so a run resumed at step k continues with the learning rate an uninterrupted run had at step k.
@@ -9,6 +9,7 @@ so a run resumed at step k continues with the learning rate an uninterrupted run
 | `step` | `lr · decay^i` after the i-th boundary epoch | the papers' schedules (He et al. 2016, Zagoruyko & Komodakis 2016) |
 | `linear` | `lr · (1 − s / S)`: linear to zero at the end of the budget | Li et al., "Budgeted training", ICLR 2020 |
 | `cosine` | `lr · (1 + cos(π s / S)) / 2` | Loshchilov & Hutter, SGDR, ICLR 2017 |
+| `constant` | `lr` (also `step` with no boundary) | the equilibrium theory's setting (`methods.norm_theory`) |
 
 `s` counts the steps after the warmup and `S` is the number of steps after it. The warmup rises
 linearly from 0 at step 0 to `lr` at step `warmup_steps` (Keras's `CosineDecay` convention).
@@ -17,7 +18,34 @@ linearly from 0 at step 0 to `lr` at step `warmup_steps` (Keras's `CosineDecay` 
 import keras
 from keras import ops
 
-SCHEDULES = ("step", "linear", "cosine")  # also training.config.LR_SCHEDULES, Keras-free
+SCHEDULES = ("step", "linear", "cosine", "constant")  # also training.config.LR_SCHEDULES
+
+
+@keras.saving.register_keras_serializable(package="keras_normloss")
+class ConstantLearningRate(keras.optimizers.schedules.LearningRateSchedule):
+    """The same learning rate at every step, as a schedule (so that `LinearWarmup` can precede it).
+
+    Keras's `PiecewiseConstantDecay` needs at least one boundary (with none it raises
+    `IndexError` when called), so a step schedule without decays is this one.
+
+    Args:
+        learning_rate: the learning rate, a non-negative float.
+
+    Example:
+
+    ```python
+    float(ConstantLearningRate(0.05)(1000))  # 0.05
+    ```
+    """
+
+    def __init__(self, learning_rate):
+        self.learning_rate = float(learning_rate)
+
+    def __call__(self, step):
+        return ops.full((), self.learning_rate, dtype="float32")
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate}
 
 
 @keras.saving.register_keras_serializable(package="keras_normloss")
@@ -79,7 +107,8 @@ def make_schedule(kind, lr, total_steps, *, warmup_steps=0, decay_boundaries=(),
     """Returns the learning-rate schedule of a run.
 
     Args:
-        kind: one of `SCHEDULES` (see the module docstring).
+        kind: one of `SCHEDULES` (see the module docstring). `step` with no
+            `decay_boundaries` is `constant`.
         lr: the peak learning rate (the initial one without a warmup).
         total_steps: the steps of the whole run (epochs · steps per epoch); `linear` and
             `cosine` reach 0 there.
@@ -125,6 +154,8 @@ def make_schedule(kind, lr, total_steps, *, warmup_steps=0, decay_boundaries=(),
         return schedules.CosineDecay(lr, decay_steps)
     if kind == "linear":
         after = schedules.PolynomialDecay(lr, decay_steps, end_learning_rate=0.0, power=1.0)
+    elif kind == "constant" or not decay_boundaries:
+        after = ConstantLearningRate(lr)
     else:
         boundaries = [int(b) - warmup_steps for b in decay_boundaries]
         if any(b < 0 for b in boundaries):
@@ -135,3 +166,49 @@ def make_schedule(kind, lr, total_steps, *, warmup_steps=0, decay_boundaries=(),
         values = [lr * decay**i for i in range(len(boundaries) + 1)]
         after = schedules.PiecewiseConstantDecay(boundaries, values)
     return LinearWarmup(after, warmup_steps, lr) if warmup_steps else after
+
+
+def mean_learning_rate(kind, lr, total_steps, *, warmup_steps=0, decay_boundaries=(), decay=0.1):
+    """The mean of a `make_schedule` schedule over the run's steps 0 .. total_steps − 1.
+
+    What a factor's timescale is taken at (`methods.norm_theory`): a decay applied at the
+    learning rate η_t shrinks the weights by `Σ_t η_t·λ` over the run, which is
+    `total_steps · mean · λ` whatever the schedule's shape. Computed in closed form (the
+    tests check it against the Keras schedule evaluated at every step): the warmup averages
+    `lr/2`, linear decay and cosine `lr/2` (to within a step), a step schedule the
+    time-weighted mean of its levels.
+
+    Args:
+        kind, lr, total_steps, warmup_steps, decay_boundaries, decay: as `make_schedule`.
+
+    Returns:
+        The mean learning rate, a float.
+
+    Example:
+
+    ```python
+    mean_learning_rate("cosine", 0.1, total_steps=1000)  # 0.05
+    mean_learning_rate("step", 0.1, 1000, decay_boundaries=[499])  # 0.055
+    ```
+    """
+    if kind not in SCHEDULES:
+        raise ValueError(
+            f"Invalid value for argument `kind`: expected one of {SCHEDULES}. "
+            f"Received: kind={kind!r}"
+        )
+    total_steps, warmup_steps, lr = int(total_steps), int(warmup_steps), float(lr)
+    after = total_steps - warmup_steps
+    # The warmup's steps 0 .. W−1 take lr·s/W: their sum is lr·(W − 1)/2.
+    area = lr * (warmup_steps - 1) / 2.0 if warmup_steps else 0.0
+    if kind in ("linear", "cosine"):
+        # Steps s = 0 .. S−1 of lr·(1 − s/S) or lr·(1 + cos(πs/S))/2: both sum to lr·(S + 1)/2.
+        area += lr * (after + 1) / 2.0
+    elif kind == "constant" or not decay_boundaries:
+        area += lr * after
+    else:
+        # Global step t keeps lr·decay^i while t <= boundaries[i] (PiecewiseConstantDecay).
+        edges = [warmup_steps, *(min(int(b) + 1, total_steps) for b in decay_boundaries)]
+        edges.append(total_steps)
+        for i in range(len(edges) - 1):
+            area += lr * decay**i * max(edges[i + 1] - edges[i], 0)
+    return area / total_steps

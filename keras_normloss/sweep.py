@@ -30,6 +30,10 @@ from keras_normloss import cli
 SUMMARY_COLUMNS = (
     "method",
     "factor",
+    # The factor's timescale (`methods.norm_theory`) in steps at the schedule's mean learning
+    # rate, and as a fraction of the run: above 1 the method had not acted by the run's end.
+    "timescale_steps",
+    "timescale_fraction",
     "seed",
     "batch_size",
     "final_test_error",
@@ -83,6 +87,7 @@ def write_summary(sweep_dir):
             {
                 **{k: config[k] for k in ("method", "factor", "seed", "batch_size")},
                 **{k: results[k] for k in SUMMARY_COLUMNS if k in results},
+                **_timescale_columns(results.get("timescale") or config.get("timescale")),
                 "run": name,
             }
         )
@@ -93,6 +98,21 @@ def write_summary(sweep_dir):
         writer.writerows(rows)
     os.replace(f"{path}.tmp", path)
     return rows
+
+
+def _timescale_columns(record):
+    if not record or record.get("steps") is None:
+        return {}
+    return {"timescale_steps": record["steps"], "timescale_fraction": record["fraction_of_run"]}
+
+
+def format_timescale(row):
+    """A summary row's timescale as table text: `"5,000 (3.96x)"` (steps, fraction of the run),
+    or `"-"` for a method without one."""
+    steps = row.get("timescale_steps")
+    if steps in (None, ""):
+        return "-"
+    return f"{float(steps):,.0f} ({float(row['timescale_fraction']):.3g}x)"
 
 
 def sweep(preset, output, *, regularizers, factors, seeds, batch_sizes=(None,), **overrides):
@@ -370,8 +390,9 @@ def choose_factor(rows, method, batch_size=None):
 
 
 def format_table(rows):
-    """The sweep's runs as a text table: method, factor, seed, batch size, validation and final
-    test error.
+    """The sweep's runs as a text table: method, factor, its timescale in steps (and as a
+    multiple of the run: above 1x the method had not acted by the end), seed, batch size,
+    validation and final test error.
 
     Args:
         rows: rows of summary.csv (see `write_summary`).
@@ -386,15 +407,16 @@ def format_table(rows):
     ```
     """
     lines = [
-        f"{'method':<28} {'factor':>10} {'seed':>5} {'batch':>6} {'validation error':>17} "
-        f"{'final test error':>17}"
+        f"{'method':<28} {'factor':>10} {'timescale (x run)':>20} {'seed':>5} {'batch':>6} "
+        f"{'validation error':>17} {'final test error':>17}"
     ]
     for row in rows:
         factor = "-" if row["factor"] in (None, "") else f"{float(row['factor']):g}"
         validation = row.get("final_validation_error")
         validation = "-" if validation in (None, "") else f"{100 * float(validation):.2f} %"
         lines.append(
-            f"{row['method']:<28} {factor:>10} {row['seed']:>5} {row['batch_size']:>6} "
+            f"{row['method']:<28} {factor:>10} {format_timescale(row):>20} {row['seed']:>5} "
+            f"{row['batch_size']:>6} "
             f"{validation:>17} {100 * float(row['final_test_error']):>15.2f} %"
         )
     return "\n".join(lines)

@@ -104,3 +104,49 @@ def test_config_records_the_schedule_and_papers_presets_keep_their_steps():
         make_config("quick", "runs/z", warmup_epochs=4)  # reaches the decay at epoch 3
     with pytest.raises(cli.UsageError, match="--validation-split"):
         make_config("quick", "runs/z", validation_split=1.5)
+
+
+@pytest.mark.parametrize(
+    "kind, options",
+    [
+        ("constant", {}),
+        ("step", {}),  # no boundary: constant
+        ("step", {"decay_boundaries": [9, 24], "decay": 0.2}),
+        ("step", {"decay_boundaries": [19], "warmup_steps": WARMUP}),
+        ("linear", {}),
+        ("linear", {"warmup_steps": WARMUP}),
+        ("cosine", {}),
+        ("cosine", {"warmup_steps": WARMUP}),
+    ],
+)
+def test_mean_learning_rate_is_the_schedules_mean_over_the_run(kind, options):
+    """The closed form against the Keras schedule evaluated at every step of the run."""
+    schedule = schedules.make_schedule(kind, LR, TOTAL, **options)
+    expected = _values(schedule, np.arange(TOTAL)).mean()
+    mean = schedules.mean_learning_rate(kind, LR, TOTAL, **options)
+    assert mean == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_step_schedule_without_boundaries_is_constant_and_serializes():
+    for kind in ("constant", "step"):
+        schedule = schedules.make_schedule(kind, LR, TOTAL)
+        np.testing.assert_allclose(_values(schedule, [0, 7, TOTAL]), LR, rtol=1e-6)
+        copy = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
+        assert float(copy(3)) == pytest.approx(LR)
+    warm = schedules.make_schedule("constant", LR, TOTAL, warmup_steps=WARMUP)
+    np.testing.assert_allclose(_values(warm, [0, 4, WARMUP, TOTAL]), [0, LR / 2, LR, LR], rtol=1e-6)
+
+
+def test_a_constant_schedule_is_offered_by_the_command_line_and_runs_on_presets_without_decays(
+    tmp_path,
+):
+    """`--lr-schedule step` on a Fashion-MNIST preset (no decay epochs) once ended in an
+    IndexError; both it and `constant` now build a constant learning rate."""
+    from keras_normloss.training.build import schedule_arguments
+
+    for kind in ("step", "constant"):
+        config = make_config("fashion-mnist-mini", tmp_path / kind, lr_schedule=kind)
+        arguments = schedule_arguments(config, steps_per_epoch=10)
+        schedule = schedules.make_schedule(arguments.pop("kind"), arguments.pop("lr"), **arguments)
+        late = float(schedule(10 * config.epochs - 1))
+        assert late == pytest.approx(config.lr)

@@ -23,13 +23,28 @@ def _metrics(run_dir):
         return list(csv.DictReader(f))
 
 
+def _dynamics(run_dir):
+    with open(os.path.join(run_dir, "dynamics.csv")) as f:
+        return list(csv.DictReader(f))
+
+
 def test_train_writes_a_complete_run_directory(tmp_path):
     out = tmp_path / "run"
     assert (
-        train.main(SMALL + ["--epochs", "2", "--steps-per-epoch", "3", "--output", str(out)]) == 0
+        train.main(
+            SMALL
+            + ["--epochs", "2", "--steps-per-epoch", "3", "--dynamics-every", "2"]
+            + ["--output", str(out)]
+        )
+        == 0
     )
     names = sorted(os.listdir(out))
-    assert names == ["config.json", "metrics.csv", "model.keras", "results.json", "tensorboard"]
+    assert names == [
+        "config.json", "dynamics.csv", "metrics.csv", "model.keras", "results.json", "tensorboard"
+    ]
+    dynamics = list(csv.DictReader(open(out / "dynamics.csv")))
+    assert sorted({int(r["step"]) for r in dynamics}) == [1, 2, 4, 6]
+    assert {r["group"] for r in dynamics} == {"all", "stem", "conv", "dense"}
     rows = _metrics(out)
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert list(rows[0]) == list(train.METRIC_COLUMNS)
@@ -46,7 +61,17 @@ def test_train_writes_a_complete_run_directory(tmp_path):
         config["method"] == "normloss"
         and config["factor"] == presets.PRESETS["quick"].normloss_factor
     )
+    # quick: lr 0.1, momentum 0.9, λ 1e-2, a constant lr over these 6 steps: (1 − μ)/(2ηλ) = 50.
+    assert config["timescale"]["steps"] == pytest.approx(50)
+    assert config["timescale"]["fraction_of_run"] == pytest.approx(50 / 6, rel=1e-5)
     results = json.load(open(out / "results.json"))
+    assert results["timescale"] == config["timescale"]
+    assert results["dynamics"]["last_step"] == 6 and results["dynamics"]["samples"] == 4
+    last_conv = [r for r in dynamics if r["group"] == "conv"][-1]
+    assert results["dynamics"]["last"]["conv"]["angular_update"] == float(
+        last_conv["angular_update"]
+    )
+    assert results["dynamics"]["last"]["dense"]["predicted_equilibrium_angular_update"] is None
     assert results["synthetic_data"] is True and "SYNTHETIC" in results["note"]
     assert (
         results["report"] == "final_test_error"
@@ -169,6 +194,8 @@ def test_kill_minus_nine_and_resume_equals_uninterrupted_run(tmp_path, model_arg
         "10",
         "--checkpoint-every",
         "3",
+        "--dynamics-every",
+        "4",
         "--deterministic",
         "--seed",
         "5",
@@ -198,6 +225,11 @@ def test_kill_minus_nine_and_resume_equals_uninterrupted_run(tmp_path, model_arg
     for got, expected in zip(_metrics(out), _metrics(tmp_path / "reference")):
         for key in ("loss", "cross_entropy", "accuracy", "test_loss"):
             assert float(got[key]) == pytest.approx(float(expected[key]), rel=1e-5), key
+    # dynamics.csv is resumed as metrics.csv: the same sampled steps, the same values.
+    got, expected = _dynamics(out), _dynamics(tmp_path / "reference")
+    assert [(r["step"], r["group"]) for r in got] == [(r["step"], r["group"]) for r in expected]
+    for g, e in zip(got, expected):
+        assert float(g["norm_mean"]) == pytest.approx(float(e["norm_mean"]), rel=1e-5)
     a = keras.saving.load_model(tmp_path / "reference" / "model.keras").get_weights()
     b = keras.saving.load_model(out / "model.keras").get_weights()
     for x, y in zip(a, b):

@@ -1,4 +1,5 @@
-"""Which layers of a model a method touches by default: every kernel, the convolutions, or the stem."""
+"""Which layers of a model a method touches by default (every kernel, the convolutions, or the
+stem), and what kind of layer each kernel belongs to (stem, convolution, shortcut, Dense)."""
 
 import keras
 
@@ -24,8 +25,10 @@ def _stem(model):
     convolution in `Sequential([backbone, head])`.
     """
     for layer in getattr(model, "layers", ()):
-        if _is_conv(layer):
-            return layer
+        # A reparametrization wrapper (WN, ONI, OLM) holds its convolution as `layer`.
+        inner = layer.layer if isinstance(layer, keras.layers.Wrapper) else layer
+        if _is_conv(inner):
+            return inner
         found = _stem(layer)
         if found is not None:
             return found
@@ -72,3 +75,35 @@ def layer_selector(name, model):
 
 
 LAYER_CHOICES = ("kernels", "convs", "stem")
+
+
+LAYER_KINDS = ("stem", "conv", "shortcut", "dense")
+
+
+def layer_kind_of(model):
+    """The function `layer -> kind` that sorts a model's kernel layers into `LAYER_KINDS`.
+
+    `stem`: the model's first convolution; `shortcut`: a projection shortcut (by name, as
+    `layer_selector("convs")` leaves them out); `dense`: Dense and EinsumDense layers (the
+    classifier); `conv`: every other kernel (convolutions of any rank, depthwise, separable,
+    transposed). The norm-dynamics callback reports each kind apart.
+
+    Example:
+
+    ```python
+    kind = layer_kind_of(model)
+    {layer.name: kind(layer) for layer in model.layers if hasattr(layer, "kernel")}
+    ```
+    """
+    stem = _stem(model)
+
+    def kind(layer):
+        if layer is stem:
+            return "stem"
+        if isinstance(layer, keras.layers.Dense | keras.layers.EinsumDense):
+            return "dense"
+        if _is_shortcut(layer):
+            return "shortcut"
+        return "conv"
+
+    return kind

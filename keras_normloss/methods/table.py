@@ -44,6 +44,11 @@ class Method:
         factor: what `--factor` means for it, or `None` if it takes none.
         layers: the layers it touches by default, one of `LAYER_CHOICES`.
         reference: where it comes from.
+        relaxation_rate: for a method with a factor, `k` in the linearised rate `k·η·λ` per
+            step at which its pull moves a channel's norm (or a singular value) toward its
+            target: 1 for weight decay (gradient `λ·w`), 2 for Norm Loss (gradient
+            `2λ·(‖w‖ − 1)` along w), 8 for SO and SRIP (`d(s − 1) = −8ηλ(s − 1)` near s = 1);
+            `keras_normloss.methods.norm_theory` turns it into a timescale. `None` otherwise.
     """
 
     name: str
@@ -52,6 +57,7 @@ class Method:
     factor: object
     layers: object
     reference: str
+    relaxation_rate: object = None
 
     @property
     def takes_factor(self):
@@ -67,6 +73,7 @@ _TABLE = (
         "wd",
         "kernels",  # every parameter under train's default --weight-decay-on all
         "the papers' baseline",
+        relaxation_rate=1,
     ),
     Method(
         "normloss",
@@ -75,6 +82,7 @@ _TABLE = (
         "λ",
         "kernels",
         "Georgiou et al., ICPR 2020, arXiv 2103.06583",
+        relaxation_rate=2,
     ),
     Method(
         "so",
@@ -83,6 +91,7 @@ _TABLE = (
         "λ",
         "kernels",  # as the reference's SRIP code: every weight of rank >= 2, classifier included
         "Bansal et al., NeurIPS 2018, arXiv 1810.09102, eq. 2 (no code in the reference repository)",
+        relaxation_rate=8,
     ),
     Method(
         "srip",
@@ -91,6 +100,7 @@ _TABLE = (
         "λ",
         "kernels",  # Wide-Resnet/train_n.py: every weight of rank >= 2, classifier included
         "Bansal et al., NeurIPS 2018; VITA-Group/Orthogonality-in-CNNs, Wide-Resnet/train_n.py",
+        relaxation_rate=8,
     ),
     Method(
         "wrs",
@@ -161,6 +171,7 @@ _TABLE = (
         "λ",
         "kernels",
         "Ranger21's decoupled Norm Loss",
+        relaxation_rate=2,
     ),
     Method(
         "weight-decay-decoupled",
@@ -170,6 +181,7 @@ _TABLE = (
         "kernels",  # every parameter under train's default --weight-decay-on all
         "PyTorch's AdamW / optax's w·(1 − lr·wd); Loshchilov & Hutter's multiply wd by "
         "the schedule multiplier η_t, not by lr",
+        relaxation_rate=1,
     ),
 )
 METHODS = {m.name: m for m in _TABLE}

@@ -4,6 +4,7 @@
 import keras
 
 from keras_normloss import methods, models, schedules
+from keras_normloss.methods import norm_theory
 from keras_normloss.methods.decoupled import extend_with_normloss
 from keras_normloss.training.compute import JIT_COMPILE
 
@@ -38,18 +39,8 @@ def build_model(config, info, steps_per_epoch):
         weight_decay_on=config.weight_decay_on,
     )
     model = applied.model
-    # PiecewiseConstantDecay keeps values[i] while step <= boundaries[i], and
-    # the step index of a batch is the count of steps before it; so the
-    # first batch of epoch e (0-based step e * spe) is decayed only if the
-    # boundary is e * spe - 1. With e * spe the decay would come a step late.
-    schedule = schedules.make_schedule(
-        config.lr_schedule,
-        config.lr,
-        total_steps=config.epochs * steps_per_epoch,
-        warmup_steps=warmup_steps(config, steps_per_epoch),
-        decay_boundaries=[int(e * steps_per_epoch) - 1 for e in config.lr_decay_epochs],
-        decay=config.lr_decay,
-    )
+    arguments = schedule_arguments(config, steps_per_epoch)
+    schedule = schedules.make_schedule(arguments.pop("kind"), arguments.pop("lr"), **arguments)
     model.compile(
         optimizer=make_optimizer(config, schedule, applied.optimizer_options),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -90,33 +81,34 @@ def make_optimizer(config, schedule, method_options):
     return extend_with_normloss(base)(**{**kwargs, **method_options})
 
 
-def factor_strength_note(config, total_steps):
-    """A warning line when a Norm Loss factor cannot bring the norms near 1 within the run, else None.
+def schedule_arguments(config, steps_per_epoch):
+    """The `schedules.make_schedule` arguments of a run: its kind, peak, length, warmup, decays.
 
-    The relaxation-time rule (DESIGN.md): a Norm Loss step moves a channel's
-    norm by about `2·lr·λ·(‖w‖ − 1)`, so the norms approach 1 with a time
-    constant of `1/(2·lr·λ)` steps, over `1/(1 − μ)` for the coupled penalty
-    under SGD momentum μ. Under Adam the coupled penalty is divided by the
-    gradients' second moments, so no rate is known and nothing is said. Weight
-    decay is not checked: its target, zero, is not one a run should reach.
-    Taken at the initial learning rate: a decaying schedule only makes it
-    slower.
+    PiecewiseConstantDecay keeps values[i] while step <= boundaries[i], and the step index of a
+    batch is the count of steps before it; so the first batch of epoch e (0-based step
+    e · spe) is decayed only if the boundary is e · spe − 1. With e · spe the decay would come
+    a step late.
     """
-    method = config.method
-    if method not in ("normloss", "normloss-decoupled") or not config.factor:
-        return None
-    decoupled = method == "normloss-decoupled"
-    if not decoupled and config.optimizer != "sgd":
-        return None
-    rate = 2.0 * config.lr * config.factor
-    if not decoupled:
-        rate /= 1.0 - config.momentum
-    steps = 1.0 / rate
-    if steps <= total_steps:
-        return None
-    return (
-        f"WARNING: --method {method} --factor {config.factor:g} at lr {config.lr:g}: the channel "
-        f"norms move toward 1 with a time constant of about {steps:,.0f} steps, longer than this "
-        f"run's {total_steps:,} steps; the run ends before Norm Loss has acted. A factor of at "
-        f"least {config.factor * steps / total_steps:.3g} reaches the unit sphere in time."
+    return dict(
+        kind=config.lr_schedule,
+        lr=config.lr,
+        total_steps=config.epochs * steps_per_epoch,
+        warmup_steps=warmup_steps(config, steps_per_epoch),
+        decay_boundaries=[int(e * steps_per_epoch) - 1 for e in config.lr_decay_epochs],
+        decay=config.lr_decay,
+    )
+
+
+def run_timescale(config, steps_per_epoch):
+    """The run's `methods.norm_theory.timescale` record (None for a method without a factor),
+    at its schedule's mean learning rate; `config.json` and `results.json` hold it."""
+    arguments = schedule_arguments(config, steps_per_epoch)
+    return norm_theory.timescale(
+        config.method,
+        config.factor,
+        mean_lr=schedules.mean_learning_rate(**arguments),
+        peak_lr=config.lr,
+        total_steps=arguments["total_steps"],
+        optimizer=config.optimizer,
+        momentum=config.momentum,
     )

@@ -20,7 +20,7 @@ from keras_normloss.methods.table import PARAMETERS
 WEIGHT_DECAY_ON = PARAMETERS  # "kernels", "all"
 OPTIMIZERS = ("sgd", "adam", "adamw")  # the Keras classes: `build.OPTIMIZER_CLASSES`
 STRATEGIES = ("auto", "mirrored", "multiworker", "tpu", "one-device")  # see `strategies`
-LR_SCHEDULES = ("step", "linear", "cosine")  # the Keras schedules: `schedules.SCHEDULES`
+LR_SCHEDULES = ("step", "linear", "cosine", "constant")  # the Keras ones: `schedules.SCHEDULES`
 # The initial learning rate of the adaptive optimizers when --lr is not given (at the preset's
 # batch size): Adam's usual 1e-3; the presets' 0.1 is SGD's.
 ADAPTIVE_LR = 1e-3
@@ -40,7 +40,10 @@ OPERATIONAL = (
     "checkpoint_every",
     "keep_checkpoints",
     "jit_compile",
+    "dynamics_every",
 )
+# What `config.json` holds beside the fields: derived from them, so not part of a run's identity.
+DERIVED = ("timescale",)
 
 
 @dataclasses.dataclass
@@ -86,6 +89,8 @@ class RunConfig:
     # Training images held out for validation: a fraction (< 1) or a count (>= 1); 0: none.
     # The same images for every seed (keras_normloss.data.validation).
     validation_split: float = 0.0
+    # NormDynamics's sampling interval in steps (dynamics.csv): None its default, 0 off.
+    dynamics_every: object = None
 
     def identity(self):
         """The fields that must match for a directory to be this run. For `--dataset folder`
@@ -237,6 +242,12 @@ def make_config(preset_name, output, **overrides):
     _check_choice("strategy", config.strategy, STRATEGIES)
     _check_choice("--mixed-precision", config.mixed_precision, MIXED_PRECISION)
     _check_choice("--jit-compile", config.jit_compile, JIT_COMPILE)
+    if config.dynamics_every is not None and not (
+        isinstance(config.dynamics_every, int) and config.dynamics_every >= 0
+    ):
+        raise cli.UsageError(
+            f"--dynamics-every must be a non-negative integer, got {config.dynamics_every}"
+        )
     if not (isinstance(config.keep_checkpoints, int) and config.keep_checkpoints >= 1):
         raise cli.UsageError(
             f"--keep-checkpoints must be a positive integer, got {config.keep_checkpoints}"

@@ -63,8 +63,8 @@ _SHARED_OPTIONS = (
         "--lr-schedule",
         dict(
             choices=LR_SCHEDULES,
-            help="step (the papers': x decay at the preset's epochs), linear (to zero at the "
-            "end) or cosine (default: the preset's)",
+            help="step (the papers': x decay at the preset's epochs; constant where the preset "
+            "has none), linear (to zero at the end), cosine or constant (default: the preset's)",
         ),
     ),
     (
@@ -236,6 +236,13 @@ def build_parser():
         "or Ctrl-C)",
     )
     parser.add_argument(
+        "--dynamics-every",
+        type=cli.non_negative_int,
+        metavar="STEPS",
+        help="measure the channels' norms, angular updates and effective learning rates every "
+        "STEPS steps into dynamics.csv (default 50; 0: off)",
+    )
+    parser.add_argument(
         "--keep-checkpoints",
         type=cli.positive_int,
         metavar="N",
@@ -268,6 +275,7 @@ def main(argv=None):
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
         keep_checkpoints=args.keep_checkpoints,
+        dynamics_every=args.dynamics_every,
         **shared_overrides(args),
     )
     try:

@@ -7,13 +7,17 @@ A run directory holds:
     config.json        everything needed to run it again (`--config` is not
                        needed: the same command resumes it)
     metrics.csv        one row per epoch (see `metrics.METRIC_COLUMNS`)
-    tensorboard/       Keras's scalars, and per-kernel channel norms (NormMonitor);
-                       only where TensorFlow is installed (it writes them)
+    dynamics.csv       every `--dynamics-every` steps (default 50), per layer kind: channel
+                       norms, angular update, relative update, effective learning rate
+                       (`keras_normloss.callbacks.NormDynamics`); resumed as metrics.csv is
+    tensorboard/       Keras's scalars, per-kernel channel norms (NormMonitor) and the
+                       dynamics; only where TensorFlow is installed (it writes them)
     checkpoint/        the last `--keep-checkpoints` checkpoints: weights +
                        optimizer state, each with a JSON sidecar (see
                        `checkpoints`); removed when the run is finished
     model.keras        the final model
-    results.json       the final test error (the one to report), the best
+    results.json       the final test error (the one to report), the method's timescale
+                       (as config.json) and the last sampled dynamics, the best
                        epoch's (picked on the test set: optimistic), wall
                        time, precision and XLA, the backend, versions,
                        devices, and model.keras's SHA-256
@@ -44,7 +48,9 @@ import keras_normloss
 from keras_normloss import callbacks as norm_callbacks
 from keras_normloss import cli, data
 from keras_normloss.training import compute, summaries
-from keras_normloss.training.build import build_model, factor_strength_note
+from keras_normloss.methods import norm_theory
+from keras_normloss.training import norm_records
+from keras_normloss.training.build import build_model, run_timescale
 from keras_normloss.training.checkpoints import Checkpointer, CheckpointStore, ResumedMetrics
 from keras_normloss.training.distribution import make_distribution
 from keras_normloss.training.faults import (
@@ -194,9 +200,12 @@ def _train(config, state, verbose, stop):
         )
     for note in notes:
         print(note)
-    weak = factor_strength_note(config, config.epochs * steps_per_epoch)
-    if weak:
-        print(weak)
+    timescale = run_timescale(config, steps_per_epoch)
+    warning = norm_theory.timescale_warning(config.method, config.factor, timescale)
+    if warning:
+        print(warning)
+    elif timescale and timescale.get("why_none"):
+        print(f"NOTE: --method {config.method} has no timescale here: {timescale['why_none']}.")
 
     with distribution.scope():
         model, method_callbacks = build_model(config, info, steps_per_epoch)
@@ -230,7 +239,10 @@ def _train(config, state, verbose, stop):
         # Before anything is written: a metrics.csv that lost resumed epochs stops the run.
         check_metrics(os.path.join(config.output, "metrics.csv"), first_epoch)
         os.makedirs(config.output, exist_ok=True)
-        write_json(os.path.join(config.output, "config.json"), dataclasses.asdict(config))
+        write_json(
+            os.path.join(config.output, "config.json"),
+            {**dataclasses.asdict(config), "timescale": timescale},
+        )
 
     if chief and not tensorboard:
         print(summaries.NO_TENSORFLOW_NOTE)
@@ -241,6 +253,7 @@ def _train(config, state, verbose, stop):
         norm_callbacks.NormMonitor(
             log_dir=os.path.join(config.output, "tensorboard") if tensorboard else None
         ),
+        *norm_records.dynamics_callbacks(config, chief, tensorboard),
         *method_callbacks,  # before the logs and checkpoint: pbwn-epoch projects at epoch end
         EpochExtras(),
         *distribution.callbacks(),
@@ -309,6 +322,8 @@ def _train(config, state, verbose, stop):
         "validation_seed": data.validation.VALIDATION_SEED if info.validation_examples else None,
         "final_train_cross_entropy": rows[-1]["cross_entropy"],
         "final_oblique_distance": rows[-1]["oblique_distance"],
+        "timescale": timescale,
+        "dynamics": norm_records.last_dynamics(config),
         "epochs": len(rows),
         "wall_seconds": sum(r["epoch_seconds"] for r in rows),
         "dataset": info.name,

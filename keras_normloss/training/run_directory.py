@@ -14,10 +14,10 @@ import tempfile
 import zipfile
 
 from keras_normloss import cli
-from keras_normloss.training.config import OPERATIONAL
+from keras_normloss.training.config import DERIVED, OPERATIONAL
 from keras_normloss.training.faults import Diverged, RunFilesDamaged
 
-OUTPUTS = ("results.json", "metrics.csv", "model.keras", "tensorboard/")
+OUTPUTS = ("results.json", "metrics.csv", "dynamics.csv", "model.keras", "tensorboard/")
 DIVERGED_FILE = "diverged.json"
 # What the summary line and `sweep` read from results.json.
 RESULTS_KEYS = ("final_test_error", "best_test_error", "best_epoch", "epochs", "wall_seconds")
@@ -113,7 +113,9 @@ def check_run_dir(config):
     mine = json.loads(json.dumps(config.identity()))
     if "regularizer" in saved and "method" not in saved:  # written before the field's rename
         saved["method"] = saved.pop("regularizer")
-    theirs = {k: v for k, v in saved.items() if k in mine or k not in OPERATIONAL}
+    theirs = {
+        k: v for k, v in saved.items() if k in mine or k not in (*OPERATIONAL, *DERIVED)
+    }
     # A field added to RunConfig after the directory was written (mixed_precision, ...) had
     # its default value there: the run is the same one.
     for field in dataclasses.fields(config):

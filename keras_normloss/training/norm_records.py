@@ -1,0 +1,62 @@
+"""What a run records of its weight norms beyond metrics.csv: the NormDynamics callback that
+writes dynamics.csv, and results.json's `dynamics` entry (the last sample, beside the equilibrium
+that `keras_normloss.methods.norm_theory` predicts)."""
+
+import os
+
+from keras_normloss import callbacks as norm_callbacks
+from keras_normloss.methods import norm_theory
+
+SCALE_INVARIANT_GROUPS = ("stem", "conv", "shortcut")
+
+
+def dynamics_callbacks(config, chief, tensorboard):
+    """The run's NormDynamics callback (on the chief; none with --dynamics-every 0)."""
+    if not chief or config.dynamics_every == 0:
+        return []
+    return [
+        norm_callbacks.NormDynamics(
+            every=config.dynamics_every or norm_callbacks.DEFAULT_DYNAMICS_EVERY,
+            csv_path=os.path.join(config.output, "dynamics.csv"),
+            log_dir=os.path.join(config.output, "tensorboard") if tensorboard else None,
+        )
+    ]
+
+
+def last_dynamics(config):
+    """results.json's `dynamics`: dynamics.csv's last sample per group, and beside each
+    group's angular update the equilibrium that `methods.norm_theory` predicts at that
+    sample's learning rate and norm (valid only at equilibrium under a constant learning
+    rate, for the channels followed by BatchNorm)."""
+    path = os.path.join(config.output, "dynamics.csv")
+    if config.dynamics_every == 0 or not os.path.exists(path):
+        return None
+    rows = norm_callbacks.read_dynamics(path)
+    if not rows:
+        return None
+    last_step = rows[-1]["step"]
+    groups = {}
+    for row in rows:
+        if row["step"] != last_step:
+            continue
+        # The theory is for scale-invariant channels: convolutions followed by BatchNorm in the
+        # package's networks; not the classifier, nor `all`, which includes it.
+        predicted = None
+        if row["group"] in SCALE_INVARIANT_GROUPS:
+            predicted = norm_theory.equilibrium_angular_update(
+                config.method,
+                config.factor,
+                row["learning_rate"],
+                optimizer=config.optimizer,
+                momentum=config.momentum,
+                norm=row["norm_mean"],
+            )
+        stats = {k: v for k, v in row.items() if k not in ("step", "epoch", "group")}
+        groups[row["group"]] = {**stats, "predicted_equilibrium_angular_update": predicted}
+    return {
+        "csv": "dynamics.csv",
+        "every": config.dynamics_every or norm_callbacks.DEFAULT_DYNAMICS_EVERY,
+        "samples": len({row["step"] for row in rows}),
+        "last_step": int(last_step),
+        "last": groups,
+    }
