@@ -50,6 +50,8 @@ STUDY_COLUMNS = (
     "phase",
     "method",
     "factor",
+    "timescale_steps",  # methods.norm_theory: above the run's steps the method had not acted
+    "timescale_fraction",
     "seed",
     "batch_size",
     "dataset",
@@ -214,6 +216,8 @@ def report(args, choices):
                 phase=phase,
                 method=r["method"],
                 factor="" if factor is None else f"{factor:g}",
+                timescale_steps=r.get("timescale_steps", ""),
+                timescale_fraction=r.get("timescale_fraction", ""),
                 seed=seed,
                 batch_size=batch,
                 dataset=r.get("dataset", ""),

@@ -46,9 +46,9 @@ def build_network(seed):
         # breaks their scale invariance (measured: weight decay 1e-2 collapsed every norm to 0).
         # No γ, β: at a large lr on random labels they ran away, every ReLU died and the
         # gradients with them (measured); without them half of each channel stays active.
-        x = keras.layers.BatchNormalization(
-            epsilon=1e-5, center=False, scale=False, name=f"bn{i}"
-        )(x)
+        x = keras.layers.BatchNormalization(epsilon=1e-5, center=False, scale=False, name=f"bn{i}")(
+            x
+        )
         x = keras.layers.ReLU()(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     outputs = keras.layers.Dense(CLASSES, name="classifier")(x)
@@ -93,11 +93,24 @@ def measure(method, factor, lr, momentum, *, steps=2000, measure_steps=500, batc
         optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
-    model.fit(x[: (steps - measure_steps) * batch], y[: (steps - measure_steps) * batch],
-              batch_size=batch, epochs=1, shuffle=False, verbose=0)
+    model.fit(
+        x[: (steps - measure_steps) * batch],
+        y[: (steps - measure_steps) * batch],
+        batch_size=batch,
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+    )
     dynamics = callbacks.NormDynamics(every=1)
-    model.fit(x[(steps - measure_steps) * batch:], y[(steps - measure_steps) * batch:],
-              batch_size=batch, epochs=1, shuffle=False, verbose=0, callbacks=[dynamics])
+    model.fit(
+        x[(steps - measure_steps) * batch :],
+        y[(steps - measure_steps) * batch :],
+        batch_size=batch,
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+        callbacks=[dynamics],
+    )
     rows = [r for r in dynamics.rows if r["group"] == "conv"]
     norm = float(np.mean([r["norm_mean"] for r in rows]))
     angle_rms = math.sqrt(float(np.mean([r["angular_update_rms"] ** 2 for r in rows])))
@@ -120,7 +133,9 @@ def main(argv=None):
         default=["weight-decay", "normloss", "weight-decay-decoupled", "normloss-decoupled"],
     )
     parser.add_argument(
-        "--factors", type=float, nargs="+",
+        "--factors",
+        type=float,
+        nargs="+",
         help="the factors of every method (default: each method's, a timescale of 50-100 steps)",
     )
     parser.add_argument("--lr", type=float, default=0.5)
@@ -130,18 +145,33 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    print(f"constant lr {args.lr:g}, momentum {args.momentum:g}, {args.steps} steps, the last "
-          f"{args.measure} measured; convolutions after the stem (scale-invariant)")
-    print(f"{'method':<24} {'factor':>8} {'norm':>7} {'angle rms':>10} {'angle mean':>11} "
-          f"{'predicted':>10} {'measured/predicted':>19}")
+    print(
+        f"constant lr {args.lr:g}, momentum {args.momentum:g}, {args.steps} steps, the last "
+        f"{args.measure} measured; convolutions after the stem (scale-invariant)"
+    )
+    print(
+        f"{'method':<24} {'factor':>8} {'norm':>7} {'angle rms':>10} {'angle mean':>11} "
+        f"{'predicted':>10} {'measured/predicted':>19}"
+    )
     for method in args.methods:
         for factor in args.factors or DEFAULT_FACTORS[method]:
-            m = measure(method, factor, args.lr, args.momentum, steps=args.steps,
-                        measure_steps=args.measure, batch=args.batch, seed=args.seed)
+            m = measure(
+                method,
+                factor,
+                args.lr,
+                args.momentum,
+                steps=args.steps,
+                measure_steps=args.measure,
+                batch=args.batch,
+                seed=args.seed,
+            )
             ratio = "-" if not m["predicted"] else f"{m['angle_rms'] / m['predicted']:.3f}"
             predicted = "-" if not m["predicted"] else f"{m['predicted']:.5f}"
-            print(f"{method:<24} {factor:>8g} {m['norm']:>7.3f} {m['angle_rms']:>10.5f} "
-                  f"{m['angle_mean']:>11.5f} {predicted:>10} {ratio:>19}", flush=True)
+            print(
+                f"{method:<24} {factor:>8g} {m['norm']:>7.3f} {m['angle_rms']:>10.5f} "
+                f"{m['angle_mean']:>11.5f} {predicted:>10} {ratio:>19}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,9 @@ time over its rounds, its ratio to no regularization, and the work the method ad
 - pbwn-epoch: the same projection, once per epoch (shown per projection);
 - a reparametrization: every wrapper's effective kernel, forward and backward;
 - an optimizer-level method: the decoupled update of every kernel.
+Last, the cost of `keras_normloss.callbacks.NormDynamics` (on in `train` by default): one sample
+(two copies of the kernels to the host and their statistics, timed alone on the `none` network),
+and that cost spread over its default interval as a fraction of a `none` step.
 On JAX (`KERAS_BACKEND=jax`) the steps are XLA-compiled, as Keras compiles them there by default.
 The Norm Loss paper claims "lower computational complexity than most weight regularization
 methods"; this measures it on a CPU.
@@ -23,6 +26,7 @@ import argparse
 import json
 import os
 import statistics
+import time
 
 # Not TF_ENABLE_ONEDNN_OPTS=0: on this CPU it halves training speed.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -31,7 +35,7 @@ import keras  # noqa: E402
 from added_work import extra_work_timer  # noqa: E402
 from step_timing import sgd_step_timer  # noqa: E402
 
-from keras_normloss import methods, models, presets  # noqa: E402
+from keras_normloss import callbacks, methods, models, norm_dynamics, presets  # noqa: E402
 from keras_normloss.methods.decoupled import extend_with_normloss  # noqa: E402
 
 PRESET = presets.get("cifar10-resnet110")  # lr 0.1, momentum 0.9, wd 1e-4, λ 1e-3
@@ -72,7 +76,21 @@ def measure(name, method_names, batch_size, rounds, steps, warmup, step_times="a
         for m in order[r % len(order) :] + order[: r % len(order)]:
             times[m].append(timers[m](steps))
         print(f"  {name}: round {r + 1}/{rounds}", end="\r", flush=True)
-    return {m: statistics.median(t) for m, t in times.items()}, extra
+    return {m: statistics.median(t) for m, t in times.items()}, extra, dynamics_sample(
+        built["none"][0]
+    )
+
+
+def dynamics_sample(model, repeats=11):
+    """The median seconds of one NormDynamics sample on `model`: the kernels copied before and
+    after a step, and the statistics of the step."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        before = norm_dynamics.kernel_matrices(model)
+        norm_dynamics.step_statistics(before, norm_dynamics.kernel_matrices(model), 0.1)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def main(argv=None):
@@ -102,7 +120,7 @@ def main(argv=None):
     )
     columns = {}
     for name in args.models:
-        step, extra = measure(
+        step, extra, sample = measure(
             name,
             method_names,
             args.batch_size,
@@ -111,7 +129,7 @@ def main(argv=None):
             args.warmup,
             args.step_times,
         )
-        columns[name] = step, extra
+        columns[name] = step, extra, sample
         print(" " * 40, end="\r")
         print(f"{name}: none {step['none']:.3f} s/step", flush=True)
     print()
@@ -123,10 +141,20 @@ def main(argv=None):
     for m in method_names[1:]:
         cells = []
         for n in args.models:
-            step, extra = columns[n]
+            step, extra, _ = columns[n]
             ratio = f"{step[m] / step['none']:.3f}" if m in step else "—"
             cells.append(f"{ratio} ({1e3 * extra[m]:.2f} ms)")
         print(f"| {m} | " + " | ".join(cells) + " |")
+    every = callbacks.DEFAULT_DYNAMICS_EVERY
+    print(
+        f"| NormDynamics, every {every} steps | "
+        + " | ".join(
+            f"{100 * columns[n][2] / every / columns[n][0]['none']:.2f} % "
+            f"({1e3 * columns[n][2]:.1f} ms a sample)"
+            for n in args.models
+        )
+        + " |"
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(
@@ -134,6 +162,7 @@ def main(argv=None):
                     "backend": _backend_version(),
                     "step_seconds": {n: columns[n][0] for n in args.models},
                     "added_seconds": {n: columns[n][1] for n in args.models},
+                    "dynamics_sample_seconds": {n: columns[n][2] for n in args.models},
                 },
                 f,
                 indent=1,

@@ -15,7 +15,10 @@ Public names:
     channel_norms, oblique_distance, output_channel_axes, layer_kernels
     models            the papers' networks: models.get("resnet110"), models.names()
     NormMonitor       (keras_normloss.callbacks) channel-norm statistics each epoch
-    schedules         learning-rate schedules: step, linear to zero, cosine; optional warmup
+    NormDynamics      (keras_normloss.callbacks) norms, angular updates, effective learning
+                      rates of sampled optimizer steps, per layer kind
+    methods.norm_theory   each method's timescale and equilibrium angular update
+    schedules         learning-rate schedules: step, linear to zero, cosine, constant; warmup
 """
 
 import os

@@ -22,7 +22,8 @@ def plot_grid(sweep_dir, output_dir, base_batch=None, metric="final_test_error",
       (mean over seeds), with the unit norm Norm Loss aims at;
     - `seeds.png`: each method's error at `base_batch` and one factor (its entry in
       `factors`, else its preset's default), every seed a dot, mean ± std a bar;
-    and `table.md`: mean ± std over seeds of every (method, factor, batch size).
+    and `table.md`: mean ± std over seeds of every (method, factor, batch size), with the
+    factor's timescale as a multiple of the run (above 1: the method had not acted by its end).
 
     Args:
         sweep_dir: a sweep directory (summary.csv and its runs).
@@ -161,11 +162,14 @@ def _factor_runs(rows, batch_size, factors):
 
 def _markdown_table(rows, metric):
     groups = collections.defaultdict(list)
+    timescales = collections.defaultdict(list)
     for r in rows:
         groups[(r["regularizer"], r["factor"], r["batch_size"])].append(r["value"])
+        timescales[(r["regularizer"], r["factor"], r["batch_size"])].append(r["timescale_fraction"])
     lines = [
-        f"| method | factor | batch | {metric.replace('_', ' ')} (%), mean ± std | seeds |",
-        "|---|---|---|---|---|",
+        f"| method | factor | timescale (× run) | batch | {metric.replace('_', ' ')} (%), "
+        "mean ± std | seeds |",
+        "|---|---|---|---|---|---|",
     ]
     for (reg, factor, batch), values in sorted(
         groups.items(),
@@ -173,5 +177,9 @@ def _markdown_table(rows, metric):
     ):
         m, s = sweep_panels.mean_std(values)
         shown = "—" if math.isnan(factor) else f"{factor:g}"
-        lines.append(f"| {reg} | {shown} | {batch} | {m:.2f} ± {s:.2f} | {len(values)} |")
+        fractions = [t for t in timescales[(reg, factor, batch)] if not math.isnan(t)]
+        timescale = f"{statistics.fmean(fractions):.3g}" if fractions else "—"
+        lines.append(
+            f"| {reg} | {shown} | {timescale} | {batch} | {m:.2f} ± {s:.2f} | {len(values)} |"
+        )
     return "\n".join(lines) + "\n"

@@ -55,6 +55,10 @@ def channel_rows(kernel, axes):
         kernel: an array or variable.
         axes: its reduction axes (`norms.KernelSlot.axes`): every axis that feeds one channel.
 
+    Returns:
+        A float64 array: row c holds channel c's weights (depthwise kernels: in × multiplier
+        rows).
+
     Example:
 
     ```python
@@ -102,6 +106,12 @@ def angles(before, after):
     Computed as `2·atan2(‖â − b̂‖, ‖â + b̂‖)` of the unit rows: exact to rounding at every
     angle, where `arccos` of the cosine loses the small angles of one step (at 1e-4 rad the
     cosine differs from 1 by 5e-9, below float32's resolution). A zero row gives angle 0.
+
+    Args:
+        before, after: (channels, fan-in) matrices, row c the channel's weights.
+
+    Returns:
+        The (channels,) array of angles.
 
     Example:
 

@@ -126,8 +126,7 @@ def plot_dynamics(run_dirs, output, group="conv"):
     plot_dynamics(["runs/nl", "runs/wd"], "dynamics.png")
     ```
     """
-    from keras_normloss.callbacks import read_dynamics
-    from keras_normloss.methods import norm_theory
+    from keras_normloss.methods import norm_theory  # the table only: no Keras
 
     plt = sweep_panels.pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
@@ -139,7 +138,12 @@ def plot_dynamics(run_dirs, output, group="conv"):
                 f"{run_dir} has no dynamics.csv (a run made before it existed, or with "
                 "--dynamics-every 0)"
             )
-        rows = [r for r in read_dynamics(path) if r["group"] == group]
+        # Read as CSV here, not with callbacks.read_dynamics: `plot` starts without Keras.
+        rows = [
+            {k: v if k == "group" else sweep_panels.number(v) for k, v in r.items()}
+            for r in sweep_panels.read_csv(path)
+            if r["group"] == group
+        ]
         if not rows:
             continue
         drawn += 1
@@ -158,13 +162,18 @@ def plot_dynamics(run_dirs, output, group="conv"):
                 r["learning_rate"],
                 optimizer=config.get("optimizer", "sgd"),
                 momentum=config["momentum"],
+                nesterov=config.get("nesterov", False),
                 norm=r["norm_mean"],
             )
             for r in rows
         ]
         if any(p for p in predicted):
             axes[1].plot(
-                steps, [p or math.nan for p in predicted], color=colour, ls="--", lw=1,
+                steps,
+                [p or math.nan for p in predicted],
+                color=colour,
+                ls="--",
+                lw=1,
                 label=f"{sweep_panels.method_of(config)}: predicted equilibrium",
             )
     if not drawn:

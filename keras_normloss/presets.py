@@ -4,15 +4,17 @@ Every preset trains with every method of `keras_normloss.methods` (`--method`):
 `weight_decay` is the papers' weight decay (PyTorch convention, see
 `keras_normloss.weight_decay`); `normloss_factor` is **our** default λ, not
 the paper's: the factor used by Georgiou et al. is not in the text available
-to us. We chose it from the relaxation time of a channel norm under SGD,
-about `1 / (2 · lr · λ)` steps, so that the norms reach the unit sphere
-within the first learning-rate phase of each schedule:
+to us. We chose it from the relaxation time of a channel norm under SGD with
+momentum μ, about `(1 − μ) / (2 · lr · λ)` steps
+(`keras_normloss.methods.norm_theory`), so that the norms reach the unit
+sphere within the first learning-rate phase of each schedule (an earlier
+version of this table left out the `1 − μ`, and gave ten times these):
 
-| preset | steps per epoch | λ | time constant at the initial lr |
+| preset | steps per epoch | λ | timescale at the initial lr 0.1, μ 0.9 |
 |---|---|---|---|
-| CIFAR, batch 128 | 390 | 1e-3 | 5,000 steps ≈ 13 epochs of 80-160 |
-| ImageNet, batch 256 | 5,004 | 1e-4 | 50,000 steps ≈ 10 epochs of 90 |
-| quick | 390 | 1e-2 | 500 steps ≈ 1.3 epochs of 5 |
+| CIFAR, batch 128 | 390 | 1e-3 | 500 steps ≈ 1.3 epochs of 80-160 |
+| ImageNet, batch 256 | 5,004 | 1e-4 | 5,000 steps ≈ 1 epoch of 90 |
+| quick | 390 | 1e-2 | 50 steps ≈ 0.13 epoch of 5 |
 """
 
 import dataclasses

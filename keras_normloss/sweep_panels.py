@@ -35,6 +35,9 @@ def sweep_rows(sweep_dirs, metric):
                 {
                     "regularizer": method_of(r),
                     "factor": number(r["factor"]),
+                    # The factor's timescale as a multiple of the run (summary.csv; NaN for a
+                    # method without one, or a run made before it was recorded).
+                    "timescale_fraction": number(r.get("timescale_fraction")),
                     "batch_size": int(r["batch_size"]),
                     "seed": r.get("seed", ""),
                     "value": 100.0 * number(r.get(metric)),

@@ -29,6 +29,12 @@ BENCHMARKS = pathlib.Path(__file__).parent.parent / "benchmarks"
             "resnet8: JAX / TensorFlow =",
         ),
         (
+            "norm_equilibrium.py",
+            ["--methods", "weight-decay", "normloss-decoupled", "--factors", "1e-3"]
+            + ["--steps", "12", "--measure", "4"],
+            "measured/predicted",
+        ),
+        (
             "input_pipeline.py",
             ["--batch-size", "16", "--batches", "5", "--steps", "2", "--mock-examples", "1000"],
             "pipeline / training =",

@@ -5,7 +5,12 @@ import numpy as np
 import pytest
 
 from keras_normloss import NormLoss, norm_dynamics
-from keras_normloss.callbacks import NormDynamics, NormMonitor, kernel_norm_statistics, read_dynamics
+from keras_normloss.callbacks import (
+    NormDynamics,
+    NormMonitor,
+    kernel_norm_statistics,
+    read_dynamics,
+)
 
 
 def _model():
@@ -147,8 +152,12 @@ def test_norm_dynamics_measures_one_step_against_numpy(tmp_path):
     kernels = ("stem_conv", "block_conv", "block_shortcut_conv", "head")
 
     def channels():
-        return [np.moveaxis(model.get_layer(n).kernel.numpy(), -1, 0).reshape(
-            model.get_layer(n).kernel.shape[-1], -1).astype(np.float64) for n in kernels]
+        return [
+            np.moveaxis(model.get_layer(n).kernel.numpy(), -1, 0)
+            .reshape(model.get_layer(n).kernel.shape[-1], -1)
+            .astype(np.float64)
+            for n in kernels
+        ]
 
     before = channels()
     dynamics = NormDynamics(every=1, csv_path=tmp_path / "dynamics.csv")
@@ -203,8 +212,9 @@ def test_norm_dynamics_reports_the_kernel_a_reparametrized_layer_computes_with()
         0.1,
     )
     wrapper = next(
-        layer for layer in applied.model.layers if getattr(layer, "layer", None) is not None
-        and layer.layer.name == "stem_conv"
+        layer
+        for layer in applied.model.layers
+        if getattr(layer, "layer", None) is not None and layer.layer.name == "stem_conv"
     )
     effective = keras.ops.convert_to_numpy(wrapper.effective_kernel()).reshape(-1, 4)
     assert statistics["stem"]["norm_mean"] == pytest.approx(

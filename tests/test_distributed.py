@@ -110,6 +110,11 @@ def test_train_mirrored_equals_one_device_with_synchronized_bn(tmp_path):
     assert (r1["device"]["replicas"], r2["device"]["replicas"]) == (1, 2)
     assert _max_difference(single, synced) < 2e-4
     assert _max_difference(single, local) > 10 * _max_difference(single, synced)
+    # NormDynamics under MirroredStrategy measures the step one device takes.
+    one, two = r1["dynamics"]["last"]["conv"], r2["dynamics"]["last"]["conv"]
+    assert r2["dynamics"]["last_step"] == 1 and two["channels"] == one["channels"]
+    assert two["norm_mean"] == pytest.approx(one["norm_mean"], rel=1e-5)
+    assert two["angular_update"] == pytest.approx(one["angular_update"], rel=1e-2)
 
 
 def _free_port():

@@ -11,6 +11,7 @@ from keras_normloss import (
     grid_plots,
     methods,
     models,
+    norm_dynamics,
     optimizers,
     plots,
     presets,
@@ -18,6 +19,7 @@ from keras_normloss import (
     sweep,
     train,
 )
+from keras_normloss.methods import norm_theory
 
 PUBLIC = [
     getattr(keras_normloss, name)
@@ -31,7 +33,19 @@ PUBLIC = [
     optimizers.extend_with_normloss,
     optimizers.channel_axes_by_path,
     callbacks.NormMonitor,
+    callbacks.NormDynamics,
     callbacks.kernel_norm_statistics,
+    norm_dynamics.angles,
+    norm_dynamics.channel_rows,
+    norm_dynamics.step_statistics,
+    norm_theory.relaxation_steps,
+    norm_theory.timescale,
+    norm_theory.timescale_warning,
+    norm_theory.equilibrium_angular_update,
+    norm_theory.equilibrium_norm,
+    schedules.mean_learning_rate,
+    schedules.ConstantLearningRate,
+    plots.plot_dynamics,
     data.load,
     data.cifar,
     data.imagenet,

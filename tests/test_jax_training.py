@@ -113,6 +113,11 @@ def _metrics(run_dir):
         return list(csv.DictReader(f))
 
 
+def _dynamics(run_dir):
+    with open(os.path.join(run_dir, "dynamics.csv")) as f:
+        return list(csv.DictReader(f))
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, compilation_cache):
     """The uninterrupted run on one device with TensorFlow blocked and no --backend (a machine
@@ -151,12 +156,15 @@ def test_train_on_jax_without_tensorflow(runs):
     # No TensorBoard without TensorFlow, said once; the summary names only what was written.
     assert sorted(os.listdir(out_dir)) == [
         "config.json",
+        "dynamics.csv",
         "metrics.csv",
         "model.keras",
         "results.json",
     ]
     assert out.count("no TensorBoard output") == 1
-    assert out.strip().splitlines()[-1].endswith("(results.json, metrics.csv, model.keras)")
+    assert out.strip().splitlines()[-1].endswith(
+        "(results.json, metrics.csv, dynamics.csv, model.keras)"
+    )
     config = json.load(open(os.path.join(out_dir, "config.json")))
     assert config["backend"] == "jax"
     # model.keras written on JAX loads here, on TensorFlow, with finite weights.
@@ -177,6 +185,12 @@ def test_two_host_devices_equal_one_device(runs):
     a, b = _metrics(one), _metrics(two)
     for key in ("test_error", "validation_error", "norm_mean"):
         assert float(b[-1][key]) == pytest.approx(float(a[-1][key]), abs=1e-5)
+    # NormDynamics under DataParallel measures the steps one device takes.
+    a, b = _dynamics(one), _dynamics(two)
+    assert [(r["step"], r["group"]) for r in b] == [(r["step"], r["group"]) for r in a] and a
+    for x, y in zip(a, b):
+        assert float(y["norm_mean"]) == pytest.approx(float(x["norm_mean"]), rel=1e-5)
+        assert float(y["angular_update"]) == pytest.approx(float(x["angular_update"]), rel=1e-2)
 
 
 @pytest.mark.parametrize(

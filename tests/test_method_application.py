@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from keras_normloss import attach, methods, presets, train
-from keras_normloss.methods import placement
+from keras_normloss.methods import norm_theory, placement
 from keras_normloss.methods.reparametrization import KernelReparametrization
-from keras_normloss.training.build import factor_strength_note
+from keras_normloss.training.build import run_timescale
 from keras_normloss.training.config import make_config
 
 SMALL = ["--preset", "quick", "--dataset", "synthetic", "--batch-size", "8"]
@@ -286,16 +286,31 @@ def test_decoupled_default_factor_keeps_the_relaxation_time_under_any_optimizer(
         assert lr * wd == pytest.approx(preset.lr * preset.weight_decay / (1 - preset.momentum))
 
 
+def _warning(config, steps_per_epoch):
+    record = run_timescale(config, steps_per_epoch)
+    return norm_theory.timescale_warning(config.method, config.factor, record)
+
+
 def test_a_factor_too_weak_for_the_run_is_named(tmp_path):
-    """At lr 1e-3 and λ 1e-3 the norms' time constant is 1/(2·1e-3·1e-3) = 500,000 steps."""
+    """Decoupled Norm Loss at Adam's lr 1e-3 and λ 1e-3 relaxes in 1/(2·1e-3·1e-3) = 500,000
+    steps at the quick preset's constant learning rate; every method with a factor is checked."""
     config = make_config(
-        "quick", tmp_path / "r", method="normloss-decoupled", optimizer="adam", factor=1e-3
+        "quick", tmp_path / "r", method="normloss-decoupled", optimizer="adam", factor=1e-3,
+        lr_schedule="constant", epochs=1,
     )
-    note = factor_strength_note(config, total_steps=1000)
-    assert "500,000 steps" in note and "1,000 steps" in note and "at least 0.5" in note
-    assert factor_strength_note(config, total_steps=600_000) is None
-    strong = make_config("quick", tmp_path / "s", method="normloss-decoupled", optimizer="adam")
-    assert factor_strength_note(strong, total_steps=1000) is None  # the converted default
-    for method in ("weight-decay", "weight-decay-decoupled"):  # zero is not a target to reach
-        config = make_config("quick", tmp_path / method, method=method, factor=1e-6)
-        assert factor_strength_note(config, total_steps=10) is None
+    note = _warning(config, 1000)
+    assert "500,000 steps" in note and "1,000 steps" in note and "at least 0.5 acts" in note
+    assert _warning(config, 600_000) is None
+    strong = make_config("quick", tmp_path / "s", method="normloss-decoupled", optimizer="adam",
+                         lr_schedule="constant", epochs=1)
+    assert _warning(strong, 1000) is None  # the converted default
+    # Weight decay too (once exempt): (1 − 0.9)/(0.1·1e-6) = 1,000,000 steps.
+    config = make_config("quick", tmp_path / "wd", method="weight-decay", factor=1e-6,
+                         lr_schedule="constant", epochs=1)
+    assert "1,000,000 steps" in _warning(config, 10)
+    # A cosine schedule halves the mean learning rate and so doubles the timescale.
+    cosine = make_config("quick", tmp_path / "c", method="weight-decay", factor=1e-6,
+                         lr_schedule="cosine", epochs=1)
+    assert run_timescale(cosine, 1000)["steps"] == pytest.approx(2_000_000, rel=1e-3)
+
+

@@ -71,7 +71,10 @@ def test_the_record_is_taken_at_the_mean_learning_rate_and_the_warning_names_a_f
     acting = norm_theory.timescale(
         "normloss", 1e-2, mean_lr=0.05, peak_lr=0.1, total_steps=1263, momentum=0.9
     )
-    assert acting["acts_within_run"] and norm_theory.timescale_warning("normloss", 1e-2, acting) is None
+    assert (
+        acting["acts_within_run"]
+        and norm_theory.timescale_warning("normloss", 1e-2, acting) is None
+    )
 
 
 def test_equilibrium_formulas_by_hand():
@@ -86,10 +89,14 @@ def test_equilibrium_formulas_by_hand():
     # Norm Loss is weight decay of factor 2λ(1 − 1/r).
     assert norm_theory.equilibrium_angular_update(
         "normloss", lam, eta, momentum=mu, norm=2.0
-    ) == pytest.approx(norm_theory.equilibrium_angular_update("weight-decay", lam, eta, momentum=mu))
+    ) == pytest.approx(
+        norm_theory.equilibrium_angular_update("weight-decay", lam, eta, momentum=mu)
+    )
     assert norm_theory.equilibrium_angular_update("normloss", lam, eta, norm=0.9) is None
-    assert norm_theory.equilibrium_angular_update("normloss", lam, 1e-3, optimizer="adam",
-                                                  norm=1.5) is None
+    assert (
+        norm_theory.equilibrium_angular_update("normloss", lam, 1e-3, optimizer="adam", norm=1.5)
+        is None
+    )
     assert norm_theory.equilibrium_angular_update("so", lam, eta) is None
     r = norm_theory.equilibrium_norm("normloss", 1e-2, 0.1, gradient_scale=0.1, momentum=0.9)
     assert r**3 * (r - 1) == pytest.approx(0.1 * 0.01 / (4 * 1e-2 * 0.1))
@@ -144,8 +151,9 @@ def test_equilibrium_matches_a_numpy_simulation(method, eta, lam, mu, gradient_s
     decoupled = methods.get(method).kind == "optimizer"
     penalty = "wd" if method.startswith("weight-decay") else "nl"
     relax = norm_theory.relaxation_steps(method, lam, eta, momentum=mu)
-    angle, norm = _simulate(penalty, decoupled, eta, lam, mu, gradient_scale,
-                            steps=max(2000, int(16 * relax)))
+    angle, norm = _simulate(
+        penalty, decoupled, eta, lam, mu, gradient_scale, steps=max(2000, int(16 * relax))
+    )
     predicted = norm_theory.equilibrium_angular_update(method, lam, eta, momentum=mu, norm=norm)
     assert angle == pytest.approx(predicted, rel=0.05)
     r_star = norm_theory.equilibrium_norm(method, lam, eta, gradient_scale, momentum=mu)

@@ -83,6 +83,9 @@ def test_sweep_is_resumable(swept, capsys):
     assert table[0].split() == [
         "method",
         "factor",
+        "timescale",
+        "(x",
+        "run)",
         "seed",
         "batch",
         "validation",
@@ -94,6 +97,17 @@ def test_sweep_is_resumable(swept, capsys):
     assert len(table) == len(rows) + 2  # and the line with the summary.csv path
     for row, line in zip(rows, table[1:]):
         cells = line.split()
+        # The timescale: "-" for wrs; for Norm Loss (1 − μ)/(2ηλ) at the quick preset's constant
+        # lr 0.1, momentum 0.9, over the run's steps: λ 0.01: 50 steps, 0.1: 5 steps.
+        timescale = cells[2:4] if row["factor"] else cells[2:3]
+        cells = cells[:2] + cells[2 + len(timescale) :]
+        steps = {"": None, "0.01": 50, "0.1": 5}[row["factor"] and f"{float(row['factor']):g}"]
+        if steps is None:
+            assert timescale == ["-"]
+        else:
+            total = int(json.load(open(out / row["run"] / "results.json"))["timescale"]["total_steps"])
+            assert timescale == [f"{steps:,}", f"({steps / total:.3g}x)"]
+            assert float(row["timescale_steps"]) == steps
         assert (cells[0], cells[2], cells[3]) == (row["method"], row["seed"], "16")
         assert cells[1] == (f"{float(row['factor']):g}" if row["factor"] else "-")
         # No validation split in these runs: "-" for the validation error.
@@ -115,6 +129,15 @@ def test_plot_sweep_and_runs(swept, tmp_path):
         == 0
     )
     assert matplotlib.image.imread(curves).shape[1] > 1000
+    dynamics = tmp_path / "dynamics.png"
+    runs = [str(out / "normloss_f0.01_s0_b16"), str(out / "wrs_s0_b16")]
+    assert plots.main(["--dynamics", *runs, "-o", str(dynamics)]) == 0
+    assert matplotlib.image.imread(dynamics).shape[1] > 1000
+    figure = plots.plot_dynamics(runs, tmp_path / "d.png")
+    angle = figure.axes[1]
+    # Norm Loss gets its predicted equilibrium (dashed), wrs none: three lines on the panel.
+    assert len(angle.get_lines()) == 3
+    assert "predicted equilibrium" in angle.get_legend_handles_labels()[1][0]
 
 
 def test_plot_rejects_what_is_not_a_run(tmp_path, capsys):

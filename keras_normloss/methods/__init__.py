@@ -1,6 +1,7 @@
 """Every way of controlling weight norms: the table of methods, one module per family.
 
 table.py              THE table: names(), get(name), Method, KINDS
+norm_theory.py        each method's timescale and equilibrium angular update (no Keras)
 layer_choice.py       default layer choices: every kernel, the convolutions, the stem
 application.py        apply(model, name, factor) and MethodReport
 placement.py          placing a regularizer/constraint on the chosen kernels (attach's machinery)

@@ -140,7 +140,7 @@ def timescale(method, factor, *, mean_lr, peak_lr, total_steps, optimizer="sgd",
         "fraction_of_run": None if steps is None else _finite(steps / total_steps),
         "steps_at_peak_lr": _finite(relaxation_steps(method, factor, peak_lr, optimizer, momentum)),
         "learning_rate": TIMESCALE_LR,
-        "mean_lr": mean_lr,
+        "mean_lr": _finite(mean_lr),
         "peak_lr": peak_lr,
         "total_steps": total_steps,
         "formula": timescale_formula(method, optimizer),
@@ -188,7 +188,7 @@ def timescale_warning(method, factor, record):
 
 
 def equilibrium_angular_update(
-    method, factor, lr, *, optimizer="sgd", momentum=0.0, beta_1=0.9, norm=None
+    method, factor, lr, *, optimizer="sgd", momentum=0.0, nesterov=False, beta_1=0.9, norm=None
 ):
     """The angle (radians) a scale-invariant channel turns per step at equilibrium.
 
@@ -201,12 +201,14 @@ def equilibrium_angular_update(
         lr: the learning rate η at the step (the theory assumes it constant).
         optimizer: `"sgd"`, `"adam"` or `"adamw"`.
         momentum: SGD's μ.
+        nesterov: SGD's Nesterov momentum, for which no equilibrium is derived here (REQ's
+            SGD wrapper refuses it too): then `None`.
         beta_1: Adam's β₁, the μ of the decoupled formula under Adam or AdamW.
         norm: the channel norm r, which Norm Loss's angle depends on.
 
     Returns:
         The angle, or `None` where no equilibrium is known: other methods, a coupled penalty
-        under Adam or AdamW, Norm Loss without `norm`, or Norm Loss at r <= 1 (noise only grows
+        under Adam or AdamW, Nesterov momentum, Norm Loss without `norm`, or Norm Loss at r <= 1 (noise only grows
         a scale-invariant channel, so an equilibrium has r > 1).
 
     Example:
@@ -223,6 +225,8 @@ def equilibrium_angular_update(
         if not decoupled:
             return None
         mu = float(beta_1)
+    elif nesterov:
+        return None
     else:
         mu = float(momentum)
     if method.startswith("normloss"):

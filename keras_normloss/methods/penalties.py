@@ -51,10 +51,11 @@ class NormLoss(keras.regularizers.Regularizer):
     loss and has gradient exactly zero (a subgradient: no direction is
     preferred). Its value and gradient are finite.
 
-    How strong `factor` must be: with SGD at learning rate `lr`, a channel's
-    norm relaxes toward 1 with a time constant of about `1 / (2 * lr * factor)`
-    steps (500 steps at lr 0.1, factor 1e-2; 5,000 at factor 1e-3). A run
-    much shorter than that never reaches the manifold.
+    How strong `factor` must be: with SGD at learning rate `lr` and momentum
+    `mu`, a channel's norm relaxes toward 1 in about
+    `(1 - mu) / (2 * lr * factor)` steps (500 steps at lr 0.1, momentum 0.9,
+    factor 1e-3; `keras_normloss.methods.norm_theory`). A run much shorter than
+    that never reaches the manifold.
 
     Args:
         factor: the regularization factor λ, a non-negative float.
@@ -270,7 +271,7 @@ class SoftOrthogonality(keras.regularizers.Regularizer):
 
     The reference repository ships no SO code (its README lists SO as not
     released); the paper defines it. Each singular value relaxes to 1 with a
-    time constant of about `1 / (8 * lr * factor)` SGD steps, 4 times Norm
+    time constant of about `(1 - mu) / (8 * lr * factor)` SGD steps, 4 times Norm
     Loss's rate at the same factor. The paper's runs multiply the factor by a
     schedule (see `SRIP`); here it is constant, as every penalty of the table.
     Computed in float32 for 16-bit kernels, as NormLoss.

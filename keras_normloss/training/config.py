@@ -194,7 +194,7 @@ def make_config(preset_name, output, **overrides):
         lr=lr,
         lr_decay_epochs=list(overrides.pop("lr_decay_epochs", preset.lr_decay_epochs)),
         lr_decay=preset.lr_decay,
-        momentum=preset.momentum,
+        momentum=overrides.pop("momentum", preset.momentum),
         nesterov=preset.nesterov,
         dropout=overrides.pop("dropout", preset.dropout),
         weight_decay_on=overrides.pop("weight_decay_on", preset.weight_decay_on),
@@ -242,6 +242,8 @@ def make_config(preset_name, output, **overrides):
     _check_choice("strategy", config.strategy, STRATEGIES)
     _check_choice("--mixed-precision", config.mixed_precision, MIXED_PRECISION)
     _check_choice("--jit-compile", config.jit_compile, JIT_COMPILE)
+    if not 0 <= config.momentum < 1:
+        raise cli.UsageError(f"--momentum must be at least 0 and below 1, got {config.momentum:g}")
     if config.dynamics_every is not None and not (
         isinstance(config.dynamics_every, int) and config.dynamics_every >= 0
     ):

@@ -49,6 +49,7 @@ def last_dynamics(config):
                 row["learning_rate"],
                 optimizer=config.optimizer,
                 momentum=config.momentum,
+                nesterov=config.nesterov,
                 norm=row["norm_mean"],
             )
         stats = {k: v for k, v in row.items() if k not in ("step", "epoch", "group")}

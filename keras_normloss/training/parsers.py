@@ -60,6 +60,13 @@ _SHARED_OPTIONS = (
     ),
     ("--lr", dict(type=cli.non_negative_float, help="initial (peak) learning rate")),
     (
+        "--momentum",
+        dict(
+            type=cli.non_negative_float,
+            help="SGD's momentum, below 1 (default: the preset's, 0.9 in every one)",
+        ),
+    ),
+    (
         "--lr-schedule",
         dict(
             choices=LR_SCHEDULES,

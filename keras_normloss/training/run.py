@@ -47,9 +47,8 @@ import numpy as np
 import keras_normloss
 from keras_normloss import callbacks as norm_callbacks
 from keras_normloss import cli, data
-from keras_normloss.training import compute, summaries
 from keras_normloss.methods import norm_theory
-from keras_normloss.training import norm_records
+from keras_normloss.training import compute, norm_records, summaries
 from keras_normloss.training.build import build_model, run_timescale
 from keras_normloss.training.checkpoints import Checkpointer, CheckpointStore, ResumedMetrics
 from keras_normloss.training.distribution import make_distribution
