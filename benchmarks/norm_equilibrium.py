@@ -136,7 +136,8 @@ def main(argv=None):
         "--factors",
         type=float,
         nargs="+",
-        help="the factors of every method (default: each method's, a timescale of 50-100 steps)",
+        help="the factors of every method (default: each method's two, timescales of 50 to 500 "
+        "steps)",
     )
     parser.add_argument("--lr", type=float, default=0.5)
     parser.add_argument("--momentum", type=float, default=0.9)

@@ -140,10 +140,15 @@ class NormDynamics(keras.callbacks.Callback):
     from a checkpoint redoes those steps and writes them again, so the file ends as an
     uninterrupted run's would.
 
-    Cost: two copies of the kernels to the host and a few NumPy reductions per sample,
-    nothing at the other steps (`benchmarks/overhead.py` prints it). Under JAX, reading the
-    weights at a sample makes Keras write its training state back to the variables, which it
-    otherwise does once per epoch. With `steps_per_execution` k > 1 a sample spans k steps.
+    Cost: two copies of the kernels to the host and a few NumPy reductions per sample
+    (`benchmarks/overhead.py` prints it, timed alone). Between samples it does nothing, but
+    like any callback with batch hooks it makes Keras hand each batch's logs to Python (no
+    cost in `train`, whose progress bar and checkpoints have batch hooks already). Under JAX,
+    reading the weights at a sample makes Keras write its training state back to the
+    variables, which it otherwise does once per epoch. With `steps_per_execution` k > 1 a
+    sample spans the k steps of one execution, and is taken at the first execution that
+    reaches a multiple of `every`. The `step` column is the optimizer's iterations after the
+    sample (under float16 loss scaling, a skipped step does not count).
 
     Args:
         every: the sampling interval in steps, a positive integer.
@@ -183,20 +188,30 @@ class NormDynamics(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch + 1
 
-    def _sampled(self, count):
-        return count == 1 or count % self.every == 0
+    def _execution(self):
+        # Steps per batch hook: `steps_per_execution` (the trainer's, read without `self.model`,
+        # which under JAX would sync the training state at every step).
+        return getattr(self._model, "steps_per_execution", 1) or 1
+
+    def _sampled(self, steps):
+        # The first step, and each execution that reaches a multiple of `every`.
+        return self._step == 0 or (self._step + steps) // self.every > self._step // self.every
 
     def on_train_batch_begin(self, batch, logs=None):
-        if self._sampled(self._step + 1):
+        if self._sampled(self._execution()):
             model = self.model  # under JAX this writes the training state to the variables
             self._learning_rate = float(np.asarray(model.optimizer.learning_rate))
             self._before = norm_dynamics.kernel_matrices(model)
 
     def on_train_batch_end(self, batch, logs=None):
-        self._step += getattr(self._model, "steps_per_execution", 1) or 1
+        self._step += self._execution()
         if self._before is None:
             return
-        after = norm_dynamics.kernel_matrices(self.model)
+        model = self.model
+        # Counted batches drift from the optimizer's count where steps are skipped (float16
+        # loss scaling): the sampled row takes the optimizer's own.
+        self._step = int(np.asarray(model.optimizer.iterations))
+        after = norm_dynamics.kernel_matrices(model)
         statistics = norm_dynamics.step_statistics(self._before, after, self._learning_rate)
         self._before = None
         rows = [

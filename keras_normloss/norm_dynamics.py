@@ -105,7 +105,8 @@ def angles(before, after):
 
     Computed as `2·atan2(‖â − b̂‖, ‖â + b̂‖)` of the unit rows: exact to rounding at every
     angle, where `arccos` of the cosine loses the small angles of one step (at 1e-4 rad the
-    cosine differs from 1 by 5e-9, below float32's resolution). A zero row gives angle 0.
+    cosine differs from 1 by 5e-9, below float32's resolution). A row that is zero before or
+    after has no direction: its angle is NaN (the statistics leave it out).
 
     Args:
         before, after: (channels, fan-in) matrices, row c the channel's weights.
@@ -121,7 +122,9 @@ def angles(before, after):
     """
     a = _unit_rows(before)
     b = _unit_rows(after)
-    return 2.0 * np.arctan2(np.linalg.norm(a - b, axis=1), np.linalg.norm(a + b, axis=1))
+    angle = 2.0 * np.arctan2(np.linalg.norm(a - b, axis=1), np.linalg.norm(a + b, axis=1))
+    zero = ~(np.any(a != 0, axis=1) & np.any(b != 0, axis=1))
+    return np.where(zero, np.nan, angle)
 
 
 def _unit_rows(rows):
@@ -144,7 +147,9 @@ def step_statistics(before, after, learning_rate):
         radians) and `angular_update_rms` (its root mean square: what the equilibrium
         formulas of `methods.norm_theory` predict), `relative_update` (mean of
         ‖Δw_c‖/‖w_c‖) and `effective_lr` (mean of η/‖w_c‖², at the norm the step was taken
-        from).
+        from: the step size a scale-invariant channel feels under SGD; under Adam, whose step
+        does not scale with the gradient, it feels η/‖w_c‖). Zero channels are left out of
+        the angle and the last two; a group of zero channels has NaN there.
 
     Example:
 
@@ -181,8 +186,15 @@ def _summary(column):
         "channels": int(norm.size),
         "norm_mean": float(norm.mean()),
         "norm_std": float(norm.std()),
-        "angular_update": float(angle.mean()),
-        "angular_update_rms": float(np.sqrt(np.mean(angle**2))),
-        "relative_update": float(np.nanmean(relative)) if np.isfinite(relative).any() else 0.0,
-        "effective_lr": float(np.nanmean(effective)) if np.isfinite(effective).any() else 0.0,
+        # Channels that are zero (collapsed) have no angle nor effective learning rate: left out;
+        # NaN when every channel of the group is.
+        "angular_update": _nan_mean(angle),
+        "angular_update_rms": float(np.sqrt(_nan_mean(angle**2))),
+        "relative_update": _nan_mean(relative),
+        "effective_lr": _nan_mean(effective),
     }
+
+
+def _nan_mean(values):
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else float("nan")

@@ -105,9 +105,9 @@ def plot_dynamics(run_dirs, output, group="conv"):
     One line per run, from its dynamics.csv (`keras_normloss.callbacks.NormDynamics`), for one
     layer kind; on the angle panel each run's predicted equilibrium angle
     (`norm_theory.equilibrium_angular_update` at the sample's learning rate and mean norm) is
-    dashed in the run's colour where one exists: weight decay and Norm Loss, coupled under SGD
-    or decoupled. It holds at equilibrium under a constant learning rate, for channels that a
-    BatchNorm follows (`stem`, `conv`, `shortcut` in the package's networks).
+    dashed in the run's colour where one applies (`norm_theory.equilibrium_groups`): weight
+    decay and Norm Loss, coupled under SGD or decoupled, a constant learning rate, channels
+    that a BatchNorm follows. The measured angle reaches it after a few timescales.
 
     Args:
         run_dirs: run directories with dynamics.csv and config.json.
@@ -155,8 +155,12 @@ def plot_dynamics(run_dirs, output, group="conv"):
         axes[0].plot(steps, [r["norm_mean"] for r in rows], label=_label(run_dir), **style)
         axes[1].plot(steps, [r["angular_update_rms"] for r in rows], **style)
         axes[2].plot(steps, [r["effective_lr"] for r in rows], **style)
+        applies = group in norm_theory.equilibrium_groups(
+            config["model"], config.get("lr_schedule", "step"), config.get("lr_decay_epochs", ())
+        )
         predicted = [
-            norm_theory.equilibrium_angular_update(
+            applies
+            and norm_theory.equilibrium_angular_update(
                 sweep_panels.method_of(config),
                 config["factor"],
                 r["learning_rate"],

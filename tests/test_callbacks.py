@@ -119,7 +119,9 @@ def test_angles_are_exact_at_small_and_large_angles(theta):
     a, b = _rotated(theta)
     got = norm_dynamics.angles(np.stack([a, 2 * a]), np.stack([3 * b, b]))
     np.testing.assert_allclose(got, [theta, theta], rtol=1e-9)
-    assert norm_dynamics.angles(np.zeros((1, 3)), np.ones((1, 3)))[0] == pytest.approx(np.pi / 2)
+    # A channel that is (or becomes) zero has no direction: NaN, left out of the statistics.
+    assert np.isnan(norm_dynamics.angles(np.zeros((1, 3)), np.ones((1, 3)))).all()
+    assert np.isnan(norm_dynamics.angles(np.ones((1, 3)), np.zeros((1, 3)))).all()
 
 
 def test_channel_rows_follow_the_axis_table():
@@ -221,3 +223,15 @@ def test_norm_dynamics_reports_the_kernel_a_reparametrized_layer_computes_with()
         np.linalg.norm(effective, axis=0).mean(), rel=1e-6
     )
     assert statistics["conv"]["angular_update"] == 0.0
+
+
+def test_with_steps_per_execution_each_execution_reaching_a_multiple_is_sampled():
+    """Keras calls the batch hooks once per execution of k steps: a sample spans those k steps,
+    and rows carry the optimizer's count after them."""
+    model = _kinds_model()
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse", steps_per_execution=2)
+    x, y = np.zeros((64, 8, 8, 3), "float32"), np.zeros((64, 3), "float32")
+    dynamics = NormDynamics(every=3)
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[dynamics])  # 16 steps
+    # Executions end at steps 2, 4, ..., 16; those that contain 3, 6, 9, 12, 15, and the first.
+    assert sorted({r["step"] for r in dynamics.rows}) == [2, 4, 6, 10, 12, 16]

@@ -6,7 +6,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from keras_normloss import grid_plots, plots, sweep
+from keras_normloss import cli, grid_plots, plots, sweep
 
 SMALL = [
     "--preset",
@@ -134,10 +134,36 @@ def test_plot_sweep_and_runs(swept, tmp_path):
     assert plots.main(["--dynamics", *runs, "-o", str(dynamics)]) == 0
     assert matplotlib.image.imread(dynamics).shape[1] > 1000
     figure = plots.plot_dynamics(runs, tmp_path / "d.png")
-    angle = figure.axes[1]
-    # Norm Loss gets its predicted equilibrium (dashed), wrs none: three lines on the panel.
-    assert len(angle.get_lines()) == 3
-    assert "predicted equilibrium" in angle.get_legend_handles_labels()[1][0]
+    # The quick preset's step schedule: no equilibrium applies, so no dashed line.
+    assert len(figure.axes[1].get_lines()) == 2
+
+
+def test_the_dynamics_figure_draws_the_predicted_equilibrium_where_it_applies(tmp_path):
+    """Runs written by hand: weight decay under a constant lr on a ResNet (predicted
+    √(2ηλ/(1 + μ)) at every sample), the same on a Wide ResNet (pre-activation: none)."""
+    columns = ["step", "epoch", "learning_rate", "group", "channels", "norm_mean", "norm_std"]
+    columns += ["angular_update", "angular_update_rms", "relative_update", "effective_lr"]
+    runs = []
+    for model in ("resnet20", "wrn16_4"):
+        run = tmp_path / model
+        run.mkdir()
+        config = dict(method="weight-decay", factor=1e-3, momentum=0.9, nesterov=False,
+                      optimizer="sgd", model=model, lr_schedule="constant", lr_decay_epochs=[],
+                      seed=0, dataset="synthetic")
+        (run / "config.json").write_text(json.dumps(config))
+        with open(run / "dynamics.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(columns)
+            for step in (1, 50, 100):
+                writer.writerow([step, 1, 0.05, "conv", 8, 1.2, 0.1, 0.005, 0.006, 0.01, 0.03])
+        runs.append(str(run))
+    figure = plots.plot_dynamics(runs, tmp_path / "d.png")
+    lines = figure.axes[1].get_lines()
+    assert len(lines) == 3  # two measured, one predicted
+    np.testing.assert_allclose(lines[1].get_ydata(), np.sqrt(2 * 0.05 * 1e-3 / 1.9))
+    assert lines[1].get_linestyle() == "--"
+    with pytest.raises(cli.UsageError, match="no dynamics.csv"):
+        plots.plot_dynamics([str(tmp_path)], tmp_path / "e.png")
 
 
 def test_plot_rejects_what_is_not_a_run(tmp_path, capsys):

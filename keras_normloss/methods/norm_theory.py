@@ -18,7 +18,11 @@ Messmer, Jaggi, "Rotational equilibrium", ICML 2024, code epfml/REQ).
 
 η is the schedule's **mean** over the run (`schedules.mean_learning_rate`): over the run a decay
 shrinks the weights by `Σ_t η_t·k·λ`, which is the mean times the steps. Under a cosine or linear
-schedule the timescale at the mean is twice that at the peak; both are recorded.
+schedule the timescale at the mean is twice that at the peak; both are recorded. This is the
+decay's own time. A channel followed by BatchNorm, whose norm the gradient noise also grows,
+settles faster: under weight decay ‖w‖⁴ relaxes at `4ηλ/(1 − μ)` a step (Wan et al.), 4 times the
+decay's rate; so does Norm Loss where λ is weak, while near ‖w‖ = 1 it relaxes at about the
+decay's rate.
 
 **Equilibrium angular update per step** of a scale-invariant channel (constant η; `r` its
 norm; G = ‖∇_w L‖·‖w‖, the gradient's size at unit norm, which the norm cannot change):
@@ -39,11 +43,12 @@ and the noise's growth, `η²G²/(r²(1 − μ)²)`:
 - ε ≪ 1 (λ strong against the noise): r → 1 + ε and the angle → ηG/√(1 − μ²): **independent of λ**,
   proportional to the gradient's size. Weight decay's angle grows as √λ at every λ.
 - ε ≫ 1: r → ε^¼ and Norm Loss is weight decay of factor 2λ (same √λ law).
-So Norm Loss should be less sensitive than weight decay to λ where λ is strong, and no less
-sensitive to the batch size: at a fixed η its strong-λ angle grows as G, which grows as the batch
-shrinks (gradient noise), while weight decay's does not depend on G; with η scaled linearly with
-the batch both grow as √batch. `tests/test_norm_theory.py` checks these formulas on a NumPy
-simulation and on a BatchNorm network trained with Keras.
+So Norm Loss should be less sensitive than weight decay to λ where λ is strong. For the batch
+size, where the gradient is mostly noise (G² ∝ 1/batch), it should be no less sensitive: at a
+fixed η its strong-λ angle grows as G, which grows as the batch shrinks, while weight decay's
+does not depend on G; with η scaled linearly with the batch both grow as √batch.
+`tests/test_norm_theory.py` checks the SGD formulas on a NumPy simulation and on a BatchNorm
+network trained with Keras; the Adam(W) forms are REQ's and ours, not checked here.
 """
 
 import math
@@ -81,8 +86,8 @@ def relaxation_steps(method, factor, lr, optimizer="sgd", momentum=0.0):
     Example:
 
     ```python
-    relaxation_steps("normloss", 1e-4, lr=0.1, momentum=0.9)  # 5000.0
-    relaxation_steps("weight-decay-decoupled", 1e-2, lr=0.1)  # 1000.0
+    relaxation_steps("normloss", 1e-4, lr=0.1, momentum=0.9)  # ≈ 5000 (0.1 / 2e-5)
+    relaxation_steps("weight-decay-decoupled", 1e-2, lr=0.1)  # ≈ 1000
     ```
     """
     spec = table.get(method)
@@ -132,7 +137,7 @@ def timescale(method, factor, *, mean_lr, peak_lr, total_steps, optimizer="sgd",
     # {'steps': 10000.0, 'fraction_of_run': 7.92, ...}
     ```
     """
-    if table.get(method).relaxation_rate is None:
+    if table.get(method).relaxation_rate is None or factor is None:
         return None
     steps = relaxation_steps(method, factor, mean_lr, optimizer, momentum)
     record = {
@@ -175,15 +180,17 @@ def timescale_warning(method, factor, record):
     if not record or record["acts_within_run"] in (None, True):
         return None
     total = record["total_steps"]
-    if record["steps"] is None:  # a zero factor
-        return f"WARNING: --method {method} --factor 0 does nothing."
+    if record["steps"] is None:  # an infinite timescale
+        zero = "--factor 0" if not factor else f"a learning rate of {record['mean_lr']:g}"
+        return f"WARNING: --method {method} with {zero} does nothing to the weight norms."
     needed = factor * record["steps"] / total
     return (
         f"WARNING: --method {method} --factor {factor:g}: its timescale, {record['formula']}, is "
         f"about {record['steps']:,.0f} steps at the schedule's mean learning rate "
         f"{record['mean_lr']:.3g}, {record['fraction_of_run']:.3g} times this run's "
-        f"{total:,} steps: the run ends before the method has acted on the weight norms. "
-        f"A factor of at least {needed:.3g} acts within the run."
+        f"{total:,} steps: the run ends before the decay has had that time (channels followed "
+        f"by BatchNorm settle up to 4 times sooner). A factor of at least {needed:.3g} acts "
+        "within the run."
     )
 
 
@@ -276,3 +283,32 @@ def equilibrium_norm(method, factor, lr, gradient_scale, *, momentum=0.0):
         mid = 0.5 * (low + high)
         low, high = (mid, high) if mid**3 * (mid - 1.0) < epsilon else (low, mid)
     return 0.5 * (low + high)
+
+
+def equilibrium_groups(model, lr_schedule, lr_decay_epochs=()):
+    """The layer kinds of a run for which the equilibrium predictions apply, or `()`.
+
+    They need a constant learning rate (`constant`, or `step` without decays) and channels
+    followed by BatchNorm: every convolution of the package's CIFAR and ImageNet ResNets
+    (conv → BN). Not the Wide ResNets, whose pre-activation blocks feed their second and
+    shortcut convolutions (and the stem) into an addition; nor the classifier anywhere.
+
+    Args:
+        model: the run's model name (`keras_normloss.models.names()`).
+        lr_schedule: its schedule's kind.
+        lr_decay_epochs: the step schedule's decay epochs.
+
+    Returns:
+        A tuple of `norm_dynamics` group names.
+
+    Example:
+
+    ```python
+    equilibrium_groups("resnet20", "constant")  # ('stem', 'conv', 'shortcut')
+    equilibrium_groups("resnet20", "cosine")  # ()
+    ```
+    """
+    constant = lr_schedule == "constant" or (lr_schedule == "step" and not lr_decay_epochs)
+    if not constant or model.startswith("wrn"):
+        return ()
+    return ("stem", "conv", "shortcut")

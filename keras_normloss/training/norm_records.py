@@ -2,12 +2,11 @@
 writes dynamics.csv, and results.json's `dynamics` entry (the last sample, beside the equilibrium
 that `keras_normloss.methods.norm_theory` predicts)."""
 
+import math
 import os
 
 from keras_normloss import callbacks as norm_callbacks
 from keras_normloss.methods import norm_theory
-
-SCALE_INVARIANT_GROUPS = ("stem", "conv", "shortcut")
 
 
 def dynamics_callbacks(config, chief, tensorboard):
@@ -35,14 +34,17 @@ def last_dynamics(config):
     if not rows:
         return None
     last_step = rows[-1]["step"]
-    groups = {}
+    groups = norm_theory.equilibrium_groups(
+        config.model, config.lr_schedule, config.lr_decay_epochs
+    )
+    last = {}
     for row in rows:
         if row["step"] != last_step:
             continue
-        # The theory is for scale-invariant channels: convolutions followed by BatchNorm in the
-        # package's networks; not the classifier, nor `all`, which includes it.
+        # The theory is for scale-invariant channels under a constant learning rate: not the
+        # classifier, nor `all`, which includes it (`norm_theory.equilibrium_groups`).
         predicted = None
-        if row["group"] in SCALE_INVARIANT_GROUPS:
+        if row["group"] in groups:
             predicted = norm_theory.equilibrium_angular_update(
                 config.method,
                 config.factor,
@@ -52,12 +54,17 @@ def last_dynamics(config):
                 nesterov=config.nesterov,
                 norm=row["norm_mean"],
             )
-        stats = {k: v for k, v in row.items() if k not in ("step", "epoch", "group")}
-        groups[row["group"]] = {**stats, "predicted_equilibrium_angular_update": predicted}
+        stats = {
+            # NaN (a group of zero channels) is not JSON: null.
+            k: v if isinstance(v, int) or math.isfinite(v) else None
+            for k, v in row.items()
+            if k not in ("step", "epoch", "group")
+        }
+        last[row["group"]] = {**stats, "predicted_equilibrium_angular_update": predicted}
     return {
         "csv": "dynamics.csv",
         "every": config.dynamics_every or norm_callbacks.DEFAULT_DYNAMICS_EVERY,
         "samples": len({row["step"] for row in rows}),
         "last_step": int(last_step),
-        "last": groups,
+        "last": last,
     }
