@@ -264,24 +264,35 @@ def _cell(value):
 def truncate_dynamics(path, step):
     """Keeps the rows of a dynamics CSV whose step is at most `step` (a resumed run redoes the
     rest); a row cut short by a crash goes too. Nothing happens if the file does not exist."""
+    keep_rows_up_to(path, DYNAMICS_COLUMNS, "step", step)
+
+
+def keep_rows_up_to(path, columns, column, last):
+    """Rewrites a CSV log (`columns` its header), keeping the complete rows whose integer
+    `column` is at most `last`: a resumed run redoes the others. A row cut short by a crash,
+    or without a number there, goes too. Atomic (a temporary file renamed); nothing happens if
+    the file does not exist."""
     if not os.path.exists(path):
         return
+
+    def number(row):
+        try:
+            return int(row[column])
+        except (TypeError, ValueError):
+            return None
+
     with open(path, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if None not in r.values() and _step(r) is not None]
-    kept = [r for r in rows if _step(r) <= step]
+        kept = [
+            r
+            for r in csv.DictReader(f)
+            if None not in r.values() and number(r) is not None and number(r) <= last
+        ]
     tmp = f"{path}.tmp"
     with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=DYNAMICS_COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(kept)
     os.replace(tmp, path)
-
-
-def _step(row):
-    try:
-        return int(row["step"])
-    except (TypeError, ValueError):
-        return None
 
 
 _INTEGER = {"step": int, "epoch": int, "channels": int}

@@ -11,6 +11,7 @@ import time
 import keras
 import numpy as np
 
+from keras_normloss.callbacks import keep_rows_up_to
 from keras_normloss.training.faults import RunFilesDamaged
 
 
@@ -182,20 +183,7 @@ def truncate_metrics(path, completed_epochs):
     A row cut short (a full disk, a crash mid-write) has no epoch number, or
     one of an epoch the resumed run redoes; either way it goes.
     """
-    if not os.path.exists(path):
-        return
-    with open(path, newline="") as f:
-        rows = [
-            r
-            for r in csv.DictReader(f)
-            if (_epoch(r) or completed_epochs + 1) <= completed_epochs and None not in r.values()
-        ]
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    keep_rows_up_to(path, METRIC_COLUMNS, "epoch", completed_epochs)
 
 
 def read_metrics(run_dir):
