@@ -13,11 +13,11 @@
 # /usr/share/datasets/fashion-mnist/ (Debian: apt-get install dataset-fashion-mnist), or
 # --data-dir DIR. Then:
 #   bash benchmarks/fashion_mnist_core_jax.sh            # resumable; extra options go to the study
-# Outputs: runs/fashion-mnist-core-jax/ (the runs) and docs/results/core-jax/ (study.csv,
-# paired.json, figures).
+# Outputs: runs/fashion-mnist-core-jax/ (the runs, choices.json) and its report/ (study.csv,
+# paired.json, figures); `--docs docs/results/core-jax` writes those into the repository's record.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv-jax/bin/python}
 export KERAS_BACKEND=jax
 exec "$PYTHON" benchmarks/fashion_mnist_study.py --peers --batches \
-  --seeds 0 1 2 --output runs/fashion-mnist-core-jax --docs docs/results/core-jax "$@"
+  --seeds 0 1 2 --output runs/fashion-mnist-core-jax "$@"

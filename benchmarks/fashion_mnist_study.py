@@ -13,14 +13,18 @@ directory (`keras_normloss.sweep`: a finished run is skipped, an interrupted one
 1. factors: Norm Loss and weight decay at each of `--factors` (>= 4, the same for both), and
    no regularization, on the tuning seeds (`--tune-seeds`, default 0), batch 128;
 2. the choice: each method's factor with the lowest mean validation error on the tuning seeds
-   (never the test error), written to `choices.json` in `--docs` and kept from then on;
+   (never the test error), written to `choices.json` in the sweep directory (the choice belongs
+   to the runs it was made from) and kept from then on;
 3. seeds: none, Norm Loss and weight decay at their chosen factors on `--seeds` (>= 5, the same
    seeds for all), batch 128;
 4. batch sizes: Norm Loss and weight decay at their chosen factors at `--batches` (lr scaled
    with the batch, the same epochs) on `--batch-seeds`;
 5. peers: every other method of `keras_normloss.methods` at its default on `--peer-seeds`.
 
-Writes to `--docs` (default docs/results/study/): `study.csv`, one row per run (phase, method,
+Writes to `--docs` (default: OUTPUT/report; the repository's recorded results in
+docs/results/study/ only when named there, as `python benchmarks/fashion_mnist_study.py --output
+runs/fashion-mnist-study --docs docs/results/study`): `choices.json`, a copy of the choice;
+`study.csv`, one row per run (phase, method,
 factor, seed, batch size, dataset, validation error, final test error, ...); `paired.json`,
 the per-seed difference Norm Loss − weight decay (final test error at the chosen factors) with
 its 95 % Student-t interval; `table.md` and the figures of `keras_normloss.grid_plots.plot_grid`
@@ -229,6 +233,9 @@ def report(args, choices):
                 run=r["run"],
             )
         )
+    if choices:
+        with open(os.path.join(args.docs, "choices.json"), "w") as f:
+            json.dump(choices, f, indent=2)
     path = os.path.join(args.docs, "study.csv")
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=STUDY_COLUMNS)
@@ -304,7 +311,11 @@ def _convergence_figure(args, rows, choices, read_metrics):
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", default="runs/fashion-mnist-study", help="sweep directory")
-    parser.add_argument("--docs", default="docs/results/study", help="tables and figures")
+    parser.add_argument(
+        "--docs",
+        help="where the tables and figures go (default: OUTPUT/report); the repository's "
+        "docs/results/study is written only when named here",
+    )
     parser.add_argument("--factors", type=float, nargs="+", default=list(FACTORS))
     parser.add_argument("--tune-seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
@@ -331,8 +342,10 @@ def main(argv=None):
         print("fashion_mnist_study: note: fewer than 4 factors; the protocol asks for >= 4")
     from keras_normloss import cli, sweep
 
-    # Beside study.csv, not in the sweep directory, which holds runs and summary.csv only.
-    choices_path = os.path.join(args.docs, "choices.json")
+    # A user's study never writes into the repository's recorded results unless told to, nor
+    # reads a choice made from other runs: the choice lives with the runs it was made from.
+    args.docs = args.docs or os.path.join(args.output, "report")
+    choices_path = os.path.join(args.output, "choices.json")
     choices = json.load(open(choices_path)) if os.path.exists(choices_path) else None
     start = time.time()
     if not args.report_only:
@@ -348,7 +361,6 @@ def main(argv=None):
                 if choices is None:
                     rows = sweep.write_summary(args.output)
                     choices = {"none": None, **choose(args, rows)}
-                    os.makedirs(args.docs, exist_ok=True)
                     with open(choices_path, "w") as f:
                         json.dump(choices, f, indent=2)
                 print(f"   chosen on validation: {choices}", flush=True)

@@ -140,7 +140,7 @@ def sweep(preset, output, *, regularizers, factors, seeds, batch_sizes=(None,), 
             diverged.append(name)
             continue
         print(f"[{i}/{len(configs)}] {name}", flush=True)
-        process = spawn.Process(target=_run_one, args=(config,))
+        process = spawn.Process(target=_run_one, args=(config, os.getpid()))
         with _forward_signals(process) as received:  # also while the process starts
             process.start()
             if received and process.exitcode is None:
@@ -254,10 +254,11 @@ def check_sweep_dir(output):
             f"{output} is a run directory of `keras-normloss train`, not a sweep; choose a new "
             "--output"
         )
+    # choices.json: the factors a study (benchmarks/fashion_mnist_study.py) chose from these runs.
     others = [
         name
         for name in os.listdir(output)
-        if name not in ("summary.csv", "summary.csv.tmp")
+        if name not in ("summary.csv", "summary.csv.tmp", "choices.json")
         and not os.path.isdir(os.path.join(output, name))
     ]
     if others:
@@ -266,10 +267,29 @@ def check_sweep_dir(output):
         )
 
 
-def _run_one(config):
+def _die_with(parent):
+    """Asks the kernel to send this process SIGTERM when the process that started it ends
+    (Linux's PR_SET_PDEATHSIG): a sweep killed with -9 once left its run training, and the
+    sweep started again then trained the same run beside it. SIGTERM, not SIGKILL: the run
+    saves a checkpoint and stops. Elsewhere nothing is done (the run directory's lock still
+    refuses a second process)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it ended before the request was made
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _run_one(config, parent=None):
     from keras_normloss import cli, data, train
     from keras_normloss.training.faults import Interrupted
 
+    if parent is not None and parent != os.getpid():  # a process of its own (tests run it inline)
+        _die_with(parent)
     try:
         train.run(config)
     except (cli.UsageError, data.DatasetNotPreparedError, data.MalformedDatasetError) as error:

@@ -331,7 +331,7 @@ def test_sigterm_as_a_run_ends_stops_the_sweep_before_the_next(tmp_path, capsys,
 
     ran = []
 
-    def run_then_sigterm(config):
+    def run_then_sigterm(config, parent=None):
         ran.append(os.path.basename(config.output))
         os.kill(os.getpid(), signal.SIGTERM)  # the sweep's handler records it
 
@@ -344,3 +344,63 @@ def test_sigterm_as_a_run_ends_stops_the_sweep_before_the_next(tmp_path, capsys,
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert "stopped by SIGTERM as run " in last and "goes on with the next run" in last
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back
+
+
+@pytest.mark.slow
+def test_one_process_per_run_directory_and_a_killed_sweeps_run_stops_with_it(tmp_path):
+    """A sweep killed with -9 once left its run training as an orphan, and the sweep started
+    again trained the same run beside it (epoch 1 twice in metrics.csv). Now a second process
+    is refused on a run directory that one is training, and a sweep's run gets SIGTERM when
+    the sweep dies: it saves a checkpoint and stops, which frees the directory."""
+    import subprocess
+    import sys
+    import time
+
+    from keras_normloss.training.run_directory import RunDirectoryBusy, exclusive
+
+    out = tmp_path / "sweep"
+    grid = TINY + ["--epochs", "60"]  # 32 steps an epoch: a minute or more
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    sweeping = subprocess.Popen(
+        [sys.executable, "-m", "keras_normloss", "sweep", *grid, "--method", "normloss"]
+        + ["--factor", "1e-3", "--output", str(out)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,  # a full pipe would block
+    )  # fmt: skip
+    run_dir = out / "normloss_f0.001_s0_b16"
+    deadline = time.monotonic() + 180
+    while not (run_dir / "config.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # the run is about to train
+    assert (run_dir / "config.json").exists(), "the sweep's run did not start"
+    with pytest.raises(SystemExit) as refused:
+        train.main(grid + ["--method", "normloss", "--factor", "1e-3", "--output", str(run_dir)])
+    assert refused.value.code == 2
+    sweeping.kill()  # -9: no handler of the sweep runs
+    sweeping.wait()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with exclusive(run_dir):
+                break  # the run has ended: its lock is free
+        except RunDirectoryBusy:
+            time.sleep(0.1)
+    else:
+        pytest.fail("the sweep's run went on training after the sweep was killed")
+    assert not (run_dir / "results.json").exists()  # it stopped, it did not finish
+
+
+def test_a_signal_whose_exception_was_swallowed_still_stops_the_run():
+    """SIGTERM while the run starts raises `Interrupted` from the handler, wherever Python is;
+    TensorFlow's autograph, converting a function then, caught it and went on (seen: a sweep's
+    orphaned run trained on). The signal is recorded too, and training does not begin."""
+    stop = faults.StopRequest()
+    with pytest.raises(faults.Interrupted):
+        stop._handler(signal.SIGTERM, None)
+    # As if swallowed: the checkpointer's on_train_begin stops the run before any step.
+    checkpointer = Checkpointer(None, steps_per_epoch=10, stop=stop)
+    with pytest.raises(faults.Interrupted) as stopped:
+        checkpointer.on_train_begin()
+    assert stopped.value.exit_status == 143
+    quiet = faults.StopRequest()
+    Checkpointer(None, steps_per_epoch=10, stop=quiet).on_train_begin()
+    quiet._handler(signal.SIGTERM, None)  # during training: recorded, nothing raised
+    assert quiet.signum == signal.SIGTERM

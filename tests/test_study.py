@@ -2,6 +2,7 @@
 end to end at a tiny budget on the shipped subset."""
 
 import csv
+import hashlib
 import importlib.util
 import json
 import os
@@ -60,23 +61,38 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 @pytest.mark.slow
 def test_study_runs_end_to_end_resumes_and_chooses_on_validation(tmp_path):
     """Every phase at 2 steps per run on the shipped subset: 11 runs, then a second call that
-    runs nothing."""
-    out, docs = tmp_path / "study", tmp_path / "docs"
+    runs nothing. Run from the repository's root without `--docs`, as a user would: the report
+    goes to the output's report/, the choice is made from these runs (a shipped choices.json
+    was once reused), and the repository's recorded results are not touched (they once were,
+    65 lines of study.csv to 6)."""
+    out = tmp_path / "study"
+    docs = out / "report"
     args = ["--dataset", "fashion_mnist_mini", "--model", "resnet8", "--epochs", "1"]
     args += ["--steps-per-epoch", "2", "--validation-split", "0.1", "--base-batch", "32"]
     args += ["--factors", "0.001", "0.01", "--seeds", "0", "1", "--batches", "64"]
-    args += ["--peers", "wrs", "--peer-seeds", "0", "--output", str(out), "--docs", str(docs)]
+    args += ["--peers", "wrs", "--peer-seeds", "0", "--output", str(out)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    recorded = {
+        path: hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in (SCRIPT.parent.parent / "docs" / "results").rglob("*")
+        if path.is_file()
+    }
 
     def run():
         proc = subprocess.run(
             [sys.executable, "-c", _IN_ONE_PROCESS, str(SCRIPT), *args], capture_output=True,
-            text=True, env=env, timeout=900,
+            text=True, env=env, timeout=900, cwd=SCRIPT.parent.parent,
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr[-3000:]
         return proc.stdout
 
     printed = run()
+    assert {
+        path: hashlib.sha256(path.read_bytes()).hexdigest() for path in recorded
+    } == recorded and recorded
+    assert json.loads((out / "choices.json").read_text()) == json.loads(
+        (docs / "choices.json").read_text()
+    )
     assert "phase 5/5 (peers)" in printed and "chosen on validation" in printed
     with open(docs / "study.csv") as f:
         rows = list(csv.DictReader(f))

@@ -9,6 +9,7 @@ import inspect
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -412,7 +413,9 @@ def test_nan_loss_stops_at_once_and_keeps_the_last_good_checkpoint(tmp_path, cap
 def test_sigterm_saves_and_exits_143_then_resume_past_a_truncated_checkpoint(tmp_path):
     """A cluster's SIGTERM mid-epoch: the run saves at the step it is on and exits 143. The
     newest checkpoint is then cut short (the disk failed); the same command skips it, says so,
-    resumes from the one before, and finishes."""
+    resumes from the one before, and finishes. Meanwhile checkpoint/ was moved to another
+    folder holding files of its own and linked back: the run deletes only its own files there
+    (pruning once deleted every *.weights.h5 without a sidecar and every *.json.tmp)."""
     out = tmp_path / "run"
     args = SMALL + ["--epochs", "1", "--steps-per-epoch", "12", "--checkpoint-every", "2"]
     args += ["--output", str(out)]
@@ -438,10 +441,19 @@ def test_sigterm_saves_and_exits_143_then_resume_past_a_truncated_checkpoint(tmp
     weights = out / "checkpoint" / f"{stems[-1]}.weights.h5"
     os.truncate(weights, os.path.getsize(weights) - 1)
     previous_step = int(stems[0][-7:])
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(out / "checkpoint", elsewhere)
+    (out / "checkpoint").symlink_to(elsewhere, target_is_directory=True)
+    foreign = {"model.weights.h5": b"weights", "notes.json.tmp": b"{", "ckpt-notes.txt": b"x"}
+    for name, content in foreign.items():
+        (elsewhere / name).write_bytes(content)
     resumed = start_train(args)
     stdout, stderr = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, stderr[-2000:]
     assert f"skipped checkpoint {stems[-1]}: its weights file has" in stderr
     assert f"resuming at epoch 1, step {previous_step}." in stdout
     assert [r["epoch"] for r in train.read_metrics(out)] == [1.0]
-    assert (out / "results.json").exists() and not (out / "checkpoint").exists()
+    assert (out / "results.json").exists() and not os.path.lexists(out / "checkpoint")
+    # The run's checkpoints (and the one it set aside) are gone; the folder's own files stay.
+    left = {p.name: p.read_bytes() for p in elsewhere.rglob("*") if p.is_file()}
+    assert left == foreign

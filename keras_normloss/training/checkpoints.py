@@ -42,6 +42,10 @@ from keras_normloss.training.run_directory import read_json, sha256, write_json
 
 FORMAT = 1
 _NAME = re.compile(r"^ckpt-e(\d{5,})-s(\d{7,})\.json$")
+# Every name a checkpoint's writing gives a file (`save`, `write_json`): what pruning and the
+# final clean-up may delete, and nothing else. checkpoint/ may be a symbolic link to a folder
+# that holds other files; they were once deleted (every *.weights.h5 without a sidecar).
+_OWN_FILE = re.compile(r"^(tmp-)?ckpt-e\d{5,}-s\d{7,}\.(weights\.h5|json|json\.tmp)$")
 
 
 class CheckpointsUnreadable(RunFailed):
@@ -278,12 +282,21 @@ class CheckpointStore:
             _remove(os.path.join(self.directory, old))  # first: no sidecar, no checkpoint
             _remove(os.path.join(self.directory, f"{stem}.weights.h5"))
         complete = {name[: -len(".json")] for name in self._sidecars()}
-        for path in glob.glob(os.path.join(self.directory, "*.weights.h5")):
-            stem = os.path.basename(path)[: -len(".weights.h5")]
-            if stem not in complete and stem != current:
-                os.remove(path)  # a weights file whose sidecar was never written, or a tmp-
-        for path in glob.glob(os.path.join(self.directory, "*.json.tmp")):
-            os.remove(path)  # a sidecar whose writing was cut short
+        for name in self._own_files(self.directory):
+            if name.endswith(".weights.h5"):
+                stem = name[: -len(".weights.h5")]
+                if stem not in complete and stem != current:
+                    # a weights file whose sidecar was never written, or a tmp- one
+                    os.remove(os.path.join(self.directory, name))
+            elif name.endswith(".json.tmp"):
+                os.remove(os.path.join(self.directory, name))  # a sidecar cut short
+
+    @staticmethod
+    def _own_files(directory):
+        """The names in `directory` that a checkpoint's writing gives (`_OWN_FILE`)."""
+        if not os.path.isdir(directory):
+            return []
+        return sorted(n for n in os.listdir(directory) if _OWN_FILE.match(n))
 
     def _load(self, name, model):
         """Loads the checkpoint `name` into `model` if it is sound.
@@ -381,8 +394,17 @@ class CheckpointStore:
         return f"; moved to {aside}"
 
     def remove_all(self):
-        """Removes the checkpoint directory (the run is finished)."""
-        shutil.rmtree(self.directory, ignore_errors=True)
+        """Removes the checkpoints (the run is finished): the files this store writes, in the
+        directory and in its `skipped/`, then those folders if that left them empty. Nothing
+        else is deleted, also where checkpoint/ is a symbolic link to another folder (the link
+        itself goes; the folder it points to stays)."""
+        for folder in (os.path.join(self.directory, "skipped"), self.directory):
+            for name in self._own_files(folder):
+                _remove(os.path.join(folder, name))
+            if os.path.islink(folder):
+                os.unlink(folder)
+            elif os.path.isdir(folder) and not os.listdir(folder):
+                os.rmdir(folder)
 
 
 class Checkpointer(keras.callbacks.Callback):
@@ -411,7 +433,7 @@ class Checkpointer(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         if self.stop is not None:
-            self.stop.immediate = False  # from now on a signal waits for the step's checkpoint
+            self.stop.raise_if_requested()  # from now on a signal waits for the step's checkpoint
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch

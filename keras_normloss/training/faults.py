@@ -126,9 +126,20 @@ class StopRequest:
         return self.signum is not None
 
     def _handler(self, signum, frame):
+        # Recorded first: an exception raised in a handler surfaces wherever the main thread is,
+        # and some places swallow it (TensorFlow's autograph catches any error while it
+        # converts a function, logs "Cause: ...", and goes on); the record still stops the run
+        # when training begins (`raise_if_requested`).
+        self.signum = self.signum or signum
         if self.immediate:
             raise Interrupted(signum)
-        self.signum = self.signum or signum
+
+    def raise_if_requested(self):
+        """Raises `Interrupted` if a signal came before training began (its exception may have
+        been swallowed), and from then on lets signals wait for the step's checkpoint."""
+        self.immediate = False
+        if self.requested:
+            raise Interrupted(self.signum)
 
     @contextlib.contextmanager
     def on_signals(self):

@@ -35,6 +35,7 @@ The same code trains on TensorFlow and on JAX: the devices (`distribution`) and 
 pipelines (`keras_normloss.data`) are the backend's; nothing here knows which it is.
 """
 
+import contextlib
 import dataclasses
 import errno
 import os
@@ -70,6 +71,7 @@ from keras_normloss.training.run_directory import (
     check_finished,
     check_not_diverged,
     check_run_dir,
+    exclusive,
     record_divergence,
     sha256,
     write_json,
@@ -120,7 +122,16 @@ def run(config, verbose="auto"):
             f"{keras.backend.backend()} in this process; set KERAS_BACKEND={config.backend} "
             "before Keras is imported, or use `keras-normloss train --backend`"
         )
-    state = check_run_dir(config)
+    check_run_dir(config)  # a bad --output is refused before anything is made
+    # One process per run directory: a second is refused (`exclusive`). Under multiworker the
+    # processes of one run share it, and the chief alone writes.
+    held = contextlib.nullcontext() if config.strategy == "multiworker" else exclusive(config.output)
+    with held:
+        return _run_held(config, verbose)
+
+
+def _run_held(config, verbose):
+    state = check_run_dir(config)  # again, under the lock: another process may have finished it
     if state == "finished":
         results = check_finished(config.output)
         print(f"{config.output}: finished already; results.json and model.keras are there.")

@@ -6,7 +6,9 @@ is finished), `model.keras` and `results.json`, and `diverged.json` if the run d
 `keras_normloss.training.run`.
 """
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -206,3 +208,40 @@ def check_not_diverged(run_dir):
         "the same settings would diverge again: rerun with a smaller --lr (or --factor) in a "
         f"new --output, or delete {path} to retry from the last good checkpoint"
     )
+
+
+class RunDirectoryBusy(cli.UsageError):
+    """Another process is training the run in this directory (exit status 2)."""
+
+
+@contextlib.contextmanager
+def exclusive(output):
+    """Holds an exclusive lock on the run directory `output` (made if missing) for the block.
+
+    `flock` on the directory itself: no file is added, and the kernel releases the lock when
+    the process that holds it ends, however it ends (kill -9 included), so a stale lock is
+    impossible. A second process that asks for it is refused at once: two processes training
+    one run would both append to metrics.csv (a sweep killed with -9 once left its run
+    training, and the sweep started again trained the same run beside it: epoch 1 twice).
+
+    A directory it made and the block left empty (bad input found later) is removed again.
+
+    Raises:
+        RunDirectoryBusy: if another process holds it.
+    """
+    made = not os.path.exists(output)
+    os.makedirs(output, exist_ok=True)
+    fd = os.open(output, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunDirectoryBusy(
+                f"{output} is being trained by another process; wait for it to end, or stop "
+                "it (the same command then resumes the run)"
+            ) from None
+        yield
+    finally:
+        if made and not os.listdir(output):
+            os.rmdir(output)
+        os.close(fd)  # releases the lock
