@@ -210,7 +210,20 @@ def start_backend(backend=None, verbose=False):
 
 
 def main(argv=None):
-    """The `keras-normloss` console script."""
+    """The `keras-normloss` console script. Exits with status 141 (a shell's 128 + SIGPIPE),
+    without a traceback, when the reader of its output has gone (`keras-normloss --help |
+    head -1`)."""
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()  # here, not at exit, where the error would print a traceback
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush
+        return 141
+
+
+def _main(argv):
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in SUBCOMMANDS:
         lines = ["usage: keras-normloss {train,sweep,plot} ...", ""]

@@ -142,10 +142,16 @@ def sweep(preset, output, *, regularizers, factors, seeds, batch_sizes=(None,), 
         print(f"[{i}/{len(configs)}] {name}", flush=True)
         process = spawn.Process(target=_run_one, args=(config, os.getpid()))
         with _forward_signals(process) as received:  # also while the process starts
-            process.start()
+            with _signals_held_for_the_child():
+                process.start()
             if received and process.exitcode is None:
-                os.kill(process.pid, received[0])  # it came before there was a run to pass it to
+                os.kill(process.pid, signal.SIGTERM)  # it came before there was a run to pass it to
             process.join()
+        if received and process.exitcode != 0:
+            # Stopped as asked, whatever the run made of it (a run still starting ends at
+            # SIGTERM's default action, exit status -15): the sweep's own signal's status.
+            write_summary(output)
+            raise RunError(config.output, 128 + received[0])
         if process.exitcode == 1 and os.path.exists(record):
             print(f"[{i}/{len(configs)}] {name}: diverged; the sweep goes on", flush=True)
             diverged.append(name)
@@ -218,10 +224,13 @@ class SweepStopped(RunError):
 
 @contextlib.contextmanager
 def _forward_signals(process):
-    """Passes SIGTERM and SIGINT on to the running run, which saves a checkpoint and stops
-    (status 143 or 130); the sweep then stops with the run's status. (Ctrl-C in a terminal
-    reaches both processes; the run counts it once.) Yields the list of signals received: one
-    that came too late to stop the run (after its training) must still stop the sweep."""
+    """Passes SIGTERM and SIGINT on to the running run as SIGTERM, which saves a checkpoint
+    and stops it; the sweep then stops with its own signal's status (143 or 130). (Ctrl-C in
+    a terminal reaches both processes; the run counts it once.) SIGTERM, because it also stops
+    a run that is still starting (Python's default action: the process ends, no traceback),
+    where a forwarded SIGINT gave a 30-frame KeyboardInterrupt traceback and exit status 1.
+    Yields the list of signals received: one that came too late to stop the run (after its
+    training) must still stop the sweep."""
     received = []
     if threading.current_thread() is not threading.main_thread():
         yield received
@@ -230,7 +239,7 @@ def _forward_signals(process):
     def forward(signum, frame):
         received.append(signum)
         if process.pid is not None and process.exitcode is None:
-            os.kill(process.pid, signum)
+            os.kill(process.pid, signal.SIGTERM)
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -238,6 +247,25 @@ def _forward_signals(process):
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextlib.contextmanager
+def _signals_held_for_the_child():
+    """A process started in this block begins with SIGINT and SIGTERM blocked (the signal mask
+    survives exec): one that comes while it starts Python waits, instead of a KeyboardInterrupt
+    traceback or SIGTERM's silent end, until `_run_one` has its handlers. Here too they wait,
+    and are handled (forwarded) once the block ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def check_sweep_dir(output):
@@ -289,7 +317,20 @@ def _run_one(config, parent=None):
     from keras_normloss.training.faults import Interrupted
 
     if parent is not None and parent != os.getpid():  # a process of its own (tests run it inline)
-        _die_with(parent)
+
+        def interrupt(signum, frame):
+            raise Interrupted(signum)
+
+        try:
+            # The signals held since the process began (`_signals_held_for_the_child`) arrive
+            # now: before training, a stop needs nothing saved.
+            for signum in _STOP_SIGNALS:
+                signal.signal(signum, interrupt)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+            _die_with(parent)
+        except Interrupted as error:
+            print(f"keras-normloss sweep: {error}", file=sys.stderr, flush=True)
+            sys.exit(error.exit_status)
     try:
         train.run(config)
     except (cli.UsageError, data.DatasetNotPreparedError, data.MalformedDatasetError) as error:

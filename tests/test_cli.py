@@ -286,3 +286,29 @@ def test_tensorflow_start_up_lines_are_silenced():
     )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "unknown model 'nope'" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("command", [["--help"], ["train", "--help"], ["plot", "--help"]])
+def test_a_reader_that_goes_away_gets_no_traceback(command):
+    """`keras-normloss --help | head -1` once ended in a BrokenPipeError traceback."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "keras_normloss", *command],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    proc.stdout.close()  # the reader is gone before anything is written
+    stderr = proc.stderr.read()
+    proc.wait(timeout=60)
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+    assert proc.returncode in (0, 141)
+
+
+@pytest.mark.parametrize("method", ["normloss", "normloss-decoupled", "wrs"])
+def test_a_learning_rate_of_zero_is_one_line_and_status_2(method, tmp_path, capsys):
+    """`--lr 0` once ended in a ZeroDivisionError traceback (the decoupled default factor)."""
+    args = ["--preset", "quick", "--dataset", "synthetic", "--method", method, "--lr", "0"]
+    with pytest.raises(SystemExit) as stopped:
+        train.main(args + ["--output", str(tmp_path / "r")])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--lr must be positive" in err[0]
+    assert not (tmp_path / "r").exists()

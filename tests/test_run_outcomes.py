@@ -404,3 +404,27 @@ def test_a_signal_whose_exception_was_swallowed_still_stops_the_run():
     Checkpointer(None, steps_per_epoch=10, stop=quiet).on_train_begin()
     quiet._handler(signal.SIGTERM, None)  # during training: recorded, nothing raised
     assert quiet.signum == signal.SIGTERM
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_a_sweeps_run_starts_stops_the_sweep_with_130_and_no_traceback(tmp_path):
+    """The signal once reached the starting run as SIGINT: a KeyboardInterrupt traceback of 30
+    frames and exit status 1 (SIGTERM: "run failed (exit status -15)"). Now the sweep stops
+    with the status its signal promises, and says so in one line."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+    sweeping = subprocess.Popen(
+        [sys.executable, "-m", "keras_normloss", "sweep", *TINY, "--epochs", "1"]
+        + ["--method", "normloss", "--factor", "1e-3", "--output", str(tmp_path / "s")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    for line in sweeping.stdout:
+        if line.startswith("[1/1]"):
+            break  # the run's process has just been started
+    sweeping.send_signal(signal.SIGINT)
+    _, stderr = sweeping.communicate(timeout=120)
+    assert sweeping.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert "stopped by SIGINT (Ctrl-C)" in stderr.strip().splitlines()[-1]

@@ -171,6 +171,8 @@ def make_config(preset_name, output, **overrides):
     overrides.setdefault("augment", preset.augment)
     batch_size = overrides.pop("batch_size", preset.batch_size)
     lr = overrides.pop("lr", None)
+    if lr is not None and not lr > 0:
+        raise cli.UsageError(f"--lr must be positive (a learning rate of {lr:g} trains nothing)")
     if lr is None:
         lr = preset.lr if optimizer == "sgd" else ADAPTIVE_LR
         lr *= batch_size / preset.batch_size if preset.lr_scales_with_batch else 1.0
