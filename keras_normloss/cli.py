@@ -190,6 +190,8 @@ def start_backend(backend=None, verbose=False):
         chosen, where = imported, "the Keras imported in this process"
     else:
         chosen, where = startup.default_backend()
+        if (chosen, where) == ("jax", startup.KERAS_DEFAULT):
+            startup.record_jax_in_keras_json()  # so that `import keras` later starts on JAX too
     if chosen not in BACKENDS:
         raise UsageError(f"{where} is {chosen!r}; keras-normloss trains on tensorflow or jax")
     if imported is not None and imported != chosen:

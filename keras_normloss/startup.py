@@ -100,6 +100,46 @@ def default_to_jax_without_tensorflow():
     """
     if "keras" not in sys.modules and default_backend() == ("jax", KERAS_DEFAULT):
         os.environ["KERAS_BACKEND"] = "jax"
+        record_jax_in_keras_json()
+
+
+def _keras_json_path():
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return os.path.join(home, "keras.json")
+
+
+def record_jax_in_keras_json():
+    """Writes `"backend": "jax"` into Keras's configuration file where only JAX is installed and
+    the file names no installed backend (it is missing, or says tensorflow, which Keras writes
+    the first time it is imported, also where TensorFlow is not installed).
+
+    Without it, a script or notebook that imports `keras` before `keras_normloss`, or loads a
+    saved model with `keras.models.load_model` in a new process, fails there with
+    `ModuleNotFoundError: tensorflow`. Called when `keras_normloss` (or its command line)
+    chooses JAX by default; the file's other settings are kept. Nothing happens where it
+    cannot be written (a read-only home).
+    """
+    if installed("tensorflow") or not installed("jax"):
+        return
+    configured = keras_json_backend()
+    if configured and installed(configured):
+        return  # the user's own choice
+    path = _keras_json_path()
+    try:
+        with open(path) as f:
+            settings = json.load(f)
+        if not isinstance(settings, dict):
+            settings = {}
+    except (OSError, ValueError):
+        settings = {}
+    settings["backend"] = "jax"
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(f"{path}.tmp", "w") as f:
+            json.dump(settings, f, indent=4)
+        os.replace(f"{path}.tmp", path)
+    except OSError:
+        pass
 
 
 def installed(module):
@@ -119,9 +159,8 @@ def keras_json_backend():
     where TensorFlow is not installed; so it says what a user chose only where it names an
     installed backend.
     """
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
     try:
-        with open(os.path.join(home, "keras.json")) as f:
+        with open(_keras_json_path()) as f:
             backend = json.load(f).get("backend")
     except (OSError, ValueError, AttributeError):
         return None

@@ -1,9 +1,14 @@
 """Test set-up: quiet TensorFlow, two logical CPU devices, a clean Keras state."""
 
 import os
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# Keras's configuration of a home of the suite's own, as a new user's: a process that blocks
+# TensorFlow (the JAX-only tests) writes jax into it (`startup.record_jax_in_keras_json`), and
+# must never do that to the developer's own ~/.keras.
+os.environ.setdefault("KERAS_HOME", tempfile.mkdtemp(prefix="keras-normloss-tests-home-"))
 
 import keras  # noqa: E402
 import pytest  # noqa: E402

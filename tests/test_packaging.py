@@ -40,27 +40,46 @@ def test_the_install_line_is_written_in_the_requirements_file():
 
 def test_import_without_tensorflow_starts_keras_on_jax(tmp_path):
     """After the install without TensorFlow, `import keras_normloss` works with nothing set:
-    Keras's own default (tensorflow, which it also writes into keras.json) would fail."""
+    Keras's own default (tensorflow, which it also writes into keras.json) would fail. It
+    records jax in keras.json (its other settings kept), so that a later process that imports
+    `keras` first, as the README's snippet does, or loads a saved model, starts on JAX too."""
     import json
     import os
     import subprocess
     import sys
 
-    (tmp_path / "keras.json").write_text(json.dumps({"backend": "tensorflow"}))
-    script = (
+    (tmp_path / "keras.json").write_text(json.dumps({"backend": "tensorflow", "epsilon": 1e-5}))
+    blocked = (
         "import importlib.abc, sys\n"
         "class NoTensorFlow(importlib.abc.MetaPathFinder):\n"
         "    def find_spec(self, name, path=None, target=None):\n"
         "        if name.split('.')[0] in ('tensorflow', 'tensorflow_datasets'):\n"
         "            raise ModuleNotFoundError(name)\n"
         "sys.meta_path.insert(0, NoTensorFlow())\n"
-        "import keras_normloss, keras\n"
-        "print(keras.backend.backend(), 'tensorflow' in sys.modules)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
     env.update(KERAS_HOME=str(tmp_path), JAX_PLATFORMS="cpu")
-    proc = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+
+    def run(script):
+        proc = subprocess.run(
+            [sys.executable, "-c", blocked + script], env=env, capture_output=True, text=True,
+            timeout=300,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc.stdout.split()
+
+    assert run(
+        "import keras_normloss, keras\n"
+        "print(keras.backend.backend(), 'tensorflow' in sys.modules)\n"
+    )[-2:] == ["jax", "False"]
+    assert json.loads((tmp_path / "keras.json").read_text()) == {"backend": "jax", "epsilon": 1e-5}
+    # A new process that imports keras first, saves a model, and a third that loads it.
+    model = str(tmp_path / "m.keras")
+    run(
+        "import keras\n"
+        "m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])\n"
+        f"m.save({model!r}); print(keras.backend.backend())\n"
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.split()[-2:] == ["jax", "False"]
+    assert run(f"import keras; keras.models.load_model({model!r}); print(keras.backend.backend())")[
+        -1
+    ] == "jax"

@@ -72,14 +72,14 @@ def test_the_guard_checks_weights_penalty_and_test_loss_at_the_epochs_end():
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     guard = faults.StopOnNonFiniteLoss(steps_per_epoch=4)
     guard.set_model(model)
-    guard.on_epoch_end(0, {"val_loss": 1.0})  # finite: nothing
+    guard.on_epoch_end(0, {"test_loss": 1.0})  # finite: nothing
     with pytest.raises(
         faults.NonFiniteLoss, match="test loss became non-finite .* epoch 1, step 4"
     ):
-        guard.on_epoch_end(0, {"val_loss": float("nan")})
+        guard.on_epoch_end(0, {"test_loss": float("nan")})
     model.layers[0].kernel.assign(np.full((3, 2), np.inf, "float32"))
     with pytest.raises(faults.NonFiniteLoss, match="weights became non-finite .* epoch 2, step 4"):
-        guard.on_epoch_end(1, {"val_loss": 1.0})
+        guard.on_epoch_end(1, {"test_loss": 1.0})
 
 
 def _small_model():

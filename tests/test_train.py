@@ -28,7 +28,7 @@ def _dynamics(run_dir):
         return list(csv.DictReader(f))
 
 
-def test_train_writes_a_complete_run_directory(tmp_path):
+def test_train_writes_a_complete_run_directory(tmp_path, capsys):
     out = tmp_path / "run"
     assert (
         train.main(
@@ -38,6 +38,10 @@ def test_train_writes_a_complete_run_directory(tmp_path):
         )
         == 0
     )
+    # The progress bar names the test split test_*, never val_* (Keras's name for fit's
+    # validation_data, which the test split once was: "val_error" was the test error).
+    printed = capsys.readouterr().out
+    assert "test_error" in printed and "val_" not in printed
     names = sorted(os.listdir(out))
     assert names == [
         "config.json", "dynamics.csv", "metrics.csv", "model.keras", "results.json", "tensorboard"
@@ -196,6 +200,8 @@ def test_kill_minus_nine_and_resume_equals_uninterrupted_run(tmp_path, model_arg
         "3",
         "--dynamics-every",
         "4",
+        "--lr-schedule",  # the rate changes within an epoch: a resumed one logs its own
+        "linear",
         "--deterministic",
         "--seed",
         "5",
@@ -223,7 +229,7 @@ def test_kill_minus_nine_and_resume_equals_uninterrupted_run(tmp_path, model_arg
     assert [r["epoch"] for r in _metrics(out)] == epochs
     # The resumed epoch's training metrics average all its steps, the ones before the kill too.
     for got, expected in zip(_metrics(out), _metrics(tmp_path / "reference")):
-        for key in ("loss", "cross_entropy", "accuracy", "test_loss"):
+        for key in ("loss", "cross_entropy", "accuracy", "test_loss", "learning_rate"):
             assert float(got[key]) == pytest.approx(float(expected[key]), rel=1e-5), key
     # dynamics.csv is resumed as metrics.csv: the same sampled steps, the same values.
     got, expected = _dynamics(out), _dynamics(tmp_path / "reference")

@@ -39,8 +39,7 @@ def build_model(config, info, steps_per_epoch):
         weight_decay_on=config.weight_decay_on,
     )
     model = applied.model
-    arguments = schedule_arguments(config, steps_per_epoch)
-    schedule = schedules.make_schedule(arguments.pop("kind"), arguments.pop("lr"), **arguments)
+    schedule = run_schedule(config, steps_per_epoch)
     model.compile(
         optimizer=make_optimizer(config, schedule, applied.optimizer_options),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -97,6 +96,12 @@ def schedule_arguments(config, steps_per_epoch):
         decay_boundaries=[int(e * steps_per_epoch) - 1 for e in config.lr_decay_epochs],
         decay=config.lr_decay,
     )
+
+
+def run_schedule(config, steps_per_epoch):
+    """The run's learning-rate schedule (`schedules.make_schedule` of `schedule_arguments`)."""
+    arguments = schedule_arguments(config, steps_per_epoch)
+    return schedules.make_schedule(arguments.pop("kind"), arguments.pop("lr"), **arguments)
 
 
 def run_timescale(config, steps_per_epoch):

@@ -206,7 +206,7 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.step_offset = 0
         what = non_finite_part(self.model)
-        if what is None and not math.isfinite(float((logs or {}).get("val_loss", 0.0))):
+        if what is None and not math.isfinite(float((logs or {}).get("test_loss", 0.0))):
             what = "test loss"
         if what is not None:
             raise NonFiniteLoss(what, epoch, self.steps_per_epoch)

@@ -46,11 +46,24 @@ METRIC_COLUMNS = (
 
 
 class EpochExtras(keras.callbacks.Callback):
-    """Adds learning rate, penalty, errors and epoch time to the logs."""
+    """Adds learning rate, penalty, errors and epoch time to the logs.
+
+    Args:
+        epoch_learning_rate: `epoch -> the learning rate of the epoch's first step`, or None
+            for the optimizer's at the epoch's beginning. With it, an epoch resumed mid-way
+            logs its own rate, not the one at the step it was resumed at.
+    """
+
+    def __init__(self, epoch_learning_rate=None):
+        super().__init__()
+        self.epoch_learning_rate = epoch_learning_rate
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
-        self._lr = float(np.asarray(self.model.optimizer.learning_rate))
+        if self.epoch_learning_rate is not None:
+            self._lr = float(self.epoch_learning_rate(epoch))
+        else:
+            self._lr = float(np.asarray(self.model.optimizer.learning_rate))
 
     def on_epoch_end(self, epoch, logs=None):
         losses = self.model.losses
@@ -58,45 +71,46 @@ class EpochExtras(keras.callbacks.Callback):
         logs["learning_rate"] = self._lr
         if "accuracy" in logs:
             logs["error"] = 1.0 - float(logs["accuracy"])
-        if "val_accuracy" in logs:
-            logs["val_error"] = 1.0 - float(logs["val_accuracy"])
         logs["epoch_seconds"] = time.perf_counter() - self._start
 
 
 class HeldOutEvaluation(keras.callbacks.Callback):
-    """Evaluates the validation split at each epoch's end: `validation_loss`,
-    `validation_cross_entropy`, `validation_accuracy` and `validation_error` in the logs.
+    """Evaluates a split at each epoch's end: `{prefix}_loss`, `{prefix}_cross_entropy`,
+    `{prefix}_accuracy` and `{prefix}_error` in the logs.
 
-    `fit`'s own `validation_data` is the test split (its `val_*` logs become metrics.csv's
-    `test_*` columns); the images held out of the training split are evaluated here, with the
-    same metrics, so that both are known after every epoch.
+    `train` evaluates both the test split (`prefix="test"`) and the images held out of the
+    training split (`"validation"`) this way, each under its own name, rather than passing the
+    test split as `fit`'s `validation_data`: Keras would show it as `val_*` in the progress bar,
+    and a user tuning on "val" would have tuned on test.
 
     Args:
-        dataset: the validation batches (`Pipelines.validation`).
+        dataset: the batches (`Pipelines.test`, `Pipelines.validation`).
         steps: the number of batches.
         callbacks: callbacks for `evaluate` (the devices' own: `distribution.callbacks()`).
+        prefix: the logs' prefix, `"test"` or `"validation"`.
 
     Example:
 
     ```python
-    model.fit(pipelines.train(), validation_data=pipelines.test,
-              callbacks=[HeldOutEvaluation(pipelines.validation, steps)], ...)
+    model.fit(pipelines.train(), callbacks=[HeldOutEvaluation(pipelines.test, steps, prefix="test"),
+                                            HeldOutEvaluation(pipelines.validation, steps)])
     ```
     """
 
-    def __init__(self, dataset, steps, callbacks=()):
+    def __init__(self, dataset, steps, callbacks=(), prefix="validation"):
         super().__init__()
         self.dataset = dataset
         self.steps = steps
         self.callbacks = list(callbacks)
+        self.prefix = prefix
 
     def on_epoch_end(self, epoch, logs=None):
         scores = self.model.evaluate(
             self.dataset, steps=self.steps, verbose=0, return_dict=True, callbacks=self.callbacks
         )
         for key in ("loss", "cross_entropy", "accuracy"):
-            logs[f"validation_{key}"] = float(scores[key])
-        logs["validation_error"] = 1.0 - logs["validation_accuracy"]
+            logs[f"{self.prefix}_{key}"] = float(scores[key])
+        logs[f"{self.prefix}_error"] = 1.0 - logs[f"{self.prefix}_accuracy"]
 
 
 class MetricsCSV(keras.callbacks.Callback):
@@ -116,9 +130,8 @@ class MetricsCSV(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         row = {"epoch": epoch + 1, "dataset": self.dataset}
         for key, value in logs.items():
-            column = "test_" + key[4:] if key.startswith("val_") else key
-            if column in METRIC_COLUMNS:
-                row[column] = f"{float(value):.6g}"
+            if key in METRIC_COLUMNS:
+                row[key] = f"{float(value):.6g}"
         new = not os.path.exists(self.path)
         with open(self.path, "a", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)

@@ -50,7 +50,7 @@ from keras_normloss import callbacks as norm_callbacks
 from keras_normloss import cli, data
 from keras_normloss.methods import norm_theory
 from keras_normloss.training import compute, norm_records, summaries
-from keras_normloss.training.build import build_model, run_timescale
+from keras_normloss.training.build import build_model, run_schedule, run_timescale
 from keras_normloss.training.checkpoints import Checkpointer, CheckpointStore, ResumedMetrics
 from keras_normloss.training.distribution import make_distribution
 from keras_normloss.training.faults import (
@@ -257,25 +257,38 @@ def _train(config, state, verbose, stop):
     if chief and not tensorboard:
         print(summaries.NO_TENSORFLOW_NOTE)
     nan_guard = StopOnNonFiniteLoss(steps_per_epoch)
+    schedule = run_schedule(config, steps_per_epoch)  # the optimizer's: each epoch logs its rate
     checkpointer = Checkpointer(store, steps_per_epoch, config.checkpoint_every, stop)
-    callbacks = [
-        nan_guard,  # first: no other callback sees a step whose loss is not finite
-        norm_callbacks.NormMonitor(
-            log_dir=os.path.join(config.output, "tensorboard") if tensorboard else None
-        ),
-        *norm_records.dynamics_callbacks(config, chief, tensorboard),
-        *method_callbacks,  # before the logs and checkpoint: pbwn-epoch projects at epoch end
-        EpochExtras(),
-        *distribution.callbacks(),
+    # The test split and the held-out validation images, evaluated at each epoch's end before
+    # any other callback sees it (as `fit`'s validation_data was): the divergence check reads
+    # the test loss; their batch hooks are empty, so the guard still sees every step first.
+    evaluations = [
+        HeldOutEvaluation(
+            distribution.evaluation_batches(pipelines.test),
+            info.test_steps(config.batch_size),
+            callbacks=distribution.callbacks(),
+            prefix="test",
+        )
     ]
     if pipelines.validation is not None:
-        callbacks.append(
+        evaluations.append(
             HeldOutEvaluation(
                 distribution.evaluation_batches(pipelines.validation),
                 info.validation_steps(config.batch_size),
                 callbacks=distribution.callbacks(),
             )
         )
+    callbacks = [
+        *evaluations,
+        nan_guard,  # no other callback sees a step whose loss is not finite
+        norm_callbacks.NormMonitor(
+            log_dir=os.path.join(config.output, "tensorboard") if tensorboard else None
+        ),
+        *norm_records.dynamics_callbacks(config, chief, tensorboard),
+        *method_callbacks,  # before the logs and checkpoint: pbwn-epoch projects at epoch end
+        EpochExtras(lambda epoch: schedule(epoch * steps_per_epoch)),
+        *distribution.callbacks(),
+    ]
     if chief:
         callbacks.append(
             MetricsCSV(os.path.join(config.output, "metrics.csv"), info.name, first_epoch)
@@ -284,10 +297,7 @@ def _train(config, state, verbose, stop):
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(config.output, "tensorboard")))
     callbacks.append(checkpointer)  # last: an epoch is logged before it counts as done
 
-    test_steps = info.test_steps(config.batch_size)
     fit = dict(
-        validation_data=distribution.evaluation_batches(pipelines.test),
-        validation_steps=test_steps,
         callbacks=callbacks,
         verbose=verbose,
         shuffle=False,
