@@ -79,3 +79,20 @@ def test_folder_errors_on_jax_backend(tmp_path):
     (tmp_path / "damaged" / "a_class" / "01.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
     with pytest.raises(data.MalformedDatasetError, match="cannot decode"):
         data.load("folder", 4, data_dir=str(tmp_path / "damaged"), image_size=8, backend="jax")
+
+
+@pytest.mark.parametrize("reader", ["keras", "pillow"])
+def test_a_damaged_file_is_named_and_an_empty_class_folder_refused(tmp_path, reader):
+    """On TensorFlow the error once named the folder and an internal blob of TensorFlow's
+    graph, not the file; an empty class folder silently became a fourth output."""
+    read = tf_sources.image_folder if reader == "keras" else folders.image_folder
+    _folder(str(tmp_path / "damaged"))
+    bad = tmp_path / "damaged" / "a_class" / "03.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    with pytest.raises(data.MalformedDatasetError, match="03.png: cannot decode") as error:
+        read(str(tmp_path / "damaged"), 16)
+    assert str(error.value).count("\n") == 0
+    _folder(str(tmp_path / "empty"))
+    os.makedirs(tmp_path / "empty" / "c_class")
+    with pytest.raises(data.MalformedDatasetError, match="'c_class' holds no training image"):
+        read(str(tmp_path / "empty"), 16)

@@ -93,11 +93,21 @@ def folder_arrays(directory, classes, arrays, test_dir, held_out_every):
     """The `Arrays` of a folder read as `arrays` (train and test images and labels).
 
     Raises:
-        MalformedDatasetError: fewer than two classes, or no test images.
+        MalformedDatasetError: fewer than two classes, a class without a training image (an
+            empty class folder would silently become an output the network never sees), or no
+            test images.
     """
     if len(classes) < 2:
         raise MalformedDatasetError(
             f"image folder {directory}: found {len(classes)} class sub-folder(s); need at least 2"
+        )
+    counts = np.bincount(np.asarray(arrays[1], np.int64), minlength=len(classes))
+    empty = [name for name, count in zip(classes, counts) if count == 0]
+    if empty:
+        raise MalformedDatasetError(
+            f"image folder {directory}: the class folder {empty[0]!r} holds no training image"
+            f"{f' (nor do {len(empty) - 1} more)' if len(empty) > 1 else ''}; remove it or "
+            "add its images"
         )
     if not len(arrays[3]):
         raise MalformedDatasetError(f"image folder {directory}: no test images")

@@ -87,6 +87,17 @@ def tfds_builder(name, data_dir=None):
     return builder
 
 
+def _undecodable_file(paths):
+    """The first of `paths` that TensorFlow cannot decode as an image, with the reason's first
+    line, or None. Run only after a decoding error, to name its file."""
+    for path in paths:
+        try:
+            tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        except tf.errors.OpError as error:
+            return path, (error.message or str(error)).strip().splitlines()[0]
+    return None
+
+
 def _to_uint8_arrays(ds, image_size, source):
     """All of a tf.data split of (image, label) as uint8 arrays; images of another size than
     `image_size` (or of varying size) are resized (shorter side) and centre-cropped.
@@ -116,6 +127,11 @@ def _to_uint8_arrays(ds, image_size, source):
             labels.append(y.numpy())
     except tf.errors.OpError as error:  # a damaged image file or tfds record
         first_line = (error.message or str(error)).strip().splitlines()[0]
+        # An image folder: name the file, as the Pillow reader does, not TensorFlow's message
+        # (the folder and an internal blob of its graph).
+        damaged = _undecodable_file(getattr(ds, "file_paths", ()))
+        if damaged is not None:
+            source, first_line = damaged
         raise MalformedDatasetError(f"{source}: cannot decode its data ({first_line})") from None
     if not images:
         raise MalformedDatasetError(f"{source}: a split of the dataset is empty")
