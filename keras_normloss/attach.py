@@ -84,6 +84,8 @@ def attach(
         name, a `keras_normloss.methods.MethodReport`.
 
     Raises:
+        TypeError: if `model` is not a Keras model or layer (e.g. the method's name given
+            first: `attach("oni", model)`).
         ValueError: for a string that is neither a method name nor a Keras
             regularizer identifier (the method names are listed), if neither
             `regularizer` nor `constraint` is given, a
@@ -99,6 +101,11 @@ def attach(
     print(report)  # 53 Conv2D kernels and the Dense classifier
     ```
     """
+    if not isinstance(model, keras.layers.Layer):  # keras.Model is a Layer
+        raise TypeError(
+            "Invalid value for argument `model`: expected a built Keras model or layer. "
+            f"Received: model={model!r} of type {type(model).__name__}"
+        )
     if isinstance(regularizer, str):
         if regularizer in table.METHODS:
             if layer_types is not None or replace or constraint is not None:

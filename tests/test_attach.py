@@ -223,3 +223,9 @@ def test_parameters_must_be_kernels_or_all():
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
     with pytest.raises(ValueError, match="Received: parameters='biases'"):
         attach(model, weight_decay(1e-4), parameters="biases")
+
+
+def test_a_model_that_is_not_a_keras_model_is_a_clear_type_error():
+    """`attach("x", ...)` once raised `AttributeError: _flatten_layers`."""
+    with pytest.raises(TypeError, match="expected a built Keras model or layer.*model='oni'"):
+        attach("oni", None)
