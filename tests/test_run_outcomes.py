@@ -428,3 +428,12 @@ def test_ctrl_c_while_a_sweeps_run_starts_stops_the_sweep_with_130_and_no_traceb
     assert sweeping.returncode == 130, stderr[-2000:]
     assert "Traceback" not in stderr
     assert "stopped by SIGINT (Ctrl-C)" in stderr.strip().splitlines()[-1]
+
+
+def test_a_run_killed_after_its_last_epoch_says_it_only_writes_its_results():
+    """It said "resuming at epoch 2, step 0" for a one-epoch run."""
+    from keras_normloss.training.messages import resume_line
+
+    assert resume_line(0, 7, 3) == "resuming at epoch 1, step 7."
+    assert resume_line(2, 0, 3) == "resuming at epoch 3, step 0."
+    assert resume_line(1, 0, 1).startswith("every epoch (1) is trained already")

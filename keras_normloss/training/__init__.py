@@ -51,7 +51,7 @@ _HOME = {
     "main": "parsers",
     "shared_overrides": "parsers",
     "run": "run",
-    "summary_line": "run",
+    "summary_line": "messages",
     "check_run_dir": "run_directory",
     "make_distribution": "distribution",
     "is_chief": "strategies",

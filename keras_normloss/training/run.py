@@ -59,6 +59,7 @@ from keras_normloss.training.faults import (
     StopOnNonFiniteLoss,
     StopRequest,
 )
+from keras_normloss.training.messages import resume_line, summary_line  # noqa: F401
 from keras_normloss.training.metrics import (
     EpochExtras,
     HeldOutEvaluation,
@@ -67,7 +68,6 @@ from keras_normloss.training.metrics import (
     read_metrics,
 )
 from keras_normloss.training.run_directory import (
-    OUTPUTS,
     check_finished,
     check_not_diverged,
     check_run_dir,
@@ -244,7 +244,7 @@ def _train(config, state, verbose, stop):
             )
         if position is not None:
             first_epoch, skip_steps = position
-            print(f"{config.output}: resuming at epoch {first_epoch + 1}, step {skip_steps}.")
+            print(f"{config.output}: {resume_line(first_epoch, skip_steps, config.epochs)}")
     if chief:
         # Before anything is written: a metrics.csv that lost resumed epochs stops the run.
         check_metrics(os.path.join(config.output, "metrics.csv"), first_epoch)
@@ -429,52 +429,6 @@ def _fit(
             steps_per_epoch=steps_per_epoch,
             **fit,
         )
-
-
-def _duration(seconds):
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, seconds = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
-
-
-def summary_line(results, output):
-    """The line `train` ends with: final and best test error, epochs, time, where the outputs are.
-
-    Args:
-        results: the content of results.json.
-        output: the run directory.
-
-    Returns:
-        One line of text.
-
-    Example:
-
-    ```python
-    summary_line({"final_test_error": 0.1234, "best_test_error": 0.119, "best_epoch": 7,
-                  "epochs": 5, "wall_seconds": 83}, "runs/quick")
-    # 'keras-normloss train: done: final test error 12.34 % (best 11.90 % at epoch 7; ...'
-    ```
-    """
-    synthetic = " on SYNTHETIC data" if results.get("synthetic_data") else ""
-    # tensorboard/ is written only where TensorFlow is installed (`summaries`).
-    outputs = [o for o in OUTPUTS if not o.endswith("/") or os.path.isdir(os.path.join(output, o))]
-    if results.get("final_validation_error") is not None:
-        aside = f"validation error {100 * results['final_validation_error']:.2f} %"
-    else:
-        aside = (
-            f"best {100 * results['best_test_error']:.2f} % at epoch "
-            f"{results['best_epoch']}; picked on the test set"
-        )
-    return (
-        f"keras-normloss train: done: final test error {100 * results['final_test_error']:.2f} %"
-        f"{synthetic} ({aside}), {results['epochs']} "
-        f"epoch{'' if results['epochs'] == 1 else 's'} in "
-        f"{_duration(results['wall_seconds'])}; outputs in {output} ({', '.join(outputs)})"
-    )
 
 
 def _versions(distribution):
