@@ -312,3 +312,14 @@ def test_a_learning_rate_of_zero_is_one_line_and_status_2(method, tmp_path, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--lr must be positive" in err[0]
     assert not (tmp_path / "r").exists()
+
+
+def test_the_image_size_help_says_what_a_folder_trains_at(capsys):
+    """It said "their own size", and a folder of uniform 28x28 images trained at 64x64x3."""
+    from keras_normloss.data import registry
+
+    with pytest.raises(SystemExit):
+        train.main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert f"default: {registry.DEFAULT_IMAGE_SIZE} for a folder" in help_text
+    assert registry.get("folder").default_image_size == registry.DEFAULT_IMAGE_SIZE

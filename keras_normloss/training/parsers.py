@@ -44,8 +44,9 @@ _SHARED_OPTIONS = (
         "--image-size",
         dict(
             type=cli.positive_int,
-            help="resize a folder's or a tfds dataset's images to this side (default: their "
-            "own size; 64 if it varies)",
+            help="resize a folder's or a tfds dataset's images to this side (default: 64 for a "
+            "folder, whatever its images' size, and 224 for imagenet2012; a tfds dataset's own "
+            "size, 64 if it varies)",
         ),
     ),
     ("--model", dict(help="a registered model name (default: the preset's)")),
