@@ -155,20 +155,8 @@ def plot_dynamics(run_dirs, output, group="conv"):
         axes[0].plot(steps, [r["norm_mean"] for r in rows], label=_label(run_dir), **style)
         axes[1].plot(steps, [r["angular_update_rms"] for r in rows], **style)
         axes[2].plot(steps, [r["effective_lr"] for r in rows], **style)
-        applies = group in norm_theory.equilibrium_groups(
-            config["model"], config.get("lr_schedule", "step"), config.get("lr_decay_epochs", ())
-        )
         predicted = [
-            applies
-            and norm_theory.equilibrium_angular_update(
-                sweep_panels.method_of(config),
-                config["factor"],
-                r["learning_rate"],
-                optimizer=config.get("optimizer", "sgd"),
-                momentum=config["momentum"],
-                nesterov=config.get("nesterov", False),
-                norm=r["norm_mean"],
-            )
+            norm_theory.predicted_angle(config, group, r["learning_rate"], r["norm_mean"])
             for r in rows
         ]
         if any(p for p in predicted):

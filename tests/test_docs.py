@@ -43,6 +43,8 @@ PUBLIC = [
     norm_theory.timescale_warning,
     norm_theory.equilibrium_angular_update,
     norm_theory.equilibrium_norm,
+    norm_theory.predicted_angle,
+    norm_theory.equilibrium_groups,
     schedules.mean_learning_rate,
     schedules.ConstantLearningRate,
     plots.plot_dynamics,

@@ -314,3 +314,42 @@ def equilibrium_groups(model, lr_schedule, lr_decay_epochs=()):
     if not constant or model.startswith("wrn"):
         return ()
     return ("stem", "conv", "shortcut")
+
+
+def predicted_angle(run, group, learning_rate, norm):
+    """The equilibrium angle predicted for one sample of a run's dynamics.csv, or None.
+
+    The one rule that `results.json`'s `dynamics` and `keras-normloss plot --dynamics` share:
+    `equilibrium_angular_update` at the sample's learning rate and mean norm, for a group that
+    `equilibrium_groups` admits.
+
+    Args:
+        run: the run's settings, a mapping with config.json's keys (`method` or the older
+            `regularizer`, `factor`, `model`, `momentum`, and, where present, `optimizer`,
+            `nesterov`, `lr_schedule`, `lr_decay_epochs`).
+        group: the sample's layer kind.
+        learning_rate: the sample's η.
+        norm: the group's mean channel norm.
+
+    Example:
+
+    ```python
+    run = dict(method="weight-decay", factor=5e-4, model="resnet20", momentum=0.9,
+               lr_schedule="constant")
+    predicted_angle(run, "conv", 0.1, norm=1.2)  # 0.00725...
+    ```
+    """
+    groups = equilibrium_groups(
+        run["model"], run.get("lr_schedule", "step"), run.get("lr_decay_epochs", ())
+    )
+    if group not in groups:
+        return None
+    return equilibrium_angular_update(
+        run["method"] if "method" in run else run["regularizer"],
+        run["factor"],
+        learning_rate,
+        optimizer=run.get("optimizer", "sgd"),
+        momentum=run["momentum"],
+        nesterov=run.get("nesterov", False),
+        norm=norm,
+    )

@@ -2,6 +2,7 @@
 writes dynamics.csv, and results.json's `dynamics` entry (the last sample, beside the equilibrium
 that `keras_normloss.methods.norm_theory` predicts)."""
 
+import dataclasses
 import math
 import os
 
@@ -34,26 +35,16 @@ def last_dynamics(config):
     if not rows:
         return None
     last_step = rows[-1]["step"]
-    groups = norm_theory.equilibrium_groups(
-        config.model, config.lr_schedule, config.lr_decay_epochs
-    )
+    settings = dataclasses.asdict(config)
     last = {}
     for row in rows:
         if row["step"] != last_step:
             continue
         # The theory is for scale-invariant channels under a constant learning rate: not the
         # classifier, nor `all`, which includes it (`norm_theory.equilibrium_groups`).
-        predicted = None
-        if row["group"] in groups:
-            predicted = norm_theory.equilibrium_angular_update(
-                config.method,
-                config.factor,
-                row["learning_rate"],
-                optimizer=config.optimizer,
-                momentum=config.momentum,
-                nesterov=config.nesterov,
-                norm=row["norm_mean"],
-            )
+        predicted = norm_theory.predicted_angle(
+            settings, row["group"], row["learning_rate"], row["norm_mean"]
+        )
         stats = {
             # NaN (a group of zero channels) is not JSON: null.
             k: v if isinstance(v, int) or math.isfinite(v) else None
