@@ -16,8 +16,9 @@ OPTIMIZER_CLASSES = {
 }
 
 
-def build_model(config, info, steps_per_epoch):
-    """Builds and compiles the model of `config` for a dataset described by `info`.
+def build_model(config, info, schedule):
+    """Builds and compiles the model of `config` for a dataset described by `info`, its
+    optimizer following `schedule` (`run_schedule`: the run logs each epoch's rate from it too).
 
     Call it inside the strategy's scope, and under the run's dtype policy.
 
@@ -39,7 +40,6 @@ def build_model(config, info, steps_per_epoch):
         weight_decay_on=config.weight_decay_on,
     )
     model = applied.model
-    schedule = run_schedule(config, steps_per_epoch)
     model.compile(
         optimizer=make_optimizer(config, schedule, applied.optimizer_options),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

@@ -217,8 +217,9 @@ def _train(config, state, verbose, stop):
     elif timescale and timescale.get("why_none"):
         print(f"NOTE: --method {config.method} has no timescale here: {timescale['why_none']}.")
 
+    schedule = run_schedule(config, steps_per_epoch)  # the optimizer's: each epoch logs its rate
     with distribution.scope():
-        model, method_callbacks = build_model(config, info, steps_per_epoch)
+        model, method_callbacks = build_model(config, info, schedule)
     check_sizes(config, info, model)  # the memory the batch needs
     try:
         distribution.prepare(model)
@@ -257,29 +258,11 @@ def _train(config, state, verbose, stop):
     if chief and not tensorboard:
         print(summaries.NO_TENSORFLOW_NOTE)
     nan_guard = StopOnNonFiniteLoss(steps_per_epoch)
-    schedule = run_schedule(config, steps_per_epoch)  # the optimizer's: each epoch logs its rate
     checkpointer = Checkpointer(store, steps_per_epoch, config.checkpoint_every, stop)
-    # The test split and the held-out validation images, evaluated at each epoch's end before
-    # any other callback sees it (as `fit`'s validation_data was): the divergence check reads
-    # the test loss; their batch hooks are empty, so the guard still sees every step first.
-    evaluations = [
-        HeldOutEvaluation(
-            distribution.evaluation_batches(pipelines.test),
-            info.test_steps(config.batch_size),
-            callbacks=distribution.callbacks(),
-            prefix="test",
-        )
-    ]
-    if pipelines.validation is not None:
-        evaluations.append(
-            HeldOutEvaluation(
-                distribution.evaluation_batches(pipelines.validation),
-                info.validation_steps(config.batch_size),
-                callbacks=distribution.callbacks(),
-            )
-        )
     callbacks = [
-        *evaluations,
+        # First at each epoch's end, as `fit`'s validation_data was: the divergence check reads
+        # the test loss; their batch hooks are empty, so the guard still sees every step first.
+        *_evaluations(config, info, pipelines, distribution),
         nan_guard,  # no other callback sees a step whose loss is not finite
         norm_callbacks.NormMonitor(
             log_dir=os.path.join(config.output, "tensorboard") if tensorboard else None
@@ -372,6 +355,25 @@ def _train(config, state, verbose, stop):
     write_json(os.path.join(config.output, "results.json"), results)
     store.remove_all()
     return results
+
+
+def _evaluations(config, info, pipelines, distribution):
+    """The test split, and the images held out for validation if any, evaluated at each epoch's
+    end under their own names (`test_*`, `validation_*`)."""
+    splits = [("test", pipelines.test, info.test_steps(config.batch_size))]
+    if pipelines.validation is not None:
+        splits.append(
+            ("validation", pipelines.validation, info.validation_steps(config.batch_size))
+        )
+    return [
+        HeldOutEvaluation(
+            distribution.evaluation_batches(batches),
+            steps,
+            callbacks=distribution.callbacks(),
+            prefix=prefix,
+        )
+        for prefix, batches, steps in splits
+    ]
 
 
 def _load_data(config):
