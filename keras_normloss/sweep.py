@@ -313,6 +313,11 @@ def _die_with(parent):
 
 
 def _run_one(config, parent=None):
+    from keras_normloss import startup
+
+    # A spawned child imports TensorFlow anew: quietly, as the sweep did (it printed TensorFlow's
+    # start-up lines twice per run), unless the user asked to see them.
+    startup.quiet_tensorflow_import(force=True)
     from keras_normloss import cli, data, train
     from keras_normloss.training.faults import Interrupted
 

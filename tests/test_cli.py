@@ -288,6 +288,21 @@ def test_tensorflow_start_up_lines_are_silenced():
     assert proc.stderr.count("\n") == 1 and "unknown model 'nope'" in proc.stderr, proc.stderr
 
 
+def test_a_sweeps_runs_start_tensorflow_quietly_too(tmp_path):
+    """Each run of a sweep is a spawned process that imports TensorFlow anew: it printed
+    TensorFlow's start-up lines twice per run, which the sweep itself hid."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "KERAS_NORMLOSS"))}
+    argv = ["sweep", "--preset", "quick", "--dataset", "synthetic", "--model", "resnet8"]
+    argv += ["--batch-size", "8", "--epochs", "1", "--steps-per-epoch", "1", "--precise-bn", "0"]
+    argv += ["--method", "none", "--output", str(tmp_path / "s")]
+    proc = subprocess.run(
+        [sys.executable, "-m", "keras_normloss", *argv], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stderr == "", proc.stderr
+    assert "1 run finished" in proc.stdout, proc.stdout
+
+
 @pytest.mark.parametrize("command", [["--help"], ["train", "--help"], ["plot", "--help"]])
 def test_a_reader_that_goes_away_gets_no_traceback(command):
     """`keras-normloss --help | head -1` once ended in a BrokenPipeError traceback."""
