@@ -5,6 +5,8 @@ They return `sources.Arrays` and raise `sources`' errors. The other backends rea
 `folders.image_folder` (Pillow) and CIFAR from Keras's cache (`sources.keras_cifar`) instead.
 """
 
+import contextlib
+import logging
 import os
 
 import numpy as np
@@ -24,20 +26,34 @@ def hide_gpus_from_tensorflow():
         pass
 
 
+@contextlib.contextmanager
+def _tfds_warnings_silenced():
+    """Where a dataset is not prepared, tfds logs "Variant folder ... has no
+    dataset_info.json" (absl, WARNING) before the one-line error that says what to do."""
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        absl_logger.setLevel(level)
+
+
 def tfds_load(name, split, data_dir, download, **kwargs):
     """`tfds.load(..., as_supervised=True, with_info=True)`, failing fast if not prepared."""
     import tensorflow_datasets as tfds
 
     try:
-        return tfds.load(
-            name,
-            split=split,
-            data_dir=data_dir,
-            download=download,
-            as_supervised=True,
-            with_info=True,
-            **kwargs,
-        )
+        with _tfds_warnings_silenced():
+            return tfds.load(
+                name,
+                split=split,
+                data_dir=data_dir,
+                download=download,
+                as_supervised=True,
+                with_info=True,
+                **kwargs,
+            )
     except Exception as error:  # tfds raises AssertionError or DatasetNotFoundError
         if download or not _looks_unprepared(error):
             raise
@@ -69,7 +85,8 @@ def tfds_builder(name, data_dir=None):
     import tensorflow_datasets as tfds
 
     try:
-        builder = tfds.builder(name, data_dir=data_dir)  # reads no data; fast
+        with _tfds_warnings_silenced():
+            builder = tfds.builder(name, data_dir=data_dir)  # reads no data; fast
     except tfds.core.registered.DatasetNotFoundError:
         return None
     info = builder.info
