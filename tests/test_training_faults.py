@@ -20,6 +20,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from small_runs import CONSTANT_LR
 from train_process import start_train
 
 from keras_normloss import data, train
@@ -27,6 +28,7 @@ from keras_normloss.training import checkpoints, compute, keras_multiworker_patc
 from keras_normloss.training.checkpoints import CheckpointStore
 
 SMALL = ["--preset", "quick", "--dataset", "synthetic", "--batch-size", "8", "--model", "resnet8"]
+SMALL += CONSTANT_LR
 
 
 # --- the private Keras API that the multi-worker patch relies on -------------------------------
@@ -203,8 +205,9 @@ def test_a_directory_of_an_earlier_version_is_recognised_not_a_traceback(tmp_pat
     out = tmp_path / "run"
     out.mkdir()
     config = train.make_config(
-        "quick", out, dataset="synthetic", batch_size=8, epochs=1, model="resnet8"
-    )
+        "quick", out, dataset="synthetic", batch_size=8, epochs=1, model="resnet8",
+        lr_schedule="constant", warmup_epochs=0,  # as SMALL
+    )  # fmt: skip
     old = {k: v for k, v in dataclasses.asdict(config).items() if k != "mixed_precision"}
     (out / "config.json").write_text(json.dumps(old))
     (out / "checkpoint").mkdir()
@@ -424,8 +427,10 @@ def test_sigterm_saves_and_exits_143_then_resume_past_a_truncated_checkpoint(tmp
     while not glob.glob(f"{out}/checkpoint/ckpt-*.json") and time.monotonic() < deadline:
         time.sleep(0.02)  # the first periodic checkpoint: it is stepping
     proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=120)
+    stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 143, stderr[-2000:]
+    # The progress bar's line is ended: on a terminal the stop line (stderr) was glued to it.
+    assert "━" in stdout and stdout.endswith("\n"), stdout[-300:]
     last = stderr.strip().splitlines()[-1]
     match = re.fullmatch(
         r"keras-normloss train: stopped by SIGTERM; a checkpoint was written at epoch 1, "

@@ -48,6 +48,7 @@ import numpy as np
 import keras_normloss
 from keras_normloss import callbacks as norm_callbacks
 from keras_normloss import cli, data
+from keras_normloss.batch_norm import PreciseBatchNorm
 from keras_normloss.methods import norm_theory
 from keras_normloss.training import compute, norm_records, summaries
 from keras_normloss.training.build import build_model, run_schedule, run_timescale
@@ -262,6 +263,7 @@ def _train(config, state, verbose, stop):
     callbacks = [
         # First at each epoch's end, as `fit`'s validation_data was: the divergence check reads
         # the test loss; their batch hooks are empty, so the guard still sees every step first.
+        *_precise_batch_norm(config, pipelines, distribution),  # before anything evaluates
         *_evaluations(config, info, pipelines, distribution),
         nan_guard,  # no other callback sees a step whose loss is not finite
         norm_callbacks.NormMonitor(
@@ -285,7 +287,7 @@ def _train(config, state, verbose, stop):
         verbose=verbose,
         shuffle=False,
     )  # data is shuffled already
-    with distribution.scope():
+    with distribution.scope(), _progress_line_ended(verbose):
         _fit(
             model,
             lambda *position: distribution.process_batches(pipelines.train(*position)),
@@ -357,6 +359,21 @@ def _train(config, state, verbose, stop):
     return results
 
 
+def _precise_batch_norm(config, pipelines, distribution):
+    """`--precise-bn`: BatchNormalization's statistics recomputed at each epoch's end over the
+    first batches of that epoch's training pass (the same batches on a resumed run)."""
+    if not config.precise_bn:
+        return []
+    if distribution.multi_worker:
+        # Each process would average its own batches: the workers' statistics would differ.
+        print(
+            f"NOTE: --precise-bn {config.precise_bn} is not applied over several processes: "
+            "evaluations use BatchNormalization's moving averages."
+        )
+        return []
+    return [PreciseBatchNorm(lambda epoch: pipelines.train(epoch), config.precise_bn)]
+
+
 def _evaluations(config, info, pipelines, distribution):
     """The test split, and the images held out for validation if any, evaluated at each epoch's
     end under their own names (`test_*`, `validation_*`)."""
@@ -404,6 +421,21 @@ def _metric_state_restorable(distribution):
     return not distribution.multi_worker and (
         distribution.backend == "jax" or distribution.replicas == 1
     )
+
+
+@contextlib.contextmanager
+def _progress_line_ended(verbose):
+    """Ends the progress bar's line on stdout when training stops mid-epoch: Keras's bar
+    rewrites its line with `\\r` and ends it only at the epoch's end, so the stop or error line
+    that follows (stderr) was glued to it. At worst (a stop just after an epoch ended) this
+    leaves one blank line."""
+    try:
+        yield
+    except BaseException:
+        if verbose:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+        raise
 
 
 def _fit(
