@@ -19,6 +19,8 @@ Public names:
                       rates of sampled optimizer steps, per layer kind
     methods.norm_theory   each method's timescale and equilibrium angular update
     schedules         learning-rate schedules: step, linear to zero, cosine, constant; warmup
+    PreciseBatchNorm  (keras_normloss.batch_norm) BatchNorm statistics recomputed at the final
+                      weights before each evaluation
 """
 
 import os

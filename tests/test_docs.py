@@ -1,11 +1,13 @@
 """Every public name has a Keras-style docstring with a runnable-looking example."""
 
 import inspect
+import pathlib
 
 import pytest
 
 import keras_normloss
 from keras_normloss import (
+    batch_norm,
     callbacks,
     data,
     grid_plots,
@@ -32,6 +34,9 @@ PUBLIC = [
     optimizers.NormLossSGD,
     optimizers.extend_with_normloss,
     optimizers.channel_axes_by_path,
+    batch_norm.PreciseBatchNorm,
+    batch_norm.recompute_statistics,
+    batch_norm.batch_norm_layers,
     callbacks.NormMonitor,
     callbacks.NormDynamics,
     callbacks.kernel_norm_statistics,
@@ -85,3 +90,10 @@ def test_public_name_has_summary_and_example(obj):
         assert "Example:" in doc and "```python" in doc, obj.__name__
     if inspect.isfunction(obj) and inspect.signature(obj).parameters:
         assert "Args:" in doc, obj.__name__
+
+
+def test_the_readme_says_what_each_preset_has_run():
+    """README's "The presets" list is the presets' own `run_here` (it had drifted from it)."""
+    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    for name, preset in presets.PRESETS.items():
+        assert f"- `{name}`: {preset.run_here}\n" in readme, name

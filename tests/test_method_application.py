@@ -9,6 +9,7 @@ import warnings
 import keras
 import numpy as np
 import pytest
+from small_runs import CONSTANT_LR
 
 from keras_normloss import attach, methods, presets, train
 from keras_normloss.methods import norm_theory, placement
@@ -17,6 +18,7 @@ from keras_normloss.training.build import run_timescale
 from keras_normloss.training.config import make_config
 
 SMALL = ["--preset", "quick", "--dataset", "synthetic", "--batch-size", "8"]
+SMALL += CONSTANT_LR
 
 
 def _model():
@@ -296,21 +298,21 @@ def test_a_factor_too_weak_for_the_run_is_named(tmp_path):
     steps at the quick preset's constant learning rate; every method with a factor is checked."""
     config = make_config(
         "quick", tmp_path / "r", method="normloss-decoupled", optimizer="adam", factor=1e-3,
-        lr_schedule="constant", epochs=1,
+        lr_schedule="constant", warmup_epochs=0, epochs=1,
     )
     note = _warning(config, 1000)
     assert "500,000 steps" in note and "1,000 steps" in note and "at least 0.5 acts" in note
     assert _warning(config, 600_000) is None
     strong = make_config("quick", tmp_path / "s", method="normloss-decoupled", optimizer="adam",
-                         lr_schedule="constant", epochs=1)
+                         lr_schedule="constant", warmup_epochs=0, epochs=1)
     assert _warning(strong, 1000) is None  # the converted default
     # Weight decay too (once exempt): (1 − 0.9)/(0.1·1e-6) = 1,000,000 steps.
     config = make_config("quick", tmp_path / "wd", method="weight-decay", factor=1e-6,
-                         lr_schedule="constant", epochs=1)
+                         lr_schedule="constant", warmup_epochs=0, epochs=1)
     assert "1,000,000 steps" in _warning(config, 10)
     # A cosine schedule halves the mean learning rate and so doubles the timescale.
     cosine = make_config("quick", tmp_path / "c", method="weight-decay", factor=1e-6,
-                         lr_schedule="cosine", epochs=1)
+                         lr_schedule="cosine", warmup_epochs=0, epochs=1)
     assert run_timescale(cosine, 1000)["steps"] == pytest.approx(2_000_000, rel=1e-3)
 
 

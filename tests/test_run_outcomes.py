@@ -11,12 +11,14 @@ import keras
 import numpy as np
 import pytest
 from in_process import InProcess
+from small_runs import CONSTANT_LR
 
 from keras_normloss import cli, data, train
 from keras_normloss.training import checkpoints, faults, sizes
 from keras_normloss.training.checkpoints import Checkpointer, CheckpointStore
 
 TINY = ["--preset", "quick", "--dataset", "synthetic", "--batch-size", "16", "--model", "resnet8"]
+TINY += CONSTANT_LR
 
 
 def _one_line(capsys, start):

@@ -101,7 +101,7 @@ def test_config_records_the_schedule_and_papers_presets_keep_their_steps():
     paper = make_config("cifar10-resnet110", "runs/y")
     assert (paper.lr_schedule, paper.warmup_epochs, paper.validation_split) == ("step", 0, 0)
     with pytest.raises(cli.UsageError, match="--warmup-epochs"):
-        make_config("quick", "runs/z", warmup_epochs=4)  # reaches the decay at epoch 3
+        make_config("cifar10-resnet110", "runs/z", warmup_epochs=81)  # past the decay at 80
     with pytest.raises(cli.UsageError, match="--validation-split"):
         make_config("quick", "runs/z", validation_split=1.5)
 

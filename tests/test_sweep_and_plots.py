@@ -5,6 +5,7 @@ import os
 import matplotlib.image
 import numpy as np
 import pytest
+from small_runs import CONSTANT_LR
 
 from keras_normloss import cli, grid_plots, plots, sweep
 
@@ -22,6 +23,7 @@ SMALL = [
     "--steps-per-epoch",
     "2",
 ]
+SMALL += CONSTANT_LR
 
 
 def test_grid_gives_factorless_regularizers_one_run_per_seed():
@@ -134,8 +136,10 @@ def test_plot_sweep_and_runs(swept, tmp_path):
     assert plots.main(["--dynamics", *runs, "-o", str(dynamics)]) == 0
     assert matplotlib.image.imread(dynamics).shape[1] > 1000
     figure = plots.plot_dynamics(runs, tmp_path / "d.png")
-    # The quick preset's step schedule: no equilibrium applies, so no dashed line.
-    assert len(figure.axes[1].get_lines()) == 2
+    # A constant learning rate on a ResNet: Norm Loss's predicted equilibrium is drawn dashed
+    # beside the two runs' lines; WRS has none.
+    lines = figure.axes[1].get_lines()
+    assert len(lines) == 3 and [line.get_linestyle() for line in lines].count("--") == 1
 
 
 def test_the_dynamics_figure_draws_the_predicted_equilibrium_where_it_applies(tmp_path):

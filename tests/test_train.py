@@ -9,6 +9,7 @@ import time
 import keras
 import numpy as np
 import pytest
+from small_runs import CONSTANT_LR
 from train_process import start_train
 
 from keras_normloss import presets, train
@@ -16,6 +17,7 @@ from keras_normloss import presets, train
 # The quick preset with ResNet-8, the smallest registered model: a third of ResNet-20's layers to
 # build and trace.
 SMALL = ["--preset", "quick", "--dataset", "synthetic", "--batch-size", "16", "--model", "resnet8"]
+SMALL += CONSTANT_LR
 
 
 def _metrics(run_dir):
@@ -127,9 +129,14 @@ def test_regularization_loss_column_is_the_penalty(tmp_path, weight_decay_on):
 
 def test_learning_rate_schedule_follows_the_preset(tmp_path):
     out = tmp_path / "lr"
+    quick = train.make_config("quick", out, dataset="synthetic")
+    # A warmup and a decay over the run's own steps, whatever its length (issue 26: after 40
+    # steps of the old step schedule, `quick` had learnt nothing).
+    assert (quick.lr_schedule, quick.warmup_epochs, quick.precise_bn) == ("linear", 0.3, 10)
     config = train.make_config(
-        "quick", out, dataset="synthetic", batch_size=16, steps_per_epoch=2, model="resnet8"
-    )
+        "quick", out, dataset="synthetic", batch_size=16, steps_per_epoch=2, model="resnet8",
+        lr_schedule="step", warmup_epochs=0, lr_decay_epochs=[3, 4], precise_bn=0,
+    )  # fmt: skip
     assert config.lr_decay_epochs == [3, 4] and config.epochs == 5
     train.run(config, verbose=0)
     lrs = [float(r["learning_rate"]) for r in _metrics(out)]

@@ -91,6 +91,9 @@ class RunConfig:
     validation_split: float = 0.0
     # NormDynamics's sampling interval in steps (dynamics.csv): None its default, 0 off.
     dynamics_every: object = None
+    # Training batches over which BatchNormalization's statistics are recomputed before each
+    # evaluation (keras_normloss.batch_norm.PreciseBatchNorm); 0: Keras's moving averages.
+    precise_bn: int = 0
 
     def identity(self):
         """The fields that must match for a directory to be this run. For `--dataset folder`
@@ -204,6 +207,7 @@ def make_config(preset_name, output, **overrides):
         lr_schedule=overrides.pop("lr_schedule", preset.lr_schedule),
         warmup_epochs=float(overrides.pop("warmup_epochs", preset.warmup_epochs)),
         validation_split=overrides.pop("validation_split", preset.validation_split),
+        precise_bn=overrides.pop("precise_bn", preset.precise_bn),
         seed=overrides.pop("seed", 0),
         deterministic=overrides.pop("deterministic", False),
         synchronized_bn=overrides.pop("synchronized_bn", False),
@@ -252,6 +256,8 @@ def make_config(preset_name, output, **overrides):
         raise cli.UsageError(
             f"--dynamics-every must be a non-negative integer, got {config.dynamics_every}"
         )
+    if not (isinstance(config.precise_bn, int) and config.precise_bn >= 0):
+        raise cli.UsageError(f"--precise-bn must be an integer >= 0, got {config.precise_bn}")
     if not (isinstance(config.keep_checkpoints, int) and config.keep_checkpoints >= 1):
         raise cli.UsageError(
             f"--keep-checkpoints must be a positive integer, got {config.keep_checkpoints}"

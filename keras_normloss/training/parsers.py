@@ -93,6 +93,16 @@ _SHARED_OPTIONS = (
         ),
     ),
     (
+        "--precise-bn",
+        dict(
+            type=cli.non_negative_int,
+            metavar="BATCHES",
+            help="recompute BatchNormalization's statistics over this many training batches at "
+            "each epoch's end, before evaluating; 0: the moving averages (default: the "
+            "preset's: 10 for quick, 0 for the others)",
+        ),
+    ),
+    (
         "--deterministic",
         dict(
             action="store_const",
