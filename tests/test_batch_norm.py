@@ -3,6 +3,7 @@ import json
 import keras
 import numpy as np
 import pytest
+from other_backend import run_script
 
 from keras_normloss import batch_norm, data, train
 
@@ -71,3 +72,32 @@ def test_a_run_with_precise_bn_evaluates_with_the_statistics_of_its_last_epoch(t
         np.testing.assert_allclose(np.asarray(layer.moving_variance), variance, rtol=1e-4)
     batch_norm.recompute_statistics(model, pipelines.train(0), 3)  # other batches: other values
     assert not np.allclose(np.asarray(layers[0].moving_variance), saved[0], rtol=1e-4)
+
+
+_ON_JAX = """
+import json, keras, numpy as np
+from keras_normloss import batch_norm
+inputs = keras.Input((6,))
+x = keras.layers.Dense(4, kernel_initializer=keras.initializers.GlorotNormal(seed=1))(inputs)
+model = keras.Model(inputs, keras.layers.BatchNormalization(momentum=0.9)(x))
+rng = np.random.default_rng(0)
+batches = [(rng.normal(size=(16, 6)) * s + s).astype("float32") for s in (1.0, 2.0, 5.0)]
+kernel, bias = (np.asarray(w) for w in model.layers[1].get_weights())
+outputs = [b @ kernel + bias for b in batches]
+used = batch_norm.recompute_statistics(model, batches, 3)
+bn = model.layers[2]
+print(json.dumps({
+    "backend": keras.backend.backend(), "used": used, "momentum": bn.momentum,
+    "mean_error": float(np.max(np.abs(np.asarray(bn.moving_mean)
+                                      - np.mean([o.mean(0) for o in outputs], 0)))),
+    "variance_error": float(np.max(np.abs(np.asarray(bn.moving_variance)
+                                          - np.mean([o.var(0) for o in outputs], 0)))),
+}))
+"""
+
+
+def test_recompute_statistics_on_jax():
+    """Eager calls update BatchNormalization's variables on JAX too (the JAX training path)."""
+    out = run_script(_ON_JAX, "jax")
+    assert out["used"] == 3 and out["momentum"] == 0.9
+    assert out["mean_error"] < 1e-5 and out["variance_error"] < 1e-4
