@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from keras_normloss import data
-from keras_normloss.data import sources, validation
+from keras_normloss.data import sources, subset, validation
 
 
 def test_split_is_numpys_seeded_permutation_and_partitions_the_training_split():
@@ -72,3 +72,40 @@ def test_pipelines_hold_out_the_same_images_for_every_run_seed():
 def test_validation_split_of_synthetic_data_is_refused():
     with pytest.raises(data.DatasetOptionError, match="validation_split"):
         data.load("synthetic", 8, validation_split=0.1)
+
+
+def test_a_train_subset_is_the_same_images_for_every_seed_and_leaves_validation_and_test():
+    """`train_subset=`: a seeded permutation of the images left after the validation split,
+    normalised by its own statistics; the validation and test images are those without it."""
+    arrays = sources.shipped("fashion_mnist_mini")
+    left, held_out = validation.split_indices(4000, 0.1)
+    chosen = left[np.sort(np.random.default_rng(subset.SUBSET_SEED).permutation(3600)[:500])]
+    np.testing.assert_array_equal(
+        left[subset.subset_indices(3600, 500)], chosen
+    )  # the oracle: NumPy's permutation of the images left
+    loaded = [
+        data.load(
+            "fashion_mnist_mini", 100, seed=seed, validation_split=0.1, train_subset=500,
+            augment="none",
+        )
+        for seed in (0, 1)
+    ]  # fmt: skip
+    info = loaded[0].info
+    assert (info.train_examples, info.validation_examples, info.test_examples) == (500, 400, 1000)
+    mean, std = data.pipelines.channel_stats(arrays.train_images[chosen])
+    trained = _images(loaded[1].train().take(5))  # one epoch: 5 batches of 100
+    pixels = np.rint((trained * std[0] + mean[0]) * 255.0).astype(np.uint8)
+    assert sorted(i.tobytes() for i in pixels) == sorted(
+        i.tobytes() for i in arrays.train_images[chosen]
+    )
+    expected = (arrays.train_images[held_out] / 255.0 - mean[0]) / std[0]
+    np.testing.assert_allclose(_images(loaded[0].validation), expected, atol=1e-5)
+    np.testing.assert_array_equal(_images(loaded[0].test).shape, (1000, 28, 28, 1))
+
+
+@pytest.mark.parametrize("size", [0, 3601, 2.5])
+def test_bad_subsets_are_refused(size):
+    with pytest.raises(ValueError):
+        subset.subset_indices(3600, size)
+    with pytest.raises(data.DatasetOptionError, match="train_subset"):
+        data.load("synthetic", 8, train_subset=10)

@@ -18,7 +18,8 @@ Nothing is downloaded unless `download=True`; a missing dataset raises
 files raise `MalformedDatasetError`.
 
 A validation split (`validation_split=`, module `validation`) can be held out of the training
-images of every dataset but ImageNet and synthetic data: the same images for every run.
+images of every dataset but ImageNet and synthetic data, and the rest cut to a fixed subset
+(`train_subset=`, module `subset`): the same images for every run.
 
 Every dataset but ImageNet is held in memory and trains on an exactly resumable stream (see
 `pipelines`, `numpy_pipelines`). Normalisation: CIFAR's usual channel statistics, ImageNet's,
@@ -30,7 +31,15 @@ if it is installed).
 
 import importlib
 
-from keras_normloss.data import augmentation, backends, readers, registry, sources, validation
+from keras_normloss.data import (
+    augmentation,
+    backends,
+    readers,
+    registry,
+    sources,
+    subset,
+    validation,
+)
 from keras_normloss.data.augmentation import AUGMENTATIONS, CROP_PADDINGS, channel_stats
 from keras_normloss.data.backends import BACKENDS
 from keras_normloss.data.backends import resolve as resolve_backend
@@ -86,7 +95,9 @@ def load(name, global_batch_size, *, backend=None, **kwargs):
             pipelines, `NUMPY_DATASETS` only); default `keras.backend.backend()`.
         **kwargs: `seed`, `deterministic`, `steps_per_epoch`, `data_dir`, `download`,
             `augment`, `crop_padding`, `image_size`, `validation_split` (a fraction or count
-            of the training images held out, the same for every seed: see `validation`). The
+            of the training images held out, the same for every seed: see `validation`),
+            `train_subset` (how many of the rest to train on, the same for every seed: see
+            `subset`). The
             options the training command passes for every dataset are ignored where they do not
             apply, and the ones that would change nothing raise `DatasetOptionError`
             (`registry.Dataset.ignored`, `.refused`: `image_size` for a fixed-size dataset,
@@ -134,11 +145,14 @@ def _load(entry, global_batch_size, backend, kwargs):
     arrays = readers.read(entry, backend, **reading)
     augment = options.pop("augment", entry.augment)
     split = options.pop("validation_split", 0)
-    if split:
-        try:
+    kept = options.pop("train_subset", None)
+    try:
+        if split:
             arrays = validation.Split(arrays, split)
-        except ValueError as error:
-            raise DatasetOptionError(f"Dataset {entry.name!r}: {error}") from None
+        if kept:
+            arrays = subset.Subset(arrays, kept)  # of the images left to train on
+    except ValueError as error:
+        raise DatasetOptionError(f"Dataset {entry.name!r}: {error}") from None
     # Normalised by the statistics of the images trained on, held-out ones excluded.
     stats = entry.stats
     if stats == registry.TRAINING_SPLIT:

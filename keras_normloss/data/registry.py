@@ -9,12 +9,12 @@ which Keras backends load it. `load` decides nothing per name: it reads the entr
 | name | TensorFlow reads | JAX (other backends) reads | shape | classes | normalised by | augment | ignores | refuses |
 |---|---|---|---|---|---|---|---|---|
 | cifar10, cifar100 | tfds | tfds, else Keras's cache | 32x32x3 | 10, 100 | CIFAR's channel stats | crop-flip | | image_size |
-| imagenet2012 | tfds, streamed | - | image_size (224) | 1000 | ImageNet's stats | its own | crop_padding | augment, validation_split |
+| imagenet2012 | tfds, streamed | - | image_size (224) | 1000 | ImageNet's stats | its own | crop_padding | augment, validation_split, train_subset |
 | fashion_mnist | IDX files | IDX files | 28x28x1 | 10 | training split | crop-flip | | image_size |
 | mnist | IDX files or mnist.npz | the same | 28x28x1 | 10 | training split | crop | | image_size |
 | fashion_mnist_mini, fashion_mnist_small | shipped IDX files | the same | 28x28x1 | 10 | training split | crop-flip | data_dir, download | image_size |
 | folder | Keras's image_dataset_from_directory | Pillow (same files, crop, resize) | image_size (64) | sub-folders | training split | crop-flip | download | |
-| synthetic | generated | generated | 32x32x3 | 10 | - (already) | none | data_dir, download, crop_padding, augment | image_size, validation_split |
+| synthetic | generated | generated | 32x32x3 | 10 | - (already) | none | data_dir, download, crop_padding, augment | image_size, validation_split, train_subset |
 | any other tfds name | tfds | - | its features (or image_size, 64) | its features | training split | crop-flip | | |
 """
 
@@ -50,6 +50,7 @@ OPTIONS = (
     "crop_padding",
     "image_size",
     "validation_split",
+    "train_subset",
 )
 # Per-channel statistics in [0, 1] units: CIFAR's training images (the values the reference code
 # uses) and ImageNet's (torchvision's).
@@ -199,7 +200,7 @@ _TABLE = (
         IMAGENET_STATS,
         None,
         ignored=("crop_padding",),
-        refused=("augment", "validation_split"),
+        refused=("augment", "validation_split", "train_subset"),
         default_image_size=224,
     ),
     _idx_like("fashion_mnist", "Fashion-MNIST, 60,000 + 10,000 images", "idx"),
@@ -237,7 +238,7 @@ _TABLE = (
         None,
         "none",
         ignored=("data_dir", "download", "crop_padding", "augment"),
-        refused=("image_size", "validation_split"),
+        refused=("image_size", "validation_split", "train_subset"),
     ),
 )
 DATASETS = {d.name: d for d in _TABLE}

@@ -94,6 +94,9 @@ class RunConfig:
     # Training batches over which BatchNormalization's statistics are recomputed before each
     # evaluation (keras_normloss.batch_norm.PreciseBatchNorm); 0: Keras's moving averages.
     precise_bn: int = 0
+    # How many of the training images left after the validation split to train on (the same
+    # ones for every seed: keras_normloss.data.subset); None: all of them.
+    train_subset: object = None
 
     def identity(self):
         """The fields that must match for a directory to be this run. For `--dataset folder`
@@ -256,6 +259,10 @@ def make_config(preset_name, output, **overrides):
         raise cli.UsageError(
             f"--dynamics-every must be a non-negative integer, got {config.dynamics_every}"
         )
+    if config.train_subset is not None and not (
+        isinstance(config.train_subset, int) and config.train_subset >= 1
+    ):
+        raise cli.UsageError(f"--train-subset must be a positive integer, got {config.train_subset}")
     if not (isinstance(config.precise_bn, int) and config.precise_bn >= 0):
         raise cli.UsageError(f"--precise-bn must be an integer >= 0, got {config.precise_bn}")
     if not (isinstance(config.keep_checkpoints, int) and config.keep_checkpoints >= 1):

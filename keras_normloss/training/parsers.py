@@ -93,6 +93,16 @@ _SHARED_OPTIONS = (
         ),
     ),
     (
+        "--train-subset",
+        dict(
+            type=cli.positive_int,
+            metavar="N",
+            help="train on N of the training images left after --validation-split, the same "
+            "images for every seed and method (validation and test images untouched); default: "
+            "all of them",
+        ),
+    ),
+    (
         "--precise-bn",
         dict(
             type=cli.non_negative_int,

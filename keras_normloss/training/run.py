@@ -196,8 +196,9 @@ def _train(config, state, verbose, stop):
         if info.validation_examples
         else ""
     )
+    subset = " (a fixed subset, the same for every seed)" if config.train_subset else ""
     print(
-        f"data: {info.name}, {info.train_examples:,} training{held_out} and "
+        f"data: {info.name}, {info.train_examples:,} training{subset}{held_out} and "
         f"{info.test_examples:,} test images of {'x'.join(map(str, info.image_shape))}, "
         f"{info.num_classes} classes" + (f", from {info.source}" if info.source else "")
     )
@@ -406,6 +407,7 @@ def _load_data(config):
         augment=config.augment,
         image_size=config.image_size,
         validation_split=config.validation_split,
+        train_subset=config.train_subset,
     )
 
 
