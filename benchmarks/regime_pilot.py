@@ -1,0 +1,335 @@
+"""The regime pilot of the second study (issue 27; protocol §6): `none` and weight decay over
+paired seeds in each candidate regime, before any other method runs. A regime can test a
+regularizer only if the runs overfit (training error near 0 at the end) and weight decay, at a
+factor whose timescale lies within the run, beats `none` with a 95 % interval that excludes 0.
+
+    python benchmarks/regime_pilot.py --output runs/pilot                  # resumable
+    python benchmarks/regime_pilot.py --output runs/pilot --docs docs/results/pilot --commit
+
+Each run is `keras-normloss train` in a process of its own, on the Fashion-MNIST images shipped
+with the package (no download). Weight decay's factors are set by their timescale (coupled SGD:
+(1 − μ)/(η̄·λ) steps at the schedule's mean rate η̄, `keras_normloss.methods.norm_theory`) as a
+fraction of the run (`--fractions`). The runs go seed by seed, so that every regime has paired
+seeds early.
+
+Writes to `--docs` (default OUTPUT/report; the repository's record only when named there):
+`pilot.csv`, one row per finished run with the code's commit, the exact command and the
+machine; `runs/NAME/metrics.csv.gz` and `dynamics.csv.gz`, each run's per-epoch metrics and norm
+dynamics; `pilot.md`, per regime the final training and test errors and the paired difference
+weight decay − none with its 95 % t interval. With `--commit`, each finished run's files are
+committed at once (`git commit -- PATHS`: nothing else staged is taken), so that a later sitting
+on a new machine resumes from what is committed: a run with a row in `pilot.csv` is not run again.
+"""
+
+import argparse
+import csv
+import gzip
+import json
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+from fashion_mnist_study import paired_difference
+
+os.environ.setdefault("KERAS_NORMLOSS_TF_LOGS", "hide")  # the command line's quiet start
+
+PRESET = "fashion-mnist-small"
+# Each regime: `keras-normloss train` options over the preset. Both overfit-prone on 2 cores:
+# no augmentation on the 13,500 shipped training images (a first calibration: training error
+# 0.4 %, test 10.0 % after 20 epochs), and crop-and-flip on a fixed 3,000 of them for longer.
+REGIMES = {
+    "noaug-13500": dict(
+        model="resnet8", augment="none", epochs=20, lr_schedule="cosine", warmup_epochs=1
+    ),
+    "cropflip-3000": dict(
+        model="resnet8", augment="crop-flip", train_subset=3000, epochs=60,
+        lr_schedule="cosine", warmup_epochs=1,
+    ),
+}  # fmt: skip
+FRACTIONS = (0.1, 0.3)  # weight decay's timescale as a fraction of the run
+SEEDS = (0, 1, 2)
+COLUMNS = (
+    "regime",
+    "method",
+    "factor",
+    "timescale_steps",
+    "timescale_fraction",
+    "seed",
+    "steps",
+    "final_train_error",
+    "final_train_cross_entropy",
+    "validation_error",
+    "final_test_error",
+    "final_norm_mean",
+    "wall_seconds",
+    "run",
+    "commit",
+    "command",
+    "machine",
+)
+
+
+def _option(name, value):
+    return [f"--{name.replace('_', '-')}", str(value)]
+
+
+def regime_options(regime, overrides=None):
+    """The regime's `train` options, with `overrides` (a smoke run's epochs and steps) on top."""
+    return {**REGIMES[regime], **(overrides or {})}
+
+
+def run_arguments(regime, method, factor, seed, overrides=None):
+    """The `keras-normloss train` arguments of one run, without `--output`."""
+    args = ["--preset", PRESET, "--method", method, "--seed", str(seed)]
+    for name, value in regime_options(regime, overrides).items():
+        args += _option(name, value)
+    if factor is not None:
+        args += ["--factor", f"{factor:.3g}"]
+    return args
+
+
+def run_name(regime, method, factor, seed):
+    return f"{regime}_{method}" + (f"_f{factor:.3g}" if factor is not None else "") + f"_s{seed}"
+
+
+def weight_decay_factors(regime, fractions, overrides=None):
+    """Weight decay's factors whose coupled-SGD timescale is each fraction of the regime's run,
+    and the run's length in steps."""
+    from keras_normloss import data, train
+    from keras_normloss.training.build import run_timescale
+
+    options = regime_options(regime, overrides)
+    config = train.make_config(PRESET, "unused", method="weight-decay", factor=1.0, **options)
+    info = data.load(
+        config.dataset,
+        config.batch_size,
+        validation_split=config.validation_split,
+        train_subset=config.train_subset,
+    ).info
+    record = run_timescale(
+        config, config.steps_per_epoch or info.steps_per_epoch(config.batch_size)
+    )
+    # The timescale is proportional to 1/λ: λ = T(λ=1) / (fraction · run).
+    total = record["total_steps"]
+    return [float(f"{record['steps'] / (f * total):.2g}") for f in fractions], total
+
+
+def plan(regimes, fractions, seeds, overrides=None):
+    """(regime, method, factor, seed) of every run, seed by seed, and each regime's steps."""
+    factors, steps = {}, {}
+    for regime in regimes:
+        factors[regime], steps[regime] = weight_decay_factors(regime, fractions, overrides)
+    runs = []
+    for seed in seeds:
+        for regime in regimes:
+            runs.append((regime, "none", None, seed))
+            runs += [(regime, "weight-decay", f, seed) for f in factors[regime]]
+    return runs, steps
+
+
+def _commit_of_code():
+    here = os.path.dirname(os.path.abspath(__file__))
+    head = subprocess.run(
+        ["git", "-C", here, "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", here, "status", "--porcelain", "--untracked-files=no", "--", "keras_normloss",
+         "benchmarks"], capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    return (head or "unknown") + ("+modified" if dirty else "")
+
+
+def _machine():
+    return f"{os.cpu_count()} CPU cores, {platform.machine()}, {platform.system()}, no GPU"
+
+
+def read_rows(path):
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _append_row(path, row):
+    new = not os.path.exists(path)
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def _row(regime, method, factor, seed, steps, run_dir, command, wall):
+    results = json.load(open(os.path.join(run_dir, "results.json")))
+    with open(os.path.join(run_dir, "metrics.csv"), newline="") as f:
+        last = list(csv.DictReader(f))[-1]
+    timescale = results.get("timescale") or {}
+    return dict(
+        regime=regime, method=method, factor="" if factor is None else f"{factor:.3g}",
+        timescale_steps=timescale.get("steps", ""),
+        timescale_fraction=timescale.get("fraction_of_run", ""),
+        seed=seed, steps=steps,
+        final_train_error=last["error"], final_train_cross_entropy=last["cross_entropy"],
+        validation_error=results.get("final_validation_error", ""),
+        final_test_error=results["final_test_error"], final_norm_mean=last["norm_mean"],
+        wall_seconds=f"{wall:.0f}", run=os.path.basename(run_dir), commit=_commit_of_code(),
+        command=command, machine=_machine(),
+    )  # fmt: skip
+
+
+def _keep_run_files(run_dir, docs):
+    """The run's metrics.csv and dynamics.csv, compressed, under docs/runs/NAME/."""
+    target = os.path.join(docs, "runs", os.path.basename(run_dir))
+    os.makedirs(target, exist_ok=True)
+    kept = []
+    for name in ("metrics.csv", "dynamics.csv"):
+        source = os.path.join(run_dir, name)
+        if os.path.exists(source):
+            with (
+                open(source, "rb") as f,
+                gzip.GzipFile(os.path.join(target, name + ".gz"), "wb", mtime=0) as out,
+            ):
+                shutil.copyfileobj(f, out)
+            kept.append(os.path.join(target, name + ".gz"))
+    return kept
+
+
+def _git_commit(paths, message):
+    """Commits exactly `paths` (nothing else staged), retrying while another git holds the lock."""
+    top = subprocess.run(
+        ["git", "-C", os.path.dirname(os.path.abspath(paths[0])), "rev-parse", "--show-toplevel"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    relative = [os.path.relpath(os.path.abspath(p), top) for p in paths]
+    for _ in range(30):
+        add = subprocess.run(["git", "-C", top, "add", "--", *relative], capture_output=True)
+        done = (
+            add.returncode == 0
+            and subprocess.run(
+                ["git", "-C", top, "commit", "-q", "-m", message, "--", *relative],
+                capture_output=True,
+            ).returncode
+            == 0
+        )
+        if done:
+            return
+        time.sleep(2)
+    print(f"pilot: could not commit {relative}; they are on disk", file=sys.stderr)
+
+
+def run_all(args):
+    docs = args.docs or os.path.join(args.output, "report")
+    os.makedirs(docs, exist_ok=True)
+    table = os.path.join(docs, "pilot.csv")
+    done = {r["run"] for r in read_rows(table)}
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("steps_per_epoch",
+                 args.steps_per_epoch)) if v is not None}  # fmt: skip
+    runs, steps = plan(args.regimes, args.fractions, args.seeds, overrides)
+    for i, (regime, method, factor, seed) in enumerate(runs, 1):
+        name = run_name(regime, method, factor, seed)
+        if name in done:
+            continue
+        run_dir = os.path.join(args.output, name)
+        arguments = run_arguments(regime, method, factor, seed, overrides)
+        command = shlex.join(["keras-normloss", "train", *arguments, "--output", name])
+        print(f"[{i}/{len(runs)}] {name}", flush=True)
+        start = time.monotonic()
+        status = subprocess.run(
+            [sys.executable, "-m", "keras_normloss", "train", *arguments, "--output", run_dir]
+        ).returncode
+        if status != 0:
+            print(f"pilot: run {name} ended with status {status}; stopping", file=sys.stderr)
+            return status
+        wall = time.monotonic() - start
+        row = _row(regime, method, factor, seed, steps[regime], run_dir, command, wall)
+        _append_row(table, row)
+        kept = _keep_run_files(run_dir, docs)
+        report(docs)
+        if args.commit:
+            _git_commit([table, os.path.join(docs, "pilot.md"), *kept], f"pilot: {name}")
+    return 0
+
+
+def report(docs):
+    """pilot.md from pilot.csv alone."""
+    rows = read_rows(os.path.join(docs, "pilot.csv"))
+    lines = [
+        "# Regime pilot: none and weight decay over paired seeds",
+        "",
+        "Written by `benchmarks/regime_pilot.py` from `pilot.csv` (each row: the run's commit, "
+        "command and machine). Errors in %; training error is the last epoch's running mean.",
+        "",
+    ]
+    for regime in REGIMES:
+        mine = [r for r in rows if r["regime"] == regime]
+        if not mine:
+            continue
+        lines += [f"## {regime}: {REGIMES[regime]}", ""]
+        lines += ["| method | factor | timescale (x run) | seeds | train error | test error |"]
+        lines += ["|---|---|---|---|---|---|"]
+        arms = dict.fromkeys((r["method"], r["factor"]) for r in mine)
+        none = {int(r["seed"]): float(r["final_test_error"]) for r in mine if r["method"] == "none"}
+        for method, factor in arms:
+            arm = [r for r in mine if (r["method"], r["factor"]) == (method, factor)]
+            fraction = arm[0]["timescale_fraction"]
+            lines.append(
+                f"| {method} | {factor or '-'} | {float(fraction):.2g} | "
+                f"{', '.join(r['seed'] for r in arm)} | "
+                f"{_mean(arm, 'final_train_error')} | {_mean(arm, 'final_test_error')} |"
+                if fraction
+                else f"| {method} | - | - | {', '.join(r['seed'] for r in arm)} | "
+                f"{_mean(arm, 'final_train_error')} | {_mean(arm, 'final_test_error')} |"
+            )
+        lines.append("")
+        for method, factor in arms:
+            if method == "none":
+                continue
+            arm = {int(r["seed"]): float(r["final_test_error"]) for r in mine
+                   if (r["method"], r["factor"]) == (method, factor)}  # fmt: skip
+            if len(set(arm) & set(none)) < 2:
+                lines.append(f"- {method} {factor} − none: fewer than 2 paired seeds yet.")
+                continue
+            d = paired_difference(arm, none)
+            lines.append(
+                f"- {method} {factor} − none (test error, {d['n']} paired seeds): "
+                f"{100 * d['mean']:+.2f} points, 95 % interval [{100 * d['low']:+.2f}, "
+                f"{100 * d['high']:+.2f}]: "
+                + ("weight decay better" if d["high"] < 0 else "not shown")
+            )
+        lines.append("")
+    with open(os.path.join(docs, "pilot.md"), "w") as f:
+        f.write("\n".join(lines))
+
+
+def _mean(rows, key):
+    values = [100 * float(r[key]) for r in rows]
+    return f"{statistics.fmean(values):.2f}" + (
+        f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
+    )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", required=True, help="the runs' directory (resumable)")
+    parser.add_argument("--docs", help="where pilot.csv, pilot.md and runs/ go")
+    parser.add_argument("--fractions", type=float, nargs="+", default=list(FRACTIONS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    parser.add_argument("--regimes", nargs="+", choices=list(REGIMES), default=list(REGIMES))
+    parser.add_argument("--epochs", type=int, help="every regime's epochs (a smoke run's)")
+    parser.add_argument("--steps-per-epoch", type=int, help="every regime's (a smoke run's)")
+    parser.add_argument("--commit", action="store_true", help="commit each finished run's files")
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args(argv)
+    if args.report_only:
+        report(args.docs or os.path.join(args.output, "report"))
+        return 0
+    return run_all(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
