@@ -1,0 +1,88 @@
+"""benchmarks/regime_pilot.py: weight decay's factors from their timescales, the report from the
+rows alone against a hand computation, and a two-run pilot end to end (rows with commit,
+command and machine; compressed metrics; a finished run not run again)."""
+
+import csv
+import gzip
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+BENCHMARKS = pathlib.Path(__file__).parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import regime_pilot  # noqa: E402
+
+
+def test_weight_decay_factors_put_the_timescale_at_the_asked_fraction_of_the_run():
+    from keras_normloss import presets
+
+    factors, steps = regime_pilot.weight_decay_factors("noaug-13500", (0.1, 0.3))
+    # 13,500 images at batch 128: 105 steps an epoch, 20 epochs.
+    assert steps == 105 * 20
+    momentum = presets.get("fashion-mnist-small").momentum
+    # Cosine with a one-epoch linear warmup from 0: the mean rate, by hand, is
+    # (0.5 · 105 + 0.5 · (2100 − 105)) · 0.1 / 2100 (each part averages half the peak).
+    mean_lr = 0.1 * 0.5
+    for factor, fraction in zip(factors, (0.1, 0.3)):
+        timescale = (1 - momentum) / (mean_lr * factor)
+        assert timescale / steps == pytest.approx(fraction, rel=0.03)  # factors rounded to 2 digits
+
+
+def _rows(path, errors):
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, regime_pilot.COLUMNS)
+        writer.writeheader()
+        for (method, factor, seed), (train_error, test_error) in errors.items():
+            writer.writerow(dict(
+                regime="noaug-13500", method=method, factor=factor, seed=seed,
+                timescale_fraction="" if method == "none" else "0.1",
+                final_train_error=train_error, final_test_error=test_error,
+            ))  # fmt: skip
+
+
+def test_the_report_is_the_paired_difference_of_the_rows(tmp_path):
+    none = {0: 0.100, 1: 0.104, 2: 0.098}
+    decay = {0: 0.094, 1: 0.099, 2: 0.093}
+    errors = {("none", "", s): (0.004, e) for s, e in none.items()}
+    errors.update({("weight-decay", "0.0095", s): (0.010, e) for s, e in decay.items()})
+    _rows(tmp_path / "pilot.csv", errors)
+    regime_pilot.report(str(tmp_path))
+    text = (tmp_path / "pilot.md").read_text()
+    d = np.array([decay[s] - none[s] for s in range(3)])
+    half = 4.303 * d.std(ddof=1) / np.sqrt(3)  # t_{0.975, 2}
+    expected = (
+        f"{100 * d.mean():+.2f} points, 95 % interval [{100 * (d.mean() - half):+.2f}, "
+        f"{100 * (d.mean() + half):+.2f}]: weight decay better"
+    )
+    assert expected in text, text
+    assert "| none | - | - | 0, 1, 2 | 0.40 ± 0.00 |" in text
+
+
+@pytest.mark.slow
+def test_a_two_run_pilot_writes_its_rows_and_resumes(tmp_path):
+    out, docs = tmp_path / "runs", tmp_path / "docs"
+    args = [sys.executable, str(BENCHMARKS / "regime_pilot.py"), "--output", str(out)]
+    args += ["--docs", str(docs), "--regimes", "cropflip-3000", "--seeds", "0"]
+    args += ["--fractions", "0.5", "--epochs", "2", "--steps-per-epoch", "2"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = regime_pilot.read_rows(docs / "pilot.csv")
+    assert [(r["method"], r["seed"], r["steps"]) for r in rows] == [
+        ("none", "0", "4"), ("weight-decay", "0", "4"),
+    ]  # fmt: skip
+    for row in rows:
+        assert row["commit"] and row["machine"] and str(tmp_path) not in row["command"]
+        assert row["command"].startswith("keras-normloss train --preset fashion-mnist-small")
+        assert "--train-subset 3000" in row["command"]
+        with gzip.open(docs / "runs" / row["run"] / "metrics.csv.gz", "rt") as f:
+            assert len(list(csv.DictReader(f))) == 2
+    assert float(rows[1]["timescale_fraction"]) == pytest.approx(0.5, rel=0.03)
+    again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0 and "[1/2]" not in again.stdout  # both rows exist: nothing runs
+    assert len(regime_pilot.read_rows(docs / "pilot.csv")) == 2
