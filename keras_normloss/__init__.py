@@ -23,8 +23,7 @@ Public names:
                       weights before each evaluation
 """
 
-import os
-import sys
+from keras_normloss import startup  # no Keras: os, sys, json only
 
 # Public name -> (module, attribute; None for the module itself).
 _PUBLIC = {
@@ -67,23 +66,13 @@ def __getattr__(name):
     return value
 
 
-def _started_as_the_command_line():
-    """True in `keras-normloss ...` and `python -m keras_normloss ...`."""
-    if os.path.basename(sys.argv[0] if sys.argv else "").startswith("keras-normloss"):
-        return True
-    argv = getattr(sys, "orig_argv", [])
-    return any(a == "-m" and b == "keras_normloss" for a, b in zip(argv, argv[1:]))
-
-
 # The command line imports Keras (hence TensorFlow, 5-8 s) only for the commands that train, so
 # that `--help`, `plot` and argument errors answer at once (`cli.start_tensorflow`). Imported from
 # Python, everything is imported here as it always was: `models` and `schedules` register their
 # serializable objects (ZeroPadShortcut, LinearWarmup), so `import keras_normloss` is enough to
 # load a saved model; a script that asks for the command's quiet (KERAS_NORMLOSS_TF_LOGS=hide)
 # gets TensorFlow imported without its start-up lines (see startup.py).
-if not _started_as_the_command_line():
-    from keras_normloss import startup
-
+if not startup.is_command_line():
     startup.default_to_jax_without_tensorflow()
     startup.quiet_tensorflow_import()
     for _name in _PUBLIC:

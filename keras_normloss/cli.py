@@ -16,6 +16,7 @@ import os
 import re
 import signal
 import sys
+import tempfile
 
 from keras_normloss import startup
 
@@ -73,6 +74,19 @@ def command(name):
         return wrapper
 
     return decorate
+
+
+def check_writable_directory(directory, what):
+    """Raises `UsageError` ("WHAT cannot be written: DIRECTORY is not writable (why)") unless a
+    file can be created in `directory`. It tries: `os.access` says yes to root on a read-only
+    filesystem. The one probe of `train --output` and `plot -o`."""
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        raise UsageError(
+            f"{what} cannot be written: {directory} is not writable ({error.strerror or error})"
+        ) from None
 
 
 def _integer_at_least(minimum, expected):

@@ -21,7 +21,6 @@ Reads only the CSV and JSON files of the directories.
 import json
 import math
 import os
-import tempfile
 
 from keras_normloss import cli, sweep_panels
 
@@ -281,14 +280,7 @@ def figure_path(output):
     directory = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(directory):
         raise cli.UsageError(f"-o {output}: the directory {directory} does not exist")
-    try:
-        with tempfile.TemporaryFile(dir=directory):
-            pass
-    except OSError as error:
-        raise cli.UsageError(
-            f"-o {output} cannot be written: {directory} is not writable "
-            f"({error.strerror or error})"
-        ) from None
+    cli.check_writable_directory(directory, f"-o {output}")
     if os.path.exists(output) and not os.access(output, os.W_OK):
         raise cli.UsageError(f"-o {output} cannot be written: the file is read-only")
     return output

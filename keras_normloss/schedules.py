@@ -18,7 +18,9 @@ linearly from 0 at step 0 to `lr` at step `warmup_steps` (Keras's `CosineDecay` 
 import keras
 from keras import ops
 
-SCHEDULES = ("step", "linear", "cosine", "constant")  # also training.config.LR_SCHEDULES
+from keras_normloss.choices import LR_SCHEDULES
+
+SCHEDULES = LR_SCHEDULES  # the names: keras_normloss.choices
 
 
 @keras.saving.register_keras_serializable(package="keras_normloss")

@@ -172,9 +172,11 @@ def tensorflow_logs_shown():
     return os.environ.get(ENV) == "show" or os.environ.get(VERBOSE_ENV, "") not in ("", "0")
 
 
-def _is_command_line():
+def is_command_line():
+    """True in `keras-normloss ...` (its script, `.exe` or `-script.py` on Windows) and in
+    `python -m keras_normloss ...`: the one test of it (`__init__` imports less there)."""
     program = os.path.basename(sys.argv[0]) if sys.argv else ""
-    if program in ("keras-normloss", "keras-normloss.exe"):
+    if program.startswith("keras-normloss"):
         return True
     argv = getattr(sys, "orig_argv", [])  # python -m keras_normloss: argv[0] is "-m" for now
     return any(a == "-m" and b == "keras_normloss" for a, b in zip(argv, argv[1:]))
@@ -202,7 +204,7 @@ def quiet_tensorflow_import(force=False):
         return
     if configured_backend() not in (None, "tensorflow"):
         return  # Keras runs on JAX (or another backend): TensorFlow is not needed
-    if not force and os.environ.get(ENV) != "hide" and not _is_command_line():
+    if not force and os.environ.get(ENV) != "hide" and not is_command_line():
         return
     os.environ[ENV] = "hide"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -338,3 +338,21 @@ def test_the_image_size_help_says_what_a_folder_trains_at(capsys):
     help_text = " ".join(capsys.readouterr().out.split())
     assert f"default: {registry.DEFAULT_IMAGE_SIZE} for a folder" in help_text
     assert registry.get("folder").default_image_size == registry.DEFAULT_IMAGE_SIZE
+
+
+def test_the_command_lines_names_are_the_keras_side_tables_keys():
+    """keras_normloss.choices holds the option names without Keras; the tables that act on
+    them are keyed by the same names (drift would be a KeyError at run time)."""
+    from keras_normloss import choices, schedules
+    from keras_normloss.data import augmentation
+    from keras_normloss.training import build, compute
+
+    assert schedules.SCHEDULES == choices.LR_SCHEDULES
+    assert augmentation.AUGMENTATIONS == choices.AUGMENTATIONS
+    assert tuple(build.OPTIMIZER_CLASSES) == choices.OPTIMIZERS
+    assert tuple(compute.POLICIES) == choices.MIXED_PRECISION
+    assert tuple(compute.JIT_COMPILE) == choices.JIT_COMPILE
+    for option, names in [("--lr-schedule", choices.LR_SCHEDULES), ("--augment",
+                          choices.AUGMENTATIONS), ("--optimizer", choices.OPTIMIZERS)]:  # fmt: skip
+        action = next(a for a in train.build_parser()._actions if option in a.option_strings)
+        assert tuple(action.choices) == names

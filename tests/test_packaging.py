@@ -83,3 +83,17 @@ def test_import_without_tensorflow_starts_keras_on_jax(tmp_path):
     assert run(f"import keras; keras.models.load_model({model!r}); print(keras.backend.backend())")[
         -1
     ] == "jax"
+
+
+def test_the_version_is_written_once():
+    """pyproject.toml reads `keras_normloss.__version__` (it was written in both)."""
+    import importlib.metadata
+
+    import keras_normloss
+
+    pyproject = tomllib.loads((pathlib.Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert "version" not in pyproject["project"] and "version" in pyproject["project"]["dynamic"]
+    assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {
+        "attr": "keras_normloss.__version__"
+    }
+    assert importlib.metadata.version("keras-normloss") == keras_normloss.__version__

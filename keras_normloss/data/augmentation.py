@@ -8,6 +8,8 @@ or a reflection), cropped back at random and flipped left-right at random.
 
 import numpy as np
 
+from keras_normloss import choices
+
 # How the border of the random crop is filled: zeros of the normalised
 # image, i.e. the mean colour (fb.resnet.torch, He et al.'s CIFAR ResNets: its
 # RandomCrop pads after ColorNormalize), or a reflection of the image (the Wide
@@ -21,7 +23,7 @@ NUMPY_PAD_MODES = {"zeros": "constant", "reflect": "reflect"}
 # Training augmentations of the in-memory datasets: a random crop of the padded image and a
 # random horizontal flip (CIFAR's, and the usual one for natural images and Fashion-MNIST),
 # the crop alone (digits and text, which a flip would change), or nothing.
-AUGMENTATIONS = ("crop-flip", "crop", "none")
+AUGMENTATIONS = choices.AUGMENTATIONS  # the names, without Keras: keras_normloss.choices
 
 
 def crop_border(size):

@@ -8,7 +8,7 @@ from keras_normloss.methods import norm_theory
 from keras_normloss.methods.decoupled import extend_with_normloss
 from keras_normloss.training.compute import JIT_COMPILE
 
-# `--optimizer NAME` (`config.OPTIMIZERS`) -> its Keras class.
+# `--optimizer NAME` (`keras_normloss.choices.OPTIMIZERS`) -> its Keras class.
 OPTIMIZER_CLASSES = {
     "sgd": keras.optimizers.SGD,
     "adam": keras.optimizers.Adam,

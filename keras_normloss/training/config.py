@@ -15,17 +15,14 @@ import os
 # its options, and `--help` or a mistyped option answer at once. `make_config` imports the
 # dataset and model registries when it runs.
 from keras_normloss import cli, methods, presets
+from keras_normloss.choices import JIT_COMPILE, LR_SCHEDULES, MIXED_PRECISION, OPTIMIZERS
 from keras_normloss.methods.table import PARAMETERS
 
 WEIGHT_DECAY_ON = PARAMETERS  # "kernels", "all"
-OPTIMIZERS = ("sgd", "adam", "adamw")  # the Keras classes: `build.OPTIMIZER_CLASSES`
 STRATEGIES = ("auto", "mirrored", "multiworker", "tpu", "one-device")  # see `strategies`
-LR_SCHEDULES = ("step", "linear", "cosine", "constant")  # the Keras ones: `schedules.SCHEDULES`
 # The initial learning rate of the adaptive optimizers when --lr is not given (at the preset's
 # batch size): Adam's usual 1e-3; the presets' 0.1 is SGD's.
 ADAPTIVE_LR = 1e-3
-MIXED_PRECISION = ("off", "float16", "bfloat16")
-JIT_COMPILE = ("auto", "on", "off")
 DEFAULT_KEEP_CHECKPOINTS = 2
 
 # Settings that do not change what a run computes; a run may be resumed with other values.

@@ -25,6 +25,8 @@ Both have:
 Only this module, the two it names and the data pipelines know which backend runs.
 """
 
+import importlib.metadata
+
 import keras
 
 
@@ -72,9 +74,22 @@ def has_gpu():
     ```
     """
     if keras.backend.backend() == "jax":
-        import jax
-
-        return any(d.platform == "gpu" for d in jax.devices())
+        return jax_sees_a_gpu()
     from keras_normloss.training.strategies import has_gpu as tensorflow_sees_a_gpu
 
     return tensorflow_sees_a_gpu()
+
+
+def jax_sees_a_gpu():
+    """True if JAX sees a GPU (its platform name is "gpu" whatever the vendor)."""
+    import jax
+
+    return any(d.platform == "gpu" for d in jax.devices())
+
+
+def installed_version(distribution_name):
+    """The installed version of a Python distribution (`"jaxlib"`), or None if it is absent."""
+    try:
+        return importlib.metadata.version(distribution_name)
+    except importlib.metadata.PackageNotFoundError:
+        return None

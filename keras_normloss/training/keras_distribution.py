@@ -23,7 +23,6 @@ contiguous part (`auto_shard_dataset=False`: our pipelines are not tf.data).
 """
 
 import contextlib
-import importlib.metadata
 import os
 import platform
 
@@ -32,6 +31,7 @@ import keras
 import numpy as np
 
 from keras_normloss import cli
+from keras_normloss.training.distribution import installed_version, jax_sees_a_gpu
 
 # XLA's flag for deterministic GPU reductions (scatter-add, ...); CPU XLA is deterministic.
 _DETERMINISTIC_GPU_FLAG = "--xla_gpu_deterministic_ops=true"
@@ -53,13 +53,6 @@ def make_deterministic():
     flags = os.environ.get("XLA_FLAGS", "")
     if _DETERMINISTIC_GPU_FLAG not in flags:
         os.environ["XLA_FLAGS"] = f"{flags} {_DETERMINISTIC_GPU_FLAG}".strip()
-
-
-def _version(distribution_name):
-    try:
-        return importlib.metadata.version(distribution_name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def _name(device):
@@ -168,7 +161,7 @@ class KerasDistribution:
         self.process, self.processes = jax.process_index(), jax.process_count()
         self.chief = self.process == 0
         self.multi_worker = self.processes > 1
-        self.has_gpu = any(d.platform == "gpu" for d in jax.devices())
+        self.has_gpu = jax_sees_a_gpu()
         self.on_tpu = any(d.platform == "tpu" for d in self.devices)
         # XLA under jit runs the same program on every device: nothing like tf.distribute's
         # per-device variables, which XLA cannot reach on CPUs (see `compute.check`).
@@ -254,4 +247,4 @@ class KerasDistribution:
 
     def versions(self):
         """JAX's libraries, for results.json."""
-        return {"jax": jax.__version__, "jaxlib": _version("jaxlib")}
+        return {"jax": jax.__version__, "jaxlib": installed_version("jaxlib")}

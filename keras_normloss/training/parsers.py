@@ -11,13 +11,16 @@ quietly, or JAX) once the options are read.
 import sys
 
 from keras_normloss import cli, methods, presets
-from keras_normloss.training.config import (
-    ADAPTIVE_LR,
-    DEFAULT_KEEP_CHECKPOINTS,
+from keras_normloss.choices import (
+    AUGMENTATIONS,
     JIT_COMPILE,
     LR_SCHEDULES,
     MIXED_PRECISION,
     OPTIMIZERS,
+)
+from keras_normloss.training.config import (
+    ADAPTIVE_LR,
+    DEFAULT_KEEP_CHECKPOINTS,
     STRATEGIES,
     WEIGHT_DECAY_ON,
     make_config,
@@ -36,7 +39,7 @@ _SHARED_OPTIONS = (
     (
         "--augment",
         dict(
-            choices=("crop-flip", "crop", "none"),
+            choices=AUGMENTATIONS,
             help="training augmentation (default: the dataset's: crop-flip; mnist crop)",
         ),
     ),

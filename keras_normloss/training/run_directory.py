@@ -12,7 +12,6 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 
 from keras_normloss import cli
@@ -71,15 +70,7 @@ def _check_writable(output):
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
         raise cli.UsageError(f"--output {output} cannot be created: {existing} is a file")
-    # os.access alone says yes to root on a read-only filesystem: try it.
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as error:
-        raise cli.UsageError(
-            f"--output {output} cannot be written: {existing} is not writable "
-            f"({error.strerror or error})"
-        ) from None
+    cli.check_writable_directory(existing, f"--output {output}")
 
 
 def check_run_dir(config):

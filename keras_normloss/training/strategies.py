@@ -6,7 +6,6 @@ the runtime's collectives when it is created. Keras 3 also needs a patch of its 
 run `fit` under that strategy: `keras_multiworker_patch`.
 """
 
-import importlib.metadata
 import os
 import platform
 
@@ -15,6 +14,7 @@ import tensorflow as tf
 from keras_normloss import cli
 from keras_normloss.training import keras_multiworker_patch
 from keras_normloss.training.config import STRATEGIES  # noqa: F401 (the names, checked there)
+from keras_normloss.training.distribution import installed_version
 
 
 def make_strategy(name):
@@ -112,13 +112,6 @@ def run_ops_one_at_a_time():
             )
 
 
-def _version(distribution_name):
-    try:
-        return importlib.metadata.version(distribution_name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 class TFDistribution:
     """A run's `tf.distribute` strategy, with the interface `training.distribution` describes.
 
@@ -195,5 +188,5 @@ class TFDistribution:
         """TensorFlow's libraries, for results.json."""
         return {
             "tensorflow": tf.__version__,
-            "tensorflow_datasets": _version("tensorflow-datasets"),
+            "tensorflow_datasets": installed_version("tensorflow-datasets"),
         }
