@@ -73,7 +73,7 @@ def plot_grid(sweep_dir, output_dir, base_batch=None, metric="final_test_error",
     for r in rows:
         if r["batch_size"] == base_batch:
             metrics = sweep_panels.read_csv(os.path.join(r["run"], "metrics.csv"))
-            curves[(r["regularizer"], r["factor"])].append(
+            curves[(r["method"], r["factor"])].append(
                 [sweep_panels.number(m["norm_mean"]) for m in metrics]
             )
     for ax, family in zip(axes, ("normloss", "weight-decay")):
@@ -130,11 +130,11 @@ def _swept_and_none(rows, base_batch):
     factors = collections.defaultdict(set)
     for r in rows:
         if r["batch_size"] == base_batch and not math.isnan(r["factor"]):
-            factors[r["regularizer"]].add(r["factor"])
+            factors[r["method"]].add(r["factor"])
     swept = {method for method, fs in factors.items() if len(fs) > 1}
     if not swept:
         return rows
-    return [r for r in rows if r["regularizer"] in swept | {"none"}]
+    return [r for r in rows if r["method"] in swept | {"none"}]
 
 
 def _factor_runs(rows, batch_size, factors):
@@ -148,15 +148,15 @@ def _factor_runs(rows, batch_size, factors):
         if r["batch_size"] != batch_size:
             continue
         if not math.isnan(r["factor"]):
-            default = factors.get(r["regularizer"])
+            default = factors.get(r["method"])
             if default is None:
                 with open(os.path.join(r["run"], "config.json")) as f:
                     preset = json.load(f)["preset"]
-                default = presets.default_factor(presets.get(preset), r["regularizer"])
+                default = presets.default_factor(presets.get(preset), r["method"])
             if default is None or not math.isclose(r["factor"], default):
                 continue
         factor = "" if math.isnan(r["factor"]) else f" {r['factor']:g}"
-        out[f"{r['regularizer']}{factor}"].append(r["value"])
+        out[f"{r['method']}{factor}"].append(r["value"])
     return out
 
 
@@ -164,8 +164,8 @@ def _markdown_table(rows, metric):
     groups = collections.defaultdict(list)
     timescales = collections.defaultdict(list)
     for r in rows:
-        groups[(r["regularizer"], r["factor"], r["batch_size"])].append(r["value"])
-        timescales[(r["regularizer"], r["factor"], r["batch_size"])].append(r["timescale_fraction"])
+        groups[(r["method"], r["factor"], r["batch_size"])].append(r["value"])
+        timescales[(r["method"], r["factor"], r["batch_size"])].append(r["timescale_fraction"])
     lines = [
         f"| method | factor | timescale (× run) | batch | {metric.replace('_', ' ')} (%), "
         "mean ± std | seeds |",

@@ -9,6 +9,8 @@ import math
 import os
 import statistics
 
+from keras_normloss.training.config import upgrade_record
+
 
 def read_csv(path):
     """The rows of a CSV file as dicts."""
@@ -22,8 +24,8 @@ def number(value):
 
 
 def method_of(record):
-    """The method of a config.json or summary.csv row; `regularizer` before the rename."""
-    return record["method"] if "method" in record else record["regularizer"]
+    """The method of a config.json or summary.csv row (also one written before a rename)."""
+    return upgrade_record(record)["method"]
 
 
 def sweep_rows(sweep_dirs, metric):
@@ -33,7 +35,7 @@ def sweep_rows(sweep_dirs, metric):
         for r in read_csv(os.path.join(sweep_dir, "summary.csv")):
             rows.append(
                 {
-                    "regularizer": method_of(r),
+                    "method": method_of(r),
                     "factor": number(r["factor"]),
                     # The factor's timescale as a multiple of the run (summary.csv; NaN for a
                     # method without one, or a run made before it was recorded).
@@ -120,7 +122,7 @@ def factor_panel(ax, rows, batch_size, metric):
     by_reg = collections.defaultdict(lambda: collections.defaultdict(list))
     for r in rows:
         if r["batch_size"] == batch_size:
-            by_reg[r["regularizer"]][r["factor"]].append((r["seed"], r["value"]))
+            by_reg[r["method"]][r["factor"]].append((r["seed"], r["value"]))
     points = []
     colors = _distinct_colors(len(by_reg))
     for color, (reg, by_factor) in zip(colors, sorted(by_reg.items())):
@@ -151,7 +153,7 @@ def batch_panel(ax, rows, metric):
     lines = collections.defaultdict(lambda: collections.defaultdict(list))
     for r in rows:
         factor = "" if math.isnan(r["factor"]) else f" {r['factor']:g}"
-        lines[f"{r['regularizer']}{factor}"][r["batch_size"]].append((r["seed"], r["value"]))
+        lines[f"{r['method']}{factor}"][r["batch_size"]].append((r["seed"], r["value"]))
     several = {label: by_batch for label, by_batch in lines.items() if len(by_batch) > 1}
     for label, by_batch in sorted(several.items()):
         _mean_std_line(ax, by_batch, label=label)

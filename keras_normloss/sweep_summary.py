@@ -5,6 +5,8 @@ import csv
 import json
 import os
 
+from keras_normloss.training.config import upgrade_record
+
 SUMMARY_COLUMNS = (
     "method",
     "factor",
@@ -41,7 +43,7 @@ def write_summary(sweep_dir):
                 results = json.load(f)
         except (OSError, ValueError):
             continue  # a damaged run: reported when the sweep reaches it
-        config.setdefault("method", config.get("regularizer"))  # runs made before the rename
+        config = upgrade_record(config)  # runs made before a field's rename
         rows.append(
             {
                 **{k: config[k] for k in ("method", "factor", "seed", "batch_size")},

@@ -313,7 +313,7 @@ def test_seeds_figure_takes_the_chosen_factors_over_the_presets():
     need no config.json then (the preset's default is read only for a method not chosen)."""
     nan = float("nan")
     rows = [
-        {"regularizer": reg, "factor": f, "batch_size": b, "value": v, "run": "/nowhere"}
+        {"method": reg, "factor": f, "batch_size": b, "value": v, "run": "/nowhere"}
         for reg, f, b, v in [
             ("normloss", 1e-4, 128, 9.1),
             ("normloss", 1e-4, 128, 9.3),
@@ -332,7 +332,7 @@ def test_the_grids_factor_figure_keeps_the_swept_methods_and_none():
     setting (a factor or none) goes to seeds.png instead. With no sweep, every method stays."""
     nan = float("nan")
     rows = [
-        {"regularizer": reg, "factor": f, "batch_size": b}
+        {"method": reg, "factor": f, "batch_size": b}
         for reg, f, b in [
             ("normloss", 1e-4, 128),
             ("normloss", 1e-2, 128),
@@ -344,9 +344,9 @@ def test_the_grids_factor_figure_keeps_the_swept_methods_and_none():
             ("none", nan, 128),
         ]
     ]
-    kept = {r["regularizer"] for r in grid_plots._swept_and_none(rows, 128)}
+    kept = {r["method"] for r in grid_plots._swept_and_none(rows, 128)}
     assert kept == {"normloss", "weight-decay", "none"}
-    peers = [r for r in rows if r["regularizer"] in ("so", "oni", "none")]
+    peers = [r for r in rows if r["method"] in ("so", "oni", "none")]
     assert grid_plots._swept_and_none(peers, 128) == peers
 
 
@@ -359,7 +359,7 @@ def test_a_factor_panel_of_many_methods_gives_each_its_own_colour():
 
     nan = float("nan")
     rows = [
-        {"regularizer": f"m{i:02d}", "factor": 10.0 ** -(i % 3 + 2) if i % 2 else nan,
+        {"method": f"m{i:02d}", "factor": 10.0 ** -(i % 3 + 2) if i % 2 else nan,
          "batch_size": 128, "seed": "0", "value": 9.0 + 0.1 * i}
         for i in range(14)
     ]  # fmt: skip

@@ -102,6 +102,30 @@ class RunConfig:
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in operational}
 
 
+# Fields renamed since runs were first written: old name -> new. config.json files and
+# summary.csv rows made before a rename, and `make_config(regularizer=...)`, still read.
+RENAMED = {"regularizer": "method"}
+
+
+def upgrade_record(record):
+    """A config.json or summary.csv row, or `make_config`'s overrides, with every field of
+    `RENAMED` under its new name (the new one wins where a record has both).
+
+    Example:
+
+    ```python
+    upgrade_record({"regularizer": "normloss"})  # {"method": "normloss"}
+    ```
+    """
+    record = dict(record)
+    for old, new in RENAMED.items():
+        if old in record:
+            value = record.pop(old)
+            if record.get(new) is None:
+                record[new] = value
+    return record
+
+
 def make_config(preset_name, output, **overrides):
     """Builds a `RunConfig` from a preset and explicit overrides.
 
@@ -149,9 +173,8 @@ def make_config(preset_name, output, **overrides):
         preset = presets.get(preset_name)
     except ValueError as error:
         raise cli.UsageError(str(error)) from None
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    method = overrides.pop("method", None) or overrides.pop("regularizer", "normloss")
-    overrides.pop("regularizer", None)
+    overrides = {k: v for k, v in upgrade_record(overrides).items() if v is not None}
+    method = overrides.pop("method", "normloss")
     if method not in methods.METHODS:
         raise cli.UsageError(
             f"unknown method {method!r}; expected one of {', '.join(methods.names())}"

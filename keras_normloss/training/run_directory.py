@@ -15,7 +15,7 @@ import os
 import zipfile
 
 from keras_normloss import cli
-from keras_normloss.training.config import DERIVED, OPERATIONAL
+from keras_normloss.training.config import DERIVED, OPERATIONAL, upgrade_record
 from keras_normloss.training.faults import Diverged, RunFilesDamaged
 
 OUTPUTS = ("results.json", "metrics.csv", "dynamics.csv", "model.keras", "tensorboard/")
@@ -104,8 +104,7 @@ def check_run_dir(config):
             f"{path} cannot be read ({error}); choose a new --output, or repair that file"
         ) from None
     mine = json.loads(json.dumps(config.identity()))
-    if "regularizer" in saved and "method" not in saved:  # written before the field's rename
-        saved["method"] = saved.pop("regularizer")
+    saved = upgrade_record(saved)  # written before a field's rename
     theirs = {
         k: v for k, v in saved.items() if k in mine or k not in (*OPERATIONAL, *DERIVED)
     }
