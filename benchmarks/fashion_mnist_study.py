@@ -171,15 +171,10 @@ def _finished(output):
 
 
 def _overrides(args):
-    return dict(
-        epochs=args.epochs,
-        steps_per_epoch=args.steps_per_epoch,
-        dataset=args.dataset,
-        model=args.model,
-        data_dir=args.data_dir,
-        validation_split=args.validation_split,
-        deterministic=True,
-    )
+    """The runs' settings over the preset: the options `train` takes, deterministic always."""
+    from keras_normloss.training import parsers
+
+    return {**parsers.shared_overrides(args), "deterministic": True}
 
 
 def choose(args, rows):
@@ -324,13 +319,10 @@ def build_parser():
     parser.add_argument("--batch-seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--peers", nargs="*", default=None, help="default: every other method")
     parser.add_argument("--peer-seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, help="default: the preset's")
-    parser.add_argument("--steps-per-epoch", type=int, help="cap (the tests use 2)")
-    parser.add_argument("--validation-split", type=float, help="default: the preset's (0.1)")
-    parser.add_argument("--dataset", help="default: fashion_mnist (tests: fashion_mnist_mini)")
-    parser.add_argument("--model", help="default: the preset's")
-    parser.add_argument("--data-dir", help="the four IDX files (default: found)")
     parser.add_argument("--report-only", action="store_true", help="no training")
+    from keras_normloss.training import parsers
+
+    parsers.add_run_options(parser)  # --epochs, --dataset, --model, ... as `train` takes them
     return parser
 
 

@@ -199,6 +199,13 @@ _SHARED_OPTIONS = (
 )
 
 
+def add_run_options(parser):
+    """Adds the options that override a preset's settings (`shared_overrides` reads them):
+    `train`, `sweep` and the study's command take the same ones."""
+    for flag, kwargs in _SHARED_OPTIONS:
+        parser.add_argument(flag, **kwargs)
+
+
 def add_shared_arguments(parser):
     """Adds `--preset` and the options that `train` and `sweep` share."""
     parser.add_argument(
@@ -207,8 +214,7 @@ def add_shared_arguments(parser):
         choices=sorted(presets.PRESETS),
         help="the papers' settings to start from (keras_normloss/presets.py)",
     )
-    for flag, kwargs in _SHARED_OPTIONS:
-        parser.add_argument(flag, **kwargs)
+    add_run_options(parser)
     # Not a setting of the run: read by `keras_normloss.cli` before TensorFlow starts.
     parser.add_argument(
         "--verbose",
