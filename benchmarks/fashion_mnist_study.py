@@ -190,8 +190,12 @@ def choose(args, rows):
 
 def report(args, choices):
     """study.csv, paired.json, table.md and the figures, from the finished runs."""
-    from keras_normloss import grid_plots, sweep
+    from keras_normloss import grid_plots, presets, sweep
+    from keras_normloss.sweep_summary import at_its_factor
     from keras_normloss.training import read_metrics
+
+    def preset_default(method):  # the peers run at their defaults
+        return presets.default_factor(presets.get(PRESET), method)
 
     rows = sweep.write_summary(args.output)
     os.makedirs(args.docs, exist_ok=True)
@@ -242,8 +246,8 @@ def report(args, choices):
         # chosen one for the compared methods, the default for the peers.
         at_factor = collections.defaultdict(dict)
         for r in rows:
-            method, factor, seed = r["method"], r["factor"], int(r["seed"])
-            chosen = choices.get(method) is None or float(factor) == choices[method]
+            method, seed = r["method"], int(r["seed"])
+            chosen = at_its_factor(method, r["factor"], choices, preset_default)
             if int(r["batch_size"]) == args.base_batch and chosen:
                 if seed in at_factor[method]:  # a peer run at two factors
                     raise ValueError(f"{method} has two runs of seed {seed} to compare")
@@ -275,6 +279,7 @@ def _paired_or_none(a, b):
 
 def _convergence_figure(args, rows, choices, read_metrics):
     from keras_normloss.sweep_panels import pyplot
+    from keras_normloss.sweep_summary import at_its_factor
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
@@ -284,7 +289,7 @@ def _convergence_figure(args, rows, choices, read_metrics):
             for r in rows
             if r["method"] == method
             and int(r["batch_size"]) == args.base_batch
-            and (method == "none" or float(r["factor"]) == choices[method])
+            and at_its_factor(method, r["factor"], choices)
         ]
         if not curves:
             continue

@@ -10,6 +10,7 @@ import os
 import statistics
 
 from keras_normloss import cli, sweep_panels
+from keras_normloss.sweep_summary import at_its_factor
 
 
 def plot_grid(sweep_dir, output_dir, base_batch=None, metric="final_test_error", factors=None):
@@ -141,23 +142,24 @@ def _factor_runs(rows, batch_size, factors):
     """`{label: values}` at one batch size: every method without a factor, and every method
     with one at its factor in `factors`, else at its preset's default factor (read from each
     run's config.json)."""
-    from keras_normloss import presets
-
     out = collections.defaultdict(list)
     for r in rows:
         if r["batch_size"] != batch_size:
             continue
-        if not math.isnan(r["factor"]):
-            default = factors.get(r["method"])
-            if default is None:
-                with open(os.path.join(r["run"], "config.json")) as f:
-                    preset = json.load(f)["preset"]
-                default = presets.default_factor(presets.get(preset), r["method"])
-            if default is None or not math.isclose(r["factor"], default):
-                continue
+        if not at_its_factor(r["method"], r["factor"], factors, lambda m, r=r: _default(r, m)):
+            continue
         factor = "" if math.isnan(r["factor"]) else f" {r['factor']:g}"
         out[f"{r['method']}{factor}"].append(r["value"])
     return out
+
+
+def _default(row, method):
+    """The default factor of `method` under the preset of the run of `row` (its config.json)."""
+    from keras_normloss import presets
+
+    with open(os.path.join(row["run"], "config.json")) as f:
+        preset = json.load(f)["preset"]
+    return presets.default_factor(presets.get(preset), method)
 
 
 def _markdown_table(rows, metric):

@@ -3,6 +3,7 @@ validation error, and the text table `sweep` ends with."""
 
 import csv
 import json
+import math
 import os
 
 from keras_normloss.training.config import upgrade_record
@@ -118,6 +119,34 @@ def choose_factor(rows, method, batch_size=None):
     means = {f: sum(v) / len(v) for f, v in by_factor.items()}
     best = min(means, key=lambda f: (means[f], f))
     return best, means[best]
+
+
+def at_its_factor(method, factor, factors, default=None):
+    """Whether a run of `method` at `factor` is at the method's one factor of a comparison.
+
+    The one rule for "each method at its one factor" (the study's paired differences and
+    convergence figure, the grid's seeds figure): a method without a factor (`factor` None,
+    empty or NaN) always is; one with a factor is at `factors[method]` (the factor chosen on
+    validation) where given, else at `default(method)` (its preset's default), else nowhere.
+
+    Args:
+        method: the run's method.
+        factor: its factor (a number, a string from a CSV, None or NaN).
+        factors: `{method: factor}`, e.g. the factors chosen on validation.
+        default: a callable `method -> factor or None`, or None.
+
+    Example:
+
+    ```python
+    at_its_factor("normloss", "0.001", {"normloss": 1e-3})  # True
+    ```
+    """
+    if factor in (None, "") or factor != factor:  # NaN
+        return True
+    one = factors.get(method)
+    if one is None and default is not None:
+        one = default(method)
+    return one is not None and math.isclose(float(factor), one)
 
 
 def format_table(rows):

@@ -375,3 +375,14 @@ def test_a_factor_panel_of_many_methods_gives_each_its_own_colour():
     }
     plt.close(fig)
     assert len(labels) == 14 and len(colours) == 14
+
+
+def test_at_its_factor_is_the_chosen_factor_else_the_default_and_always_for_none():
+    from keras_normloss.sweep_summary import at_its_factor
+
+    chosen = {"normloss": 1e-3}
+    assert at_its_factor("none", "", chosen) and at_its_factor("wrs", float("nan"), chosen)
+    assert at_its_factor("normloss", "0.001", chosen)  # a CSV's string
+    assert not at_its_factor("normloss", 1e-2, chosen)
+    assert not at_its_factor("so", 1e-2, chosen)  # neither chosen nor a default: nowhere
+    assert at_its_factor("so", 1e-2, chosen, default=lambda method: 1e-2)
