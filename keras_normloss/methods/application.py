@@ -128,25 +128,18 @@ class MethodReport:
         except Exception:  # interpreter shutdown: nothing left to warn with
             pass
 
+    def _field_values(self):
+        # Read without counting as handed over.
+        return [object.__getattribute__(self, f.name) for f in dataclasses.fields(self)]
+
     def __copy__(self):
-        # A copy is made on purpose (copy, deepcopy, pickle): it never warns.
-        fields = {f.name: object.__getattribute__(self, f.name) for f in dataclasses.fields(self)}
-        copy = MethodReport(**fields)
-        object.__setattr__(copy, "_handed_over", set(fields["needs"]))
-        return copy
+        return _made_on_purpose(*self._field_values())
 
     def __deepcopy__(self, memo):
-        fields = {
-            f.name: copy_module.deepcopy(object.__getattribute__(self, f.name), memo)
-            for f in dataclasses.fields(self)
-        }
-        twin = MethodReport(**fields)
-        object.__setattr__(twin, "_handed_over", set(fields["needs"]))
-        return twin
+        return _made_on_purpose(*(copy_module.deepcopy(v, memo) for v in self._field_values()))
 
     def __reduce__(self):
-        fields = tuple(object.__getattribute__(self, f.name) for f in dataclasses.fields(self))
-        return (_unpickled_report, fields)
+        return (_made_on_purpose, tuple(self._field_values()))
 
     def __repr__(self):
         get = lambda name: object.__getattribute__(self, name)  # noqa: E731
@@ -197,9 +190,11 @@ class MethodReport:
         return "\n".join(lines)
 
 
-def _unpickled_report(*fields):
+def _made_on_purpose(*fields):
+    """A report made from another on purpose (a copy, a deep copy, an unpickled one): it never
+    warns. The one place such a report is built."""
     report = MethodReport(*fields)
-    object.__setattr__(report, "_handed_over", set(report.needs))
+    object.__setattr__(report, "_handed_over", set(object.__getattribute__(report, "needs")))
     return report
 
 
