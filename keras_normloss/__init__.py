@@ -23,48 +23,36 @@ Public names:
                       weights before each evaluation
 """
 
-from keras_normloss import startup  # no Keras: os, sys, json only
+from keras_normloss import _lazy, startup  # no Keras: os, sys, json only
 
-# Public name -> (module, attribute; None for the module itself).
+# Public name -> where it lives (keras_normloss._lazy): imported when first used.
 _PUBLIC = {
-    "methods": ("keras_normloss.methods", None),
-    "models": ("keras_normloss.models", None),
-    "optimizers": ("keras_normloss.optimizers", None),
-    "schedules": ("keras_normloss.schedules", None),
-    "AttachReport": ("keras_normloss.attach", "AttachReport"),
-    "attach": ("keras_normloss.attach", "attach"),
-    "apply_method": ("keras_normloss.methods", "apply"),
-    "ONI": ("keras_normloss.methods.oni", "ONI"),
-    "OrthogonalWeightNorm": ("keras_normloss.methods.own", "OrthogonalWeightNorm"),
-    "SRIP": ("keras_normloss.methods.penalties", "SRIP"),
-    "NormLoss": ("keras_normloss.methods.penalties", "NormLoss"),
-    "SoftOrthogonality": ("keras_normloss.methods.penalties", "SoftOrthogonality"),
-    "weight_decay": ("keras_normloss.methods.penalties", "weight_decay"),
-    "EpochProjection": ("keras_normloss.methods.projections", "EpochProjection"),
-    "WeightRescaling": ("keras_normloss.methods.projections", "WeightRescaling"),
-    "reparametrize": ("keras_normloss.methods.reparametrize", "reparametrize"),
-    "WeightNorm": ("keras_normloss.methods.weight_norm", "WeightNorm"),
-    "data_dependent_init": ("keras_normloss.methods.weight_norm", "data_dependent_init"),
-    "UnsupportedLayerError": ("keras_normloss.norms", "UnsupportedLayerError"),
-    "channel_norms": ("keras_normloss.norms", "channel_norms"),
-    "layer_kernels": ("keras_normloss.norms", "layer_kernels"),
-    "oblique_distance": ("keras_normloss.norms", "oblique_distance"),
-    "output_channel_axes": ("keras_normloss.norms", "output_channel_axes"),
+    "methods": "keras_normloss.methods",
+    "models": "keras_normloss.models",
+    "optimizers": "keras_normloss.optimizers",
+    "schedules": "keras_normloss.schedules",
+    "AttachReport": "keras_normloss.attach:AttachReport",
+    "attach": "keras_normloss.attach:attach",
+    "apply_method": "keras_normloss.methods:apply",
+    "ONI": "keras_normloss.methods.oni:ONI",
+    "OrthogonalWeightNorm": "keras_normloss.methods.own:OrthogonalWeightNorm",
+    "SRIP": "keras_normloss.methods.penalties:SRIP",
+    "NormLoss": "keras_normloss.methods.penalties:NormLoss",
+    "SoftOrthogonality": "keras_normloss.methods.penalties:SoftOrthogonality",
+    "weight_decay": "keras_normloss.methods.penalties:weight_decay",
+    "EpochProjection": "keras_normloss.methods.projections:EpochProjection",
+    "WeightRescaling": "keras_normloss.methods.projections:WeightRescaling",
+    "reparametrize": "keras_normloss.methods.reparametrize:reparametrize",
+    "WeightNorm": "keras_normloss.methods.weight_norm:WeightNorm",
+    "data_dependent_init": "keras_normloss.methods.weight_norm:data_dependent_init",
+    "UnsupportedLayerError": "keras_normloss.norms:UnsupportedLayerError",
+    "channel_norms": "keras_normloss.norms:channel_norms",
+    "layer_kernels": "keras_normloss.norms:layer_kernels",
+    "oblique_distance": "keras_normloss.norms:oblique_distance",
+    "output_channel_axes": "keras_normloss.norms:output_channel_axes",
 }
 
-
-def __getattr__(name):
-    """Imports a public name when it is first used (PEP 562)."""
-    if name not in _PUBLIC:
-        raise AttributeError(f"module 'keras_normloss' has no attribute {name!r}")
-    import importlib
-
-    module, attribute = _PUBLIC[name]
-    value = importlib.import_module(module)
-    value = value if attribute is None else getattr(value, attribute)
-    globals()[name] = value
-    return value
-
+__getattr__ = _lazy.attributes(__name__, _PUBLIC)
 
 # The command line imports Keras (hence TensorFlow, 5-8 s) only for the commands that train, so
 # that `--help`, `plot` and argument errors answer at once (`cli.start_tensorflow`). Imported from

@@ -5,15 +5,10 @@ scripts) have always imported from here.
     keras-normloss train --preset quick --dataset synthetic --output runs/quick
 """
 
-from keras_normloss import training
+from keras_normloss import _lazy, training
 
 __all__ = list(training.__all__)
 
 
-def __getattr__(name):
-    """Every name of `keras_normloss.training`, imported when first used (PEP 562)."""
-    if name not in training.__all__:
-        raise AttributeError(f"module 'keras_normloss.train' has no attribute {name!r}")
-    value = getattr(training, name)
-    globals()[name] = value
-    return value
+# Every name of `keras_normloss.training`, imported when first used.
+__getattr__ = _lazy.attributes(__name__, {n: f"keras_normloss.training:{n}" for n in __all__})

@@ -29,8 +29,8 @@ augmentations, and TensorFlow is never imported (CIFAR is read through tensorflo
 if it is installed).
 """
 
-import importlib
 
+from keras_normloss import _lazy
 from keras_normloss.data import (
     augmentation,
     backends,
@@ -52,13 +52,9 @@ from keras_normloss.data.registry import (
 )
 from keras_normloss.data.sources import DatasetNotPreparedError, MalformedDatasetError
 
-
-def __getattr__(name):
-    # The tf.data modules import TensorFlow: only when first used, so that the other
-    # backends never do. `data.pipelines` still works as an attribute.
-    if name in ("pipelines", "tf_sources"):
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# The tf.data modules import TensorFlow: only when first used, so that the other backends never
+# do. `data.pipelines` still works as an attribute.
+__getattr__ = _lazy.attributes(__name__, {m: f"{__name__}.{m}" for m in ("pipelines", "tf_sources")})
 
 
 # The registry's names, and views of it kept for callers of earlier versions.

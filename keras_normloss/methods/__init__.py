@@ -13,33 +13,27 @@ decoupled.py          decoupled Norm Loss / weight decay for any Keras optimizer
                       keras_optimizer_hook.py the private Keras API it rests on
 """
 
+from keras_normloss import _lazy
 from keras_normloss.methods.table import KINDS, METHODS, Method, get, names
 
 # Imported when first used (PEP 562): they need Keras, hence TensorFlow (5-8 s), and the command
 # line reads the table (names, factors) before it knows whether it will train.
 _LAZY = {
-    "ONI_SETTINGS": "keras_normloss.methods.application",
-    "PENALTIES": "keras_normloss.methods.application",
-    "MethodReport": "keras_normloss.methods.application",
-    "apply": "keras_normloss.methods.application",
-    "LAYER_CHOICES": "keras_normloss.methods.layer_choice",
-    "layer_selector": "keras_normloss.methods.layer_choice",
+    "ONI_SETTINGS": "keras_normloss.methods.application:ONI_SETTINGS",
+    "PENALTIES": "keras_normloss.methods.application:PENALTIES",
+    "MethodReport": "keras_normloss.methods.application:MethodReport",
+    "apply": "keras_normloss.methods.application:apply",
+    "LAYER_CHOICES": "keras_normloss.methods.layer_choice:LAYER_CHOICES",
+    "layer_selector": "keras_normloss.methods.layer_choice:layer_selector",
     # What `keras_normloss.methods` (then one module) also exposed before the move.
-    "NormLoss": "keras_normloss.methods.penalties",
-    "weight_decay": "keras_normloss.methods.penalties",
-    "EpochProjection": "keras_normloss.methods.projections",
-    "WeightRescaling": "keras_normloss.methods.projections",
+    "NormLoss": "keras_normloss.methods.penalties:NormLoss",
+    "weight_decay": "keras_normloss.methods.penalties:weight_decay",
+    "EpochProjection": "keras_normloss.methods.projections:EpochProjection",
+    "WeightRescaling": "keras_normloss.methods.projections:WeightRescaling",
 }
 
 
-def __getattr__(name):
-    if name not in _LAZY:
-        raise AttributeError(f"module 'keras_normloss.methods' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = _lazy.attributes(__name__, _LAZY)
 
 
 __all__ = [

@@ -14,7 +14,7 @@
     checkpoints.py             the last N checkpoints, verified on resume
     faults.py                  early stops (signals, divergence, failures), their exit statuses
     metrics.py                 metrics.csv (checked on resume) and the per-epoch log entries
-    run.py                     one run, start to end
+    engine.py                  one run, start to end (`run`)
     parsers.py                 the `train` command line and the options `sweep` shares
 
 `keras_normloss.train` (the `keras-normloss train` subcommand) re-exports the entry points.
@@ -23,64 +23,42 @@ and chooses Keras's backend before Keras starts. Only `distribution`, the two mo
 and the data pipelines know which backend runs.
 """
 
-import sys
-import types
+from keras_normloss import _lazy
 
 # Public name -> the module that defines it, imported when the name is first used (PEP 562):
 # the command line reads its options through `parsers` without starting TensorFlow.
 _HOME = {
-    "Checkpointer": "checkpoints",
-    "CheckpointStore": "checkpoints",
-    "CheckpointsUnreadable": "checkpoints",
-    "CheckpointWriteFailed": "checkpoints",
-    "random_state_variables": "checkpoints",
-    "ADAPTIVE_LR": "config",
-    "OPTIMIZERS": "config",
-    "STRATEGIES": "config",
-    "WEIGHT_DECAY_ON": "config",
-    "RunConfig": "config",
-    "make_config": "config",
-    "NonFiniteLoss": "faults",
-    "Preempted": "faults",
-    "RunFailed": "faults",
-    "RunStopped": "faults",
-    "METRIC_COLUMNS": "metrics",
-    "read_metrics": "metrics",
-    "add_shared_arguments": "parsers",
-    "build_parser": "parsers",
-    "main": "parsers",
-    "shared_overrides": "parsers",
-    "run": "run",
-    "summary_line": "messages",
-    "check_run_dir": "run_directory",
-    "make_distribution": "distribution",
-    "is_chief": "strategies",
-    "make_strategy": "strategies",
+    "Checkpointer": "keras_normloss.training.checkpoints:Checkpointer",
+    "CheckpointStore": "keras_normloss.training.checkpoints:CheckpointStore",
+    "CheckpointsUnreadable": "keras_normloss.training.checkpoints:CheckpointsUnreadable",
+    "CheckpointWriteFailed": "keras_normloss.training.checkpoints:CheckpointWriteFailed",
+    "random_state_variables": "keras_normloss.training.checkpoints:random_state_variables",
+    "ADAPTIVE_LR": "keras_normloss.training.config:ADAPTIVE_LR",
+    "OPTIMIZERS": "keras_normloss.training.config:OPTIMIZERS",
+    "STRATEGIES": "keras_normloss.training.config:STRATEGIES",
+    "WEIGHT_DECAY_ON": "keras_normloss.training.config:WEIGHT_DECAY_ON",
+    "RunConfig": "keras_normloss.training.config:RunConfig",
+    "make_config": "keras_normloss.training.config:make_config",
+    "NonFiniteLoss": "keras_normloss.training.faults:NonFiniteLoss",
+    "Preempted": "keras_normloss.training.faults:Preempted",
+    "RunFailed": "keras_normloss.training.faults:RunFailed",
+    "RunStopped": "keras_normloss.training.faults:RunStopped",
+    "METRIC_COLUMNS": "keras_normloss.training.metrics:METRIC_COLUMNS",
+    "read_metrics": "keras_normloss.training.metrics:read_metrics",
+    "add_shared_arguments": "keras_normloss.training.parsers:add_shared_arguments",
+    "build_parser": "keras_normloss.training.parsers:build_parser",
+    "main": "keras_normloss.training.parsers:main",
+    "shared_overrides": "keras_normloss.training.parsers:shared_overrides",
+    "run": "keras_normloss.training.engine:run",
+    "summary_line": "keras_normloss.training.messages:summary_line",
+    "check_run_dir": "keras_normloss.training.run_directory:check_run_dir",
+    "make_distribution": "keras_normloss.training.distribution:make_distribution",
+    "is_chief": "keras_normloss.training.strategies:is_chief",
+    "make_strategy": "keras_normloss.training.strategies:make_strategy",
 }
 
 
-class _Package(types.ModuleType):
-    """This package, keeping `run` the function: importing the submodule `training.run` sets
-    the package's attribute `run` to that module (an eager `from .run import run` used to set
-    it back at once)."""
-
-    def __setattr__(self, name, value):
-        if name == "run" and isinstance(value, types.ModuleType):
-            value = value.run
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
-
-
-def __getattr__(name):
-    if name not in _HOME:
-        raise AttributeError(f"module 'keras_normloss.training' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f"keras_normloss.training.{_HOME[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = _lazy.attributes(__name__, _HOME)
 
 
 __all__ = [

@@ -25,9 +25,9 @@ Both have:
 Only this module, the two it names and the data pipelines know which backend runs.
 """
 
-import importlib.metadata
-
 import keras
+
+from keras_normloss.training.machine import jax_sees_a_gpu
 
 
 def make_distribution(name, deterministic=False):
@@ -79,17 +79,3 @@ def has_gpu():
 
     return tensorflow_sees_a_gpu()
 
-
-def jax_sees_a_gpu():
-    """True if JAX sees a GPU (its platform name is "gpu" whatever the vendor)."""
-    import jax
-
-    return any(d.platform == "gpu" for d in jax.devices())
-
-
-def installed_version(distribution_name):
-    """The installed version of a Python distribution (`"jaxlib"`), or None if it is absent."""
-    try:
-        return importlib.metadata.version(distribution_name)
-    except importlib.metadata.PackageNotFoundError:
-        return None

@@ -31,7 +31,7 @@ import keras
 import numpy as np
 
 from keras_normloss import cli
-from keras_normloss.training.distribution import installed_version, jax_sees_a_gpu
+from keras_normloss.training.machine import installed_version, jax_sees_a_gpu
 
 # XLA's flag for deterministic GPU reductions (scatter-add, ...); CPU XLA is deterministic.
 _DETERMINISTIC_GPU_FLAG = "--xla_gpu_deterministic_ops=true"

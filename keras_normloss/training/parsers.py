@@ -300,8 +300,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     cli.start_backend(args.backend, args.verbose)
     from keras_normloss import data
+    from keras_normloss.training.engine import run
     from keras_normloss.training.faults import Interrupted, Preempted, RunStopped
-    from keras_normloss.training.run import run
 
     config = make_config(
         args.preset,

@@ -14,7 +14,7 @@ import tensorflow as tf
 from keras_normloss import cli
 from keras_normloss.training import keras_multiworker_patch
 from keras_normloss.training.config import STRATEGIES  # noqa: F401 (the names, checked there)
-from keras_normloss.training.distribution import installed_version
+from keras_normloss.training.machine import installed_version
 
 
 def make_strategy(name):
