@@ -14,7 +14,8 @@ seeds early.
 
 Writes to `--docs` (default OUTPUT/report; the repository's record only when named there):
 `pilot.csv`, one row per finished run with the code's commit, the exact command and the
-machine; `runs/NAME/metrics.csv.gz` and `dynamics.csv.gz`, each run's per-epoch metrics and norm
+machine; `per-run/NAME/metrics.csv.gz` and `dynamics.csv.gz` (not `runs/`, which .gitignore
+keeps out of the repository), each run's per-epoch metrics and norm
 dynamics; `pilot.md`, per regime the final training and test errors and the paired difference
 weight decay − none with its 95 % t interval. With `--commit`, each finished run's files are
 committed at once (`git commit -- PATHS`: nothing else staged is taken), so that a later sitting
@@ -53,6 +54,7 @@ REGIMES = {
 }  # fmt: skip
 FRACTIONS = (0.1, 0.3)  # weight decay's timescale as a fraction of the run
 SEEDS = (0, 1, 2)
+PER_RUN = "per-run"  # docs/per-run/NAME/: each run's metrics and dynamics, compressed
 COLUMNS = (
     "regime",
     "method",
@@ -183,8 +185,8 @@ def _row(regime, method, factor, seed, steps, run_dir, command, wall):
 
 
 def _keep_run_files(run_dir, docs):
-    """The run's metrics.csv and dynamics.csv, compressed, under docs/runs/NAME/."""
-    target = os.path.join(docs, "runs", os.path.basename(run_dir))
+    """The run's metrics.csv and dynamics.csv, compressed, under docs/per-run/NAME/."""
+    target = os.path.join(docs, PER_RUN, os.path.basename(run_dir))
     os.makedirs(target, exist_ok=True)
     kept = []
     for name in ("metrics.csv", "dynamics.csv"):
@@ -227,6 +229,12 @@ def run_all(args):
     os.makedirs(docs, exist_ok=True)
     table = os.path.join(docs, "pilot.csv")
     done = {r["run"] for r in read_rows(table)}
+    for name in sorted(done):  # rows whose per-run files a crash (or an older version) left out
+        run_dir = os.path.join(args.output, name)
+        if os.path.isdir(run_dir) and not os.path.isdir(os.path.join(docs, PER_RUN, name)):
+            kept = _keep_run_files(run_dir, docs)
+            if args.commit:
+                _git_commit([table, *kept], f"pilot: {name}'s metrics")
     overrides = {k: v for k, v in (("epochs", args.epochs), ("steps_per_epoch",
                  args.steps_per_epoch)) if v is not None}  # fmt: skip
     runs, steps = plan(args.regimes, args.fractions, args.seeds, overrides)

@@ -80,7 +80,7 @@ def test_a_two_run_pilot_writes_its_rows_and_resumes(tmp_path):
         assert row["commit"] and row["machine"] and str(tmp_path) not in row["command"]
         assert row["command"].startswith("keras-normloss train --preset fashion-mnist-small")
         assert "--train-subset 3000" in row["command"]
-        with gzip.open(docs / "runs" / row["run"] / "metrics.csv.gz", "rt") as f:
+        with gzip.open(docs / "per-run" / row["run"] / "metrics.csv.gz", "rt") as f:
             assert len(list(csv.DictReader(f))) == 2
     assert float(rows[1]["timescale_fraction"]) == pytest.approx(0.5, rel=0.03)
     again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
