@@ -56,6 +56,7 @@ print(json.dumps({
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
+@pytest.mark.subprocess
 def test_normloss_value_gradient_and_fit_on_other_backends(backend):
     if importlib.util.find_spec(backend) is None:
         pytest.skip(f"{backend} is not installed")

@@ -52,6 +52,7 @@ def test_recompute_statistics_uses_what_there_is_and_refuses_a_bad_count():
     assert batch_norm.recompute_statistics(without, [np.ones((4, 6), "float32")], 5) == 0
 
 
+@pytest.mark.end_to_end
 def test_a_run_with_precise_bn_evaluates_with_the_statistics_of_its_last_epoch(tmp_path):
     """`--precise-bn 3`: the saved model's statistics are those of the first three batches of
     the last epoch's training pass, at the final weights (recomputing them changes nothing),
@@ -96,6 +97,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.subprocess
 def test_recompute_statistics_on_jax():
     """Eager calls update BatchNormalization's variables on JAX too (the JAX training path)."""
     out = run_script(_ON_JAX, "jax")

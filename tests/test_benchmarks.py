@@ -41,6 +41,7 @@ BENCHMARKS = pathlib.Path(__file__).parent.parent / "benchmarks"
         ),
     ],
 )
+@pytest.mark.subprocess
 def test_benchmark_runs_and_prints_its_table(script, args, expected, tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TFDS_DATA_DIR": str(tmp_path)}
     proc = subprocess.run(

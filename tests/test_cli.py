@@ -46,6 +46,7 @@ def test_output_holding_another_run_is_refused(tmp_path, capsys):
     assert "holds a different run (differs in: factor)" in capsys.readouterr().err
 
 
+@pytest.mark.subprocess
 def test_console_script_and_module_dispatch():
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run(
@@ -143,6 +144,7 @@ def _sweep_error(capsys, args):
     return err
 
 
+@pytest.mark.subprocess
 def test_sweep_and_train_refuse_each_others_directories(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
@@ -169,6 +171,7 @@ def test_sweep_and_train_refuse_each_others_directories(tmp_path, capsys):
         (["--method", "normloss", "--factor", "-1e-3"], "expected a non-negative finite number"),
     ],
 )
+@pytest.mark.subprocess
 def test_sweep_probes_are_one_line_status_2(tmp_path, capsys, args, message):
     assert message in _sweep_error(capsys, args + ["--output", str(tmp_path / "sweep")])
     assert not (tmp_path / "sweep").exists()
@@ -251,6 +254,7 @@ def test_one_backend_rule_for_the_command_line_and_the_library(
             cli.start_backend()
 
 
+@pytest.mark.subprocess
 def test_help_and_argument_errors_do_not_start_tensorflow():
     """TensorFlow takes 5-8 s to import: `--help` and mistyped options answer without it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "KERAS_NORMLOSS"))}
@@ -276,6 +280,7 @@ def test_help_and_argument_errors_do_not_start_tensorflow():
         assert len(errors) == (status == 2), (argv, errors)
 
 
+@pytest.mark.subprocess
 def test_tensorflow_start_up_lines_are_silenced():
     """TF_CPP_MIN_LOG_LEVEL=3 does not hide the lines TensorFlow prints before its logging
     starts ("oneDNN custom operations are on", ...): the command does."""
@@ -288,6 +293,7 @@ def test_tensorflow_start_up_lines_are_silenced():
     assert proc.stderr.count("\n") == 1 and "unknown model 'nope'" in proc.stderr, proc.stderr
 
 
+@pytest.mark.subprocess
 def test_a_sweeps_runs_start_tensorflow_quietly_too(tmp_path):
     """Each run of a sweep is a spawned process that imports TensorFlow anew: it printed
     TensorFlow's start-up lines twice per run, which the sweep itself hid."""
@@ -304,6 +310,7 @@ def test_a_sweeps_runs_start_tensorflow_quietly_too(tmp_path):
 
 
 @pytest.mark.parametrize("command", [["--help"], ["train", "--help"], ["plot", "--help"]])
+@pytest.mark.subprocess
 def test_a_reader_that_goes_away_gets_no_traceback(command):
     """`keras-normloss --help | head -1` once ended in a BrokenPipeError traceback."""
     proc = subprocess.Popen(

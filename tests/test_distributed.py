@@ -94,6 +94,7 @@ def _max_difference(a, b):
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_train_mirrored_equals_one_device_with_synchronized_bn(tmp_path):
     """Synchronized BN makes a 2-replica step match one device to float32
     rounding (Keras computes synced moments as E[x^2] - E[x]^2, summed in
@@ -124,6 +125,7 @@ def _free_port():
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_multi_worker_training_on_localhost(tmp_path):
     ports = [_free_port(), _free_port()]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}

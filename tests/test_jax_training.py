@@ -135,6 +135,7 @@ def runs(tmp_path_factory, compilation_cache):
     return {"one": (one, *_finish(first)), "two": (two, *_finish(second))}
 
 
+@pytest.mark.subprocess
 def test_train_on_jax_without_tensorflow(runs):
     out_dir, out, err = runs["one"]
     results = json.load(open(os.path.join(out_dir, "results.json")))
@@ -171,6 +172,7 @@ def test_train_on_jax_without_tensorflow(runs):
     assert all(np.all(np.isfinite(w)) for w in _weights(out_dir))
 
 
+@pytest.mark.subprocess
 def test_two_host_devices_equal_one_device(runs):
     """keras.distribution.DataParallel over two host devices: one SPMD program, whose step
     equals one device's (BatchNormalization's moving statistics too: under jit they are
@@ -202,6 +204,7 @@ def test_two_host_devices_equal_one_device(runs):
         (["--synchronized-bn"], "--synchronized-bn is for TensorFlow's MirroredStrategy"),
     ],
 )
+@pytest.mark.subprocess
 def test_settings_these_devices_cannot_run_are_one_line_status_2(
     tmp_path, compilation_cache, args, message
 ):
@@ -225,6 +228,7 @@ def _sidecar(run_dir, epoch, step):
     return os.path.join(run_dir, "checkpoint", f"ckpt-e{epoch:05d}-s{step:07d}.json")
 
 
+@pytest.mark.subprocess
 def test_sigterm_and_kill_minus_nine_resume_to_the_uninterrupted_weights(
     runs, tmp_path, compilation_cache
 ):
@@ -285,6 +289,7 @@ for name in names:
 KINDS_ON_JAX = ["none", "normloss", "srip", "wrs", "pbwn-epoch", "wn", "oni", "normloss-decoupled"]
 
 
+@pytest.mark.subprocess
 def test_each_kind_of_method_trains_on_jax(tmp_path, compilation_cache):
     """Two steps of each kind of method, in two processes side by side (XLA compiles on one
     core)."""
@@ -321,6 +326,7 @@ def _free_port():
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_two_processes_on_localhost_equal_one_device(runs, tmp_path, compilation_cache):
     """`--strategy multiworker` on JAX: `keras.distribution.initialize()` reads the
     KERAS_DISTRIBUTION_* variables (jax.distributed over loopback, CPU collectives by Gloo),

@@ -265,6 +265,7 @@ def test_report_optimizer_keeps_the_base_configuration():
         report.optimizer("sgd")
 
 
+@pytest.mark.end_to_end
 def test_adamw_with_decoupled_weight_decay_through_train(tmp_path):
     out = tmp_path / "run"
     args = ["--method", "weight-decay-decoupled", "--optimizer", "adamw", "--model", "resnet8"]

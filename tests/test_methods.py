@@ -177,6 +177,7 @@ def test_sweep_runs_methods_without_factor_once():
     ],
     ids=["oni", "pbwn-epoch", "decoupled-adam"],
 )
+@pytest.mark.end_to_end
 def test_train_runs_each_kind_of_method(tmp_path, extra):
     out = tmp_path / "run"
     assert (

@@ -265,6 +265,7 @@ print("TENSORFLOW", [m for m in sys.modules if m.split(".")[0] in ("tensorflow",
 """
 
 
+@pytest.mark.subprocess
 def test_jax_path_loads_and_trains_without_tensorflow():
     env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
     result = subprocess.run(

@@ -415,6 +415,7 @@ def test_zero_channel_stays_zero_and_16_bit_kernels_stay_finite():
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_same_weights_on_tensorflow_and_jax():
     if importlib.util.find_spec("jax") is None:
         pytest.skip("jax is not installed")

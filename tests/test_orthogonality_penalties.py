@@ -305,6 +305,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.subprocess
 def test_so_and_srip_value_and_gradient_under_jax_jit():
     if importlib.util.find_spec("jax") is None:
         pytest.skip("jax is not installed")

@@ -38,6 +38,7 @@ def test_the_install_line_is_written_in_the_requirements_file():
     assert "pip install -r requirements-jax.txt && pip install --no-deps -e ." in text
 
 
+@pytest.mark.subprocess
 def test_import_without_tensorflow_starts_keras_on_jax(tmp_path):
     """After the install without TensorFlow, `import keras_normloss` works with nothing set:
     Keras's own default (tensorflow, which it also writes into keras.json) would fail. It

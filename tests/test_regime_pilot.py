@@ -64,6 +64,7 @@ def test_the_report_is_the_paired_difference_of_the_rows(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_a_two_run_pilot_writes_its_rows_and_resumes(tmp_path):
     out, docs = tmp_path / "runs", tmp_path / "docs"
     args = [sys.executable, str(BENCHMARKS / "regime_pilot.py"), "--output", str(out)]

@@ -438,6 +438,7 @@ print(json.dumps({
 
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+@pytest.mark.subprocess
 def test_jax_backend_gives_the_tensorflow_forward_and_training_step():
     """The same weights give the same outputs, and one SGD step (so the same
     gradients, through ONI's iteration and OLM's custom eigh gradient) on JAX."""

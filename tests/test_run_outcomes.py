@@ -48,6 +48,7 @@ def diverged(tmp_path_factory):
     return out, args, train.main(args)
 
 
+@pytest.mark.end_to_end
 def test_a_run_diverging_at_its_last_step_fails_and_writes_no_success(diverged, capsys):
     out, _, status = diverged
     assert status == 1
@@ -57,6 +58,7 @@ def test_a_run_diverging_at_its_last_step_fails_and_writes_no_success(diverged, 
     assert (record["what"], record["epoch"], record["step"]) == ("penalty", 1, 1)
 
 
+@pytest.mark.end_to_end
 def test_the_same_command_says_it_diverged_instead_of_diverging_again(diverged, capsys):
     out, args, _ = diverged
     capsys.readouterr()
@@ -142,6 +144,7 @@ def stopped_after_epoch_1(tmp_path_factory):
     return out, args
 
 
+@pytest.mark.end_to_end
 @pytest.mark.parametrize("damage", ["header-only", "empty", "deleted", "row-cut-short"])
 def test_metrics_missing_a_resumed_epoch_is_refused_and_nothing_changes(
     stopped_after_epoch_1, tmp_path, capsys, damage
@@ -185,6 +188,7 @@ def finished(tmp_path_factory):
         ("results-corrupt", "results.json of this finished run cannot be read"),
     ],
 )
+@pytest.mark.end_to_end
 def test_a_finished_run_is_done_only_if_its_outputs_are_whole(
     finished, tmp_path, capsys, damage, message
 ):
@@ -349,6 +353,7 @@ def test_sigterm_as_a_run_ends_stops_the_sweep_before_the_next(tmp_path, capsys,
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_one_process_per_run_directory_and_a_killed_sweeps_run_stops_with_it(tmp_path):
     """A sweep killed with -9 once left its run training as an orphan, and the sweep started
     again trained the same run beside it (epoch 1 twice in metrics.csv). Now a second process
@@ -409,6 +414,7 @@ def test_a_signal_whose_exception_was_swallowed_still_stops_the_run():
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_ctrl_c_while_a_sweeps_run_starts_stops_the_sweep_with_130_and_no_traceback(tmp_path):
     """The signal once reached the starting run as SIGINT: a KeyboardInterrupt traceback of 30
     frames and exit status 1 (SIGTERM: "run failed (exit status -15)"). Now the sweep stops

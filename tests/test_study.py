@@ -59,6 +59,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_study_runs_end_to_end_resumes_and_chooses_on_validation(tmp_path):
     """Every phase at 2 steps per run on the shipped subset: 11 runs, then a second call that
     runs nothing. Run from the repository's root without `--docs`, as a user would: the report

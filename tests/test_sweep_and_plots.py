@@ -52,6 +52,7 @@ def swept(tmp_path_factory):
     return out, args
 
 
+@pytest.mark.subprocess
 def test_sweep_runs_the_grid_and_summarises(swept):
     out, _ = swept
     with open(out / "summary.csv") as f:
@@ -67,6 +68,7 @@ def test_sweep_runs_the_grid_and_summarises(swept):
         assert r["dataset"] == "synthetic"
 
 
+@pytest.mark.subprocess
 def test_sweep_is_resumable(swept, capsys):
     out, args = swept
     stamps = {
@@ -120,6 +122,7 @@ def test_sweep_is_resumable(swept, capsys):
             assert os.path.getmtime(out / d / "results.json") == stamp
 
 
+@pytest.mark.subprocess
 def test_plot_sweep_and_runs(swept, tmp_path):
     out, _ = swept
     figure = tmp_path / "sweep.png"

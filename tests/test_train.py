@@ -30,6 +30,7 @@ def _dynamics(run_dir):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.end_to_end
 def test_train_writes_a_complete_run_directory(tmp_path, capsys):
     out = tmp_path / "run"
     assert (
@@ -93,6 +94,7 @@ def test_train_writes_a_complete_run_directory(tmp_path, capsys):
     assert len(model.losses) == 8  # NormLoss on ResNet-8's 7 convs and classifier
 
 
+@pytest.mark.end_to_end
 @pytest.mark.parametrize("weight_decay_on", ["all", "kernels"])
 def test_regularization_loss_column_is_the_penalty(tmp_path, weight_decay_on):
     """Weight decay wd is (wd / 2) * sum(w**2) over every trainable parameter
@@ -127,6 +129,7 @@ def test_regularization_loss_column_is_the_penalty(tmp_path, weight_decay_on):
     assert json.load(open(out / "config.json"))["weight_decay_on"] == weight_decay_on
 
 
+@pytest.mark.end_to_end
 def test_learning_rate_schedule_follows_the_preset(tmp_path):
     out = tmp_path / "lr"
     quick = train.make_config("quick", out, dataset="synthetic")
@@ -143,6 +146,7 @@ def test_learning_rate_schedule_follows_the_preset(tmp_path):
     np.testing.assert_allclose(lrs, [0.1, 0.1, 0.1, 0.01, 0.001], rtol=1e-6)
 
 
+@pytest.mark.end_to_end
 def test_finished_run_is_not_run_again(tmp_path, capsys):
     out = tmp_path / "run"
     args = SMALL + ["--epochs", "1", "--steps-per-epoch", "2", "--output", str(out)]
@@ -195,6 +199,7 @@ def _mid_epoch_checkpoint_exists(run_dir, epoch):
     ],
     ids=["wrn16_4-dropout"],
 )
+@pytest.mark.subprocess
 def test_kill_minus_nine_and_resume_equals_uninterrupted_run(tmp_path, model_args, atol):
     common = SMALL + [
         "--batch-size",
@@ -250,6 +255,7 @@ def test_kill_minus_nine_and_resume_equals_uninterrupted_run(tmp_path, model_arg
     assert not (out / "checkpoint").exists()
 
 
+@pytest.mark.end_to_end
 def test_first_command_trains_on_the_shipped_subset_and_ends_with_a_summary(tmp_path, capsys):
     """The README's first command, shortened: real Fashion-MNIST images, no download, the
     validation split held out and reported beside the final test error."""
@@ -281,6 +287,7 @@ def test_first_command_trains_on_the_shipped_subset_and_ends_with_a_summary(tmp_
     assert config["augment"] == "none" and config["image_size"] is None
 
 
+@pytest.mark.end_to_end
 def test_warmup_starts_the_learning_rate_at_zero_and_linear_ends_near_zero(tmp_path):
     out = tmp_path / "run"
     args = ["--preset", "quick", "--dataset", "synthetic", "--model", "resnet8", "--epochs", "4"]

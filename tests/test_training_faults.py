@@ -253,6 +253,7 @@ def test_a_full_disk_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch
     assert _snapshot(directory) == before  # nothing of the failed checkpoint is left
 
 
+@pytest.mark.subprocess
 def test_a_full_filesystem_for_real(tmp_path):
     """The same on a 64 KiB tmpfs, where mounting one is allowed (root in a container)."""
     mount = tmp_path / "small"
@@ -348,6 +349,7 @@ def test_float16_without_a_gpu_and_xla_over_cpu_replicas_are_refused(tmp_path, c
         assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.end_to_end
 def test_bfloat16_and_xla_train_on_one_device_and_are_recorded(tmp_path, capsys):
     out = tmp_path / "run"
     args = SMALL + ["--epochs", "1", "--steps-per-epoch", "2", "--output", str(out)]
@@ -373,6 +375,7 @@ def test_bfloat16_and_xla_train_on_one_device_and_are_recorded(tmp_path, capsys)
     assert capsys.readouterr().out.strip().splitlines()[-1] == last
 
 
+@pytest.mark.end_to_end
 def test_nan_loss_stops_at_once_and_keeps_the_last_good_checkpoint(tmp_path, capsys, monkeypatch):
     """NaN images from the second epoch on (a broken file, an overflow): the first NaN step
     stops the run; the checkpoint of epoch 1 stays, and no checkpoint or metrics row of epoch 2
@@ -413,6 +416,7 @@ def test_nan_loss_stops_at_once_and_keeps_the_last_good_checkpoint(tmp_path, cap
     assert not (out / "results.json").exists()
 
 
+@pytest.mark.subprocess
 def test_sigterm_saves_and_exits_143_then_resume_past_a_truncated_checkpoint(tmp_path):
     """A cluster's SIGTERM mid-epoch: the run saves at the step it is on and exits 143. The
     newest checkpoint is then cut short (the disk failed); the same command skips it, says so,
