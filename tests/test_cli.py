@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+from small_runs import tiny_run
 
 from keras_normloss import cli, startup, train
 
@@ -94,7 +95,7 @@ def test_non_negative_float_rejects_nan_and_inf():
 
 # --- issue 17: every probe of bad input is one line and status 2, and loses nothing ----------
 
-TINY = ["--preset", "quick", "--dataset", "synthetic", "--batch-size", "16", "--model", "resnet8"]
+TINY = tiny_run(16)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import warnings
 import keras
 import numpy as np
 import pytest
-from small_runs import CONSTANT_LR
+from small_runs import tiny_run
 
 from keras_normloss import attach, methods, presets, train
 from keras_normloss.methods import norm_theory, placement
@@ -17,8 +17,7 @@ from keras_normloss.methods.reparametrization import KernelReparametrization
 from keras_normloss.training.build import run_timescale
 from keras_normloss.training.config import make_config
 
-SMALL = ["--preset", "quick", "--dataset", "synthetic", "--batch-size", "8"]
-SMALL += CONSTANT_LR
+SMALL = tiny_run(8, model=None)
 
 
 def _model():

@@ -7,6 +7,7 @@ import warnings
 import keras
 import numpy as np
 import pytest
+from small_runs import tiny_run
 
 from keras_normloss import (
     EpochProjection,
@@ -23,7 +24,7 @@ from keras_normloss import (
 from keras_normloss.methods import MethodReport
 
 # ResNet-8: the smallest registered model (7 convolutions), the quicker to build and trace.
-SMALL = ["--preset", "quick", "--dataset", "synthetic", "--batch-size", "8", "--model", "resnet8"]
+SMALL = tiny_run(8)
 
 
 def _factor(name):

@@ -11,14 +11,13 @@ import keras
 import numpy as np
 import pytest
 from in_process import InProcess
-from small_runs import CONSTANT_LR
+from small_runs import tiny_run
 
 from keras_normloss import cli, data, train
 from keras_normloss.training import checkpoints, faults, sizes
 from keras_normloss.training.checkpoints import Checkpointer, CheckpointStore
 
-TINY = ["--preset", "quick", "--dataset", "synthetic", "--batch-size", "16", "--model", "resnet8"]
-TINY += CONSTANT_LR
+TINY = tiny_run(16)
 
 
 def _one_line(capsys, start):

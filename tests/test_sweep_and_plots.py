@@ -5,25 +5,11 @@ import os
 import matplotlib.image
 import numpy as np
 import pytest
-from small_runs import CONSTANT_LR
+from small_runs import tiny_run
 
 from keras_normloss import cli, grid_plots, plots, sweep
 
-SMALL = [
-    "--preset",
-    "quick",
-    "--dataset",
-    "synthetic",
-    "--model",
-    "resnet8",
-    "--batch-size",
-    "16",
-    "--epochs",
-    "2",
-    "--steps-per-epoch",
-    "2",
-]
-SMALL += CONSTANT_LR
+SMALL = tiny_run(16) + ["--epochs", "2", "--steps-per-epoch", "2"]
 
 
 def test_grid_gives_factorless_regularizers_one_run_per_seed():

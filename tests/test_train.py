@@ -9,15 +9,14 @@ import time
 import keras
 import numpy as np
 import pytest
-from small_runs import CONSTANT_LR
+from small_runs import tiny_run
 from train_process import start_train
 
 from keras_normloss import presets, train
 
 # The quick preset with ResNet-8, the smallest registered model: a third of ResNet-20's layers to
 # build and trace.
-SMALL = ["--preset", "quick", "--dataset", "synthetic", "--batch-size", "16", "--model", "resnet8"]
-SMALL += CONSTANT_LR
+SMALL = tiny_run(16)
 
 
 def _metrics(run_dir):

@@ -20,15 +20,14 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from small_runs import CONSTANT_LR
+from small_runs import tiny_run
 from train_process import start_train
 
 from keras_normloss import data, train
 from keras_normloss.training import checkpoints, compute, keras_multiworker_patch, strategies
 from keras_normloss.training.checkpoints import CheckpointStore
 
-SMALL = ["--preset", "quick", "--dataset", "synthetic", "--batch-size", "8", "--model", "resnet8"]
-SMALL += CONSTANT_LR
+SMALL = tiny_run(8)
 
 
 # --- the private Keras API that the multi-worker patch relies on -------------------------------
