@@ -152,63 +152,18 @@ def make_config(preset_name, output, **overrides):
     config.factor  # 1e-4: the paper's weight decay
     ```
     """
-    import keras
-
-    from keras_normloss import data, models
-
-    backend = keras.backend.backend()
-    asked = overrides.pop("backend", None)
-    if asked is not None and asked != backend:
-        raise cli.UsageError(
-            f"backend {asked!r} was asked for, and Keras runs on {backend} in this process "
-            f"(its backend is fixed when Keras is first imported): set KERAS_BACKEND={asked} "
-            "before importing Keras, or use `keras-normloss train --backend`"
-        )
-    if backend not in cli.BACKENDS:
-        raise cli.UsageError(
-            f"Keras runs on {backend}; keras-normloss trains on tensorflow or jax "
-            "(set KERAS_BACKEND)"
-        )
+    backend = _keras_backend(asked=overrides.pop("backend", None))
     try:
         preset = presets.get(preset_name)
     except ValueError as error:
         raise cli.UsageError(str(error)) from None
     overrides = {k: v for k, v in upgrade_record(overrides).items() if v is not None}
-    method = overrides.pop("method", "normloss")
-    if method not in methods.METHODS:
-        raise cli.UsageError(
-            f"unknown method {method!r}; expected one of {', '.join(methods.names())}"
-        )
-    factor = overrides.pop("factor", None)
-    if factor is not None and not methods.get(method).takes_factor:
-        raise cli.UsageError(f"--factor does not apply to --method {method}")
-    if overrides.get("synchronized_bn") and backend != "tensorflow":
-        # Keras's BatchNormalization(synchronized=True) is TensorFlow's; on JAX, DataParallel's
-        # BatchNorm statistics are reductions over the global batch already.
-        raise cli.UsageError(
-            f"--synchronized-bn is for TensorFlow's MirroredStrategy; on {backend} BatchNorm "
-            "statistics are over the global batch already: leave it out"
-        )
-    optimizer = overrides.pop("optimizer", "sgd")
-    if optimizer not in OPTIMIZERS:
-        raise cli.UsageError(
-            f"unknown optimizer {optimizer!r}; expected one of {', '.join(OPTIMIZERS)}"
-        )
+    method, factor, optimizer = _method_factor_optimizer(overrides, backend)
     overrides.setdefault("augment", preset.augment)
     batch_size = overrides.pop("batch_size", preset.batch_size)
-    lr = overrides.pop("lr", None)
-    if lr is not None and not lr > 0:
-        raise cli.UsageError(f"--lr must be positive (a learning rate of {lr:g} trains nothing)")
-    if lr is None:
-        lr = preset.lr if optimizer == "sgd" else ADAPTIVE_LR
-        lr *= batch_size / preset.batch_size if preset.lr_scales_with_batch else 1.0
-    if factor is None:
-        # The preset's learning rate, scaled with the batch as above: the decoupled
-        # defaults convert for the optimizer's lr, not for a batch-size change.
-        scaled = batch_size / preset.batch_size if preset.lr_scales_with_batch else 1.0
-        factor = presets.default_factor(preset, method, lr=lr / scaled)
-    if factor is not None and not 0 <= factor < float("inf"):
-        raise cli.UsageError(f"--factor must be a non-negative number, got {factor}")
+    lr, factor = _learning_rate_and_factor(
+        preset, method, optimizer, batch_size, overrides.pop("lr", None), factor
+    )
     config = RunConfig(
         preset=preset.name,
         dataset=overrides.pop("dataset", preset.dataset),
@@ -238,6 +193,79 @@ def make_config(preset_name, output, **overrides):
         backend=backend,
         **overrides,
     )
+    _check(config)
+    return config
+
+
+def _method_factor_optimizer(overrides, backend):
+    """Takes `method`, `factor` and `optimizer` out of `overrides`, each checked (and
+    `--synchronized-bn` against the backend)."""
+    method = overrides.pop("method", "normloss")
+    if method not in methods.METHODS:
+        raise cli.UsageError(
+            f"unknown method {method!r}; expected one of {', '.join(methods.names())}"
+        )
+    factor = overrides.pop("factor", None)
+    if factor is not None and not methods.get(method).takes_factor:
+        raise cli.UsageError(f"--factor does not apply to --method {method}")
+    if overrides.get("synchronized_bn") and backend != "tensorflow":
+        # Keras's BatchNormalization(synchronized=True) is TensorFlow's; on JAX, DataParallel's
+        # BatchNorm statistics are reductions over the global batch already.
+        raise cli.UsageError(
+            f"--synchronized-bn is for TensorFlow's MirroredStrategy; on {backend} BatchNorm "
+            "statistics are over the global batch already: leave it out"
+        )
+    optimizer = overrides.pop("optimizer", "sgd")
+    if optimizer not in OPTIMIZERS:
+        raise cli.UsageError(
+            f"unknown optimizer {optimizer!r}; expected one of {', '.join(OPTIMIZERS)}"
+        )
+    return method, factor, optimizer
+
+
+def _keras_backend(asked):
+    """The backend Keras runs on in this process, refused if another was `asked` for or if
+    keras-normloss cannot train on it."""
+    import keras
+
+    backend = keras.backend.backend()
+    if asked is not None and asked != backend:
+        raise cli.UsageError(
+            f"backend {asked!r} was asked for, and Keras runs on {backend} in this process "
+            f"(its backend is fixed when Keras is first imported): set KERAS_BACKEND={asked} "
+            "before importing Keras, or use `keras-normloss train --backend`"
+        )
+    if backend not in cli.BACKENDS:
+        raise cli.UsageError(
+            f"Keras runs on {backend}; keras-normloss trains on tensorflow or jax "
+            "(set KERAS_BACKEND)"
+        )
+    return backend
+
+
+def _learning_rate_and_factor(preset, method, optimizer, batch_size, lr, factor):
+    """The run's initial learning rate (the preset's for SGD, Adam's 1e-3 otherwise, scaled
+    with the batch where the preset says so) and its factor (the preset's default for the
+    method when none is given), each checked."""
+    if lr is not None and not lr > 0:
+        raise cli.UsageError(f"--lr must be positive (a learning rate of {lr:g} trains nothing)")
+    scaled = batch_size / preset.batch_size if preset.lr_scales_with_batch else 1.0
+    if lr is None:
+        lr = (preset.lr if optimizer == "sgd" else ADAPTIVE_LR) * scaled
+    if factor is None:
+        # The preset's learning rate, scaled with the batch as above: the decoupled
+        # defaults convert for the optimizer's lr, not for a batch-size change.
+        factor = presets.default_factor(preset, method, lr=lr / scaled)
+    if factor is not None and not 0 <= factor < float("inf"):
+        raise cli.UsageError(f"--factor must be a non-negative number, got {factor}")
+    return lr, factor
+
+
+def _check(config):
+    """Refuses a `RunConfig` with a setting no run can have (names, ranges, paths); writes its
+    `data_dir` as a string."""
+    from keras_normloss import data, models
+
     try:
         data.check_name(config.dataset)
     except ValueError as error:
@@ -300,7 +328,6 @@ def make_config(preset_name, output, **overrides):
                 f"--data-dir {config.data_dir} is a file; give the directory that holds the "
                 "dataset's files"
             )
-    return config
 
 
 def _check_choice(what, value, choices):

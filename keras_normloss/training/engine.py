@@ -40,12 +40,9 @@ import dataclasses
 import errno
 import os
 import sys
-import tempfile
 
 import keras
-import numpy as np
 
-import keras_normloss
 from keras_normloss import callbacks as norm_callbacks
 from keras_normloss import cli, data
 from keras_normloss.batch_norm import PreciseBatchNorm
@@ -66,15 +63,14 @@ from keras_normloss.training.metrics import (
     HeldOutEvaluation,
     MetricsCSV,
     check_metrics,
-    read_metrics,
 )
+from keras_normloss.training.results import write_model_and_results
 from keras_normloss.training.run_directory import (
     check_finished,
     check_not_diverged,
     check_run_dir,
     exclusive,
     record_divergence,
-    sha256,
     write_json,
 )
 from keras_normloss.training.sizes import check_sizes
@@ -186,6 +182,88 @@ def _train(config, state, verbose, stop):
     tensorboard = summaries.tensorflow_for_summaries() is not None and chief
     keras.utils.set_random_seed(config.seed)
 
+    pipelines, steps_per_epoch, timescale = _data(config, distribution, notes)
+    info = pipelines.info
+
+    schedule = run_schedule(config, steps_per_epoch)  # the optimizer's: each epoch logs its rate
+    with distribution.scope():
+        model, method_callbacks = build_model(config, info, schedule)
+    check_sizes(config, info, model)  # the memory the batch needs
+    try:
+        distribution.prepare(model)
+    except RuntimeError as error:
+        raise RunFailed(str(error)) from None
+
+    checkpoint_dir = os.path.join(config.output, "checkpoint")
+    store = CheckpointStore(
+        checkpoint_dir,
+        config.keep_checkpoints,
+        write=chief,
+        metrics=_metric_state_restorable(distribution),
+    )
+    first_epoch, skip_steps = _restore(config, model, distribution, store, state)
+    if chief:
+        # Before anything is written: a metrics.csv that lost resumed epochs stops the run.
+        check_metrics(os.path.join(config.output, "metrics.csv"), first_epoch)
+        os.makedirs(config.output, exist_ok=True)
+        write_json(
+            os.path.join(config.output, "config.json"),
+            {**dataclasses.asdict(config), "timescale": timescale},
+        )
+
+    if chief and not tensorboard:
+        print(summaries.NO_TENSORFLOW_NOTE)
+    callbacks = _callbacks(
+        config, info, pipelines, distribution, tensorboard, steps_per_epoch,
+        dict(store=store, stop=stop, method=method_callbacks, schedule=schedule, first=first_epoch),
+    )  # fmt: skip
+
+    fit = dict(
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,
+    )  # data is shuffled already
+    with distribution.scope(), _progress_line_ended(verbose):
+        _fit(
+            model,
+            lambda *position: distribution.process_batches(pipelines.train(*position)),
+            config,
+            first_epoch,
+            skip_steps,
+            steps_per_epoch,
+            callbacks,
+            fit,
+            store.metric_state,
+        )
+
+    results = write_model_and_results(config, model, distribution, info, timescale)
+    if chief:
+        store.remove_all()
+    return results
+
+
+def _restore(config, model, distribution, store, state):
+    """The position `(epoch, step)` training starts from: (0, 0) for a new run, else the
+    newest checkpoint's, whose weights and optimizer state `model` then holds."""
+    if state != "resume":
+        return 0, 0
+    with distribution.scope():
+        # The weights file holds the optimizer's state (momentum, iterations, hence the
+        # learning-rate schedule's position) too; its variables must exist before it is read.
+        model.optimizer.build(model.trainable_variables)
+        position = store.restore(
+            model, report=lambda line: print(f"{config.output}: {line}", file=sys.stderr)
+        )
+    if position is None:
+        return 0, 0
+    print(f"{config.output}: {resume_line(*position, config.epochs)}")
+    return position
+
+
+def _data(config, distribution, notes):
+    """Loads the run's data and says what it is (the data line, the start-up notes, the
+    factor's timescale); refuses sizes that cannot fit. Returns the pipelines, the steps per
+    epoch and the timescale record."""
     try:
         pipelines = _load_data(config)
     except data.DatasetOptionError as error:  # e.g. --image-size for CIFAR, ImageNet on JAX
@@ -218,49 +296,18 @@ def _train(config, state, verbose, stop):
         print(warning)
     elif timescale and timescale.get("why_none"):
         print(f"NOTE: --method {config.method} has no timescale here: {timescale['why_none']}.")
+    return pipelines, steps_per_epoch, timescale
 
-    schedule = run_schedule(config, steps_per_epoch)  # the optimizer's: each epoch logs its rate
-    with distribution.scope():
-        model, method_callbacks = build_model(config, info, schedule)
-    check_sizes(config, info, model)  # the memory the batch needs
-    try:
-        distribution.prepare(model)
-    except RuntimeError as error:
-        raise RunFailed(str(error)) from None
 
-    checkpoint_dir = os.path.join(config.output, "checkpoint")
-    store = CheckpointStore(
-        checkpoint_dir,
-        config.keep_checkpoints,
-        write=chief,
-        metrics=_metric_state_restorable(distribution),
-    )
-    first_epoch, skip_steps = 0, 0
-    if state == "resume":
-        with distribution.scope():
-            # The weights file holds the optimizer's state (momentum,
-            # iterations, hence the learning-rate schedule's position) too;
-            # its variables must exist before it is read.
-            model.optimizer.build(model.trainable_variables)
-            position = store.restore(
-                model, report=lambda line: print(f"{config.output}: {line}", file=sys.stderr)
-            )
-        if position is not None:
-            first_epoch, skip_steps = position
-            print(f"{config.output}: {resume_line(first_epoch, skip_steps, config.epochs)}")
-    if chief:
-        # Before anything is written: a metrics.csv that lost resumed epochs stops the run.
-        check_metrics(os.path.join(config.output, "metrics.csv"), first_epoch)
-        os.makedirs(config.output, exist_ok=True)
-        write_json(
-            os.path.join(config.output, "config.json"),
-            {**dataclasses.asdict(config), "timescale": timescale},
-        )
-
-    if chief and not tensorboard:
-        print(summaries.NO_TENSORFLOW_NOTE)
+def _callbacks(config, info, pipelines, distribution, tensorboard, steps_per_epoch, parts):
+    """`fit`'s callbacks, in the order they must run at each epoch's end. `parts`: the
+    checkpoint `store`, the `stop` request, the `method`'s own callbacks, the learning-rate
+    `schedule` and the `first` epoch of this attempt."""
+    chief = distribution.chief
     nan_guard = StopOnNonFiniteLoss(steps_per_epoch)
-    checkpointer = Checkpointer(store, steps_per_epoch, config.checkpoint_every, stop)
+    checkpointer = Checkpointer(
+        parts["store"], steps_per_epoch, config.checkpoint_every, parts["stop"]
+    )
     callbacks = [
         # First at each epoch's end, as `fit`'s validation_data was: the divergence check reads
         # the test loss; their batch hooks are empty, so the guard still sees every step first.
@@ -271,93 +318,18 @@ def _train(config, state, verbose, stop):
             log_dir=os.path.join(config.output, "tensorboard") if tensorboard else None
         ),
         *norm_records.dynamics_callbacks(config, chief, tensorboard),
-        *method_callbacks,  # before the logs and checkpoint: pbwn-epoch projects at epoch end
-        EpochExtras(lambda epoch: schedule(epoch * steps_per_epoch)),
+        *parts["method"],  # before the logs and checkpoint: pbwn-epoch projects at epoch end
+        EpochExtras(lambda epoch: parts["schedule"](epoch * steps_per_epoch)),
         *distribution.callbacks(),
     ]
     if chief:
         callbacks.append(
-            MetricsCSV(os.path.join(config.output, "metrics.csv"), info.name, first_epoch)
+            MetricsCSV(os.path.join(config.output, "metrics.csv"), info.name, parts["first"])
         )
     if tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(config.output, "tensorboard")))
     callbacks.append(checkpointer)  # last: an epoch is logged before it counts as done
-
-    fit = dict(
-        callbacks=callbacks,
-        verbose=verbose,
-        shuffle=False,
-    )  # data is shuffled already
-    with distribution.scope(), _progress_line_ended(verbose):
-        _fit(
-            model,
-            lambda *position: distribution.process_batches(pipelines.train(*position)),
-            config,
-            first_epoch,
-            skip_steps,
-            steps_per_epoch,
-            callbacks,
-            fit,
-            store.metric_state,
-        )
-
-    if not chief:
-        with tempfile.TemporaryDirectory() as scratch:  # see CheckpointStore.save
-            model.save(os.path.join(scratch, "model.keras"))
-        return {}
-    # Written under another name and renamed: a run stopped while saving leaves no model.keras
-    # that looks whole, and its SHA-256 in results.json lets a later start check it.
-    model_path = os.path.join(config.output, "model.keras")
-    model.save(os.path.join(config.output, "tmp-model.keras"))
-    os.replace(os.path.join(config.output, "tmp-model.keras"), model_path)
-    rows = read_metrics(config.output)
-    best = min(rows, key=lambda r: r["test_error"])
-    results = {
-        # The number to report: the test error after the last epoch. The best
-        # epoch is chosen on the test set itself, so its error is optimistic.
-        "report": "final_test_error",
-        "final_test_error": rows[-1]["test_error"],
-        "best_test_error": best["test_error"],
-        "best_epoch": int(best["epoch"]),
-        "final_test_cross_entropy": rows[-1]["test_cross_entropy"],
-        # Measured on images held out of the training split (None without one): what
-        # factors and other settings are chosen on, never the test error.
-        "final_validation_error": _or_none(rows[-1].get("validation_error")),
-        "final_validation_cross_entropy": _or_none(rows[-1].get("validation_cross_entropy")),
-        "validation_images": info.validation_examples,
-        "validation_seed": data.validation.VALIDATION_SEED if info.validation_examples else None,
-        "final_train_cross_entropy": rows[-1]["cross_entropy"],
-        "final_oblique_distance": rows[-1]["oblique_distance"],
-        "timescale": timescale,
-        "dynamics": norm_records.last_dynamics(config),
-        "epochs": len(rows),
-        "wall_seconds": sum(r["epoch_seconds"] for r in rows),
-        "dataset": info.name,
-        "synthetic_data": info.synthetic,
-        "mixed_precision": config.mixed_precision,
-        "dtype_policy": keras.config.dtype_policy().name,
-        "jit_compile": config.jit_compile,
-        # What Keras made of it ("auto": False under any tf.distribute strategy, True on JAX).
-        "xla_used": bool(model.jit_compile),
-        "backend": config.backend,
-        "versions": _versions(distribution),
-        "device": distribution.device_report(),
-        "model_sha256": sha256(model_path),
-        "notes": {
-            "final_test_error": "the error to report: after the last epoch, chosen by nothing",
-            "best_test_error": "the lowest test error of any epoch: picked on the test set, "
-            "so optimistic; do not report it as a result",
-            "final_validation_error": "after the last epoch, on the images held out of the "
-            "training split (the same for every seed): choose settings on this, not on test",
-            "test_loss": "metrics.csv's test_loss includes the regularization penalty; "
-            "compare methods on test_cross_entropy or test_error",
-        },
-    }
-    if info.synthetic:
-        results["note"] = "SYNTHETIC data: these numbers say nothing about a real dataset."
-    write_json(os.path.join(config.output, "results.json"), results)
-    store.remove_all()
-    return results
+    return callbacks
 
 
 def _precise_batch_norm(config, pipelines, distribution):
@@ -411,10 +383,6 @@ def _load_data(config):
     )
 
 
-def _or_none(value):
-    return None if value is None or value != value else value  # NaN: no validation split
-
-
 def _metric_state_restorable(distribution):
     """Whether checkpoints keep the training metrics' running sums for a resumed epoch: not
     under several tf.distribute replicas (their metric variables are per replica, and reading
@@ -465,17 +433,3 @@ def _fit(
             steps_per_epoch=steps_per_epoch,
             **fit,
         )
-
-
-def _versions(distribution):
-    """The libraries the run used (TensorFlow's only where it trained or wrote summaries)."""
-    versions = {
-        "python": sys.version.split()[0],
-        "keras": keras.__version__,
-        **distribution.versions(),
-        "numpy": np.__version__,
-        "keras_normloss": keras_normloss.__version__,
-    }
-    if "tensorflow" not in versions and sys.modules.get("tensorflow") is not None:
-        versions["tensorflow"] = sys.modules["tensorflow"].__version__  # for the summaries
-    return versions
