@@ -1,3 +1,5 @@
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -229,3 +231,14 @@ def test_a_model_that_is_not_a_keras_model_is_a_clear_type_error():
     """`attach("x", ...)` once raised `AttributeError: _flatten_layers`."""
     with pytest.raises(TypeError, match="expected a built Keras model or layer.*model='oni'"):
         attach("oni", None)
+
+
+def test_attachs_warnings_point_at_the_callers_line():
+    """`place` is split into steps; its warnings still name the line that called `attach`."""
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(3, kernel_regularizer=keras.regularizers.L2(0.1))]
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        attach(model, NormLoss(1e-3))  # the kernel has a regularizer already: skipped, warned
+    assert [w.filename for w in caught] == [__file__]

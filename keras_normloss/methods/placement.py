@@ -149,6 +149,17 @@ def place(
     kernel's output-channel axes, and reports what it did. See
     `keras_normloss.attach` for the arguments, what is returned and raised.
     """
+    objects, layer_types = _checked(
+        regularizer, constraint, layer_types, on_unsupported, parameters
+    )
+    report, plan, extras = _plan(model, objects, layer_types, where, replace, parameters)
+    _carry_out(model, report, plan, extras, objects, on_unsupported)
+    return report
+
+
+def _checked(regularizer, constraint, layer_types, on_unsupported, parameters):
+    """`place`'s arguments checked: the Keras objects to give (`{"regularizer": ...,
+    "constraint": ...}`, the ones given) and `layer_types` as a tuple (or None)."""
     if regularizer is None and constraint is None:
         raise ValueError(
             "Invalid arguments: expected a `regularizer`, a `constraint` or "
@@ -192,6 +203,12 @@ def place(
     }
     objects = {k: v for k, v in objects.items() if v is not None}
 
+    return objects, layer_types
+
+
+def _plan(model, objects, layer_types, where, replace, parameters):
+    """What `place` will do, decided before anything changes: the report, the (layer, slot,
+    objects) of each kernel and the (layer, variable, attribute) of each other parameter."""
     report = AttachReport()
     plan = []
     extras = []  # (layer, variable, attribute) of biases, BN weights, ... for parameters="all"
@@ -257,13 +274,19 @@ def place(
                 Attachment(path, layer_type, slot.axes, attached=tuple(made.values()))
             )
 
+    return report, plan, extras
+
+
+def _carry_out(model, report, plan, extras, objects, on_unsupported):
+    """Warns (or raises, before anything changes) about what `_plan` left out, then sets the
+    objects it planned."""
     if report.unsupported and on_unsupported != "ignore":
         message = "attach() cannot handle these layers and left them alone:\n" + "\n".join(
             f"  {a.path} ({a.layer_type}): {a.reason}" for a in report.unsupported
         )
         if on_unsupported == "raise":
             raise ValueError(message)  # before anything is changed
-        warnings.warn(message, UserWarning, stacklevel=3)
+        warnings.warn(message, UserWarning, stacklevel=4)
     for layer, slot, made in plan:
         for kind, obj in made.items():
             _set(layer, slot, kind, obj)
@@ -279,11 +302,10 @@ def place(
             "regularizer or constraint as they were (pass replace=True to "
             "replace them); see report.skipped.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
     # A model that has trained already holds traced train/test functions
     # whose loss was built without the new penalties.
     for name in ("train_function", "test_function"):
         if getattr(model, name, None) is not None:
             setattr(model, name, None)
-    return report
