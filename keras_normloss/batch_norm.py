@@ -57,9 +57,9 @@ def recompute_statistics(model, batches, num_batches):
         num_batches: how many batches to average (a positive integer).
 
     Returns:
-        The number of batches used (fewer than `num_batches` if `batches` ran out); 0 if the
-        statistics came out non-finite (weights that diverged), in which case the previous
-        ones are kept.
+        The number of batches used (fewer than `num_batches` if `batches` ran out); 0 if there
+        was none or the statistics came out non-finite (weights that diverged), in which case
+        the previous ones are kept, as they are if a batch raises.
 
     Raises:
         ValueError: for `num_batches` < 1.
@@ -71,37 +71,51 @@ def recompute_statistics(model, batches, num_batches):
     model.evaluate(test_dataset)
     ```
     """
-    if not isinstance(num_batches, int) or num_batches < 1:
-        raise ValueError(
-            "Invalid value for argument `num_batches`: expected a positive integer. "
-            f"Received: num_batches={num_batches!r}"
-        )
+    _check_count(num_batches)
     layers = batch_norm_layers(model)
     if not layers:
         return 0
     momenta = [layer.momentum for layer in layers]
     statistics = [(v, v.numpy()) for layer in layers for v in _statistics(layer)]
+    for variable, value in statistics:
+        # From zero: the first batch's update is 0·old + 1·batch, and 0·inf would be NaN.
+        variable.assign(np.zeros_like(value))
     used = 0
     try:
         for batch in batches:
-            if used == num_batches:
-                break
             images = batch[0] if isinstance(batch, (tuple, list)) else batch
             for layer in layers:
                 layer.momentum = used / (used + 1)
             model(images, training=True)  # eager: each call reads the momentum set above
             used += 1
+            if used == num_batches:
+                break
+    except BaseException:
+        _assign(statistics)  # not a partial average
+        raise
     finally:
         for layer, momentum in zip(layers, momenta):
             layer.momentum = momentum
-    if not all(np.all(np.isfinite(variable.numpy())) for variable, _ in statistics):
-        # Weights that diverged give non-finite statistics: the previous ones are kept, so that
-        # the divergence is reported as what it was (the loss, the penalty, the weights), not as
-        # statistics computed from it.
-        for variable, value in statistics:
-            variable.assign(value)
+    if not used or not all(np.all(np.isfinite(v.numpy())) for v, _ in statistics):
+        # No batch, or weights that diverged (non-finite statistics): the previous ones are
+        # kept, so that a divergence is reported as what it was (the loss, the penalty, the
+        # weights), not as statistics computed from it.
+        _assign(statistics)
         return 0
     return used
+
+
+def _assign(statistics):
+    for variable, value in statistics:
+        variable.assign(value)
+
+
+def _check_count(num_batches):
+    if isinstance(num_batches, bool) or not isinstance(num_batches, int) or num_batches < 1:
+        raise ValueError(
+            "Invalid value for argument `num_batches`: expected a positive integer. "
+            f"Received: num_batches={num_batches!r}"
+        )
 
 
 def _statistics(layer):
@@ -133,11 +147,7 @@ class PreciseBatchNorm(keras.callbacks.Callback):
 
     def __init__(self, batches, num_batches):
         super().__init__()
-        if not isinstance(num_batches, int) or num_batches < 1:
-            raise ValueError(
-                "Invalid value for argument `num_batches`: expected a positive integer. "
-                f"Received: num_batches={num_batches!r}"
-            )
+        _check_count(num_batches)
         self.batches = batches
         self.num_batches = num_batches
 

@@ -1,3 +1,4 @@
+import csv
 import json
 
 import keras
@@ -48,6 +49,23 @@ def test_recompute_statistics_uses_what_there_is_and_refuses_a_bad_count():
     before = np.asarray(bn.moving_variance).copy()
     assert batch_norm.recompute_statistics(model, [np.full((4, 6), 1e38, "float32")], 1) == 0
     np.testing.assert_array_equal(np.asarray(bn.moving_variance), before)
+    # Statistics already non-finite are repaired (0·inf would have kept them NaN).
+    bn.moving_variance.assign(np.full((4,), np.inf, "float32"))
+    assert batch_norm.recompute_statistics(model, [np.ones((4, 6), "float32")], 1) == 1
+    assert np.all(np.isfinite(np.asarray(bn.moving_variance)))
+
+    # A batch that raises leaves the statistics as they were, not a partial average.
+    def failing():
+        yield np.ones((4, 6), "float32")
+        raise RuntimeError("the input pipeline failed")
+
+    before = np.asarray(bn.moving_mean).copy()
+    with pytest.raises(RuntimeError):
+        batch_norm.recompute_statistics(model, failing(), 3)
+    np.testing.assert_array_equal(np.asarray(bn.moving_mean), before)
+    assert bn.momentum == 0.9
+    with pytest.raises(ValueError, match="num_batches"):
+        batch_norm.recompute_statistics(model, [], True)
     without = keras.Sequential([keras.Input((6,)), keras.layers.Dense(2)])
     assert batch_norm.recompute_statistics(without, [np.ones((4, 6), "float32")], 5) == 0
 
@@ -73,6 +91,14 @@ def test_a_run_with_precise_bn_evaluates_with_the_statistics_of_its_last_epoch(t
         np.testing.assert_allclose(np.asarray(layer.moving_variance), variance, rtol=1e-4)
     batch_norm.recompute_statistics(model, pipelines.train(0), 3)  # other batches: other values
     assert not np.allclose(np.asarray(layers[0].moving_variance), saved[0], rtol=1e-4)
+    # The last epoch was evaluated with these statistics: the logged test error is the saved
+    # model's (it would be the moving averages' had they been recomputed after the evaluation).
+    model = keras.saving.load_model(out / "model.keras")
+    scores = model.evaluate(pipelines.test, return_dict=True, verbose=0)
+    with open(out / "metrics.csv") as f:
+        last = list(csv.DictReader(f))[-1]
+    assert float(last["test_error"]) == pytest.approx(1 - scores["accuracy"], abs=1e-6)
+    assert float(last["test_cross_entropy"]) == pytest.approx(scores["cross_entropy"], rel=1e-4)
 
 
 _ON_JAX = """

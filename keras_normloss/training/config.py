@@ -311,7 +311,9 @@ def _check(config):
         isinstance(config.train_subset, int) and config.train_subset >= 1
     ):
         raise cli.UsageError(f"--train-subset must be a positive integer, got {config.train_subset}")
-    if not (isinstance(config.precise_bn, int) and config.precise_bn >= 0):
+    if isinstance(config.precise_bn, bool) or not (
+        isinstance(config.precise_bn, int) and config.precise_bn >= 0
+    ):
         raise cli.UsageError(f"--precise-bn must be an integer >= 0, got {config.precise_bn}")
     if not (isinstance(config.keep_checkpoints, int) and config.keep_checkpoints >= 1):
         raise cli.UsageError(

@@ -334,7 +334,8 @@ def _callbacks(config, info, pipelines, distribution, tensorboard, steps_per_epo
 
 def _precise_batch_norm(config, pipelines, distribution):
     """`--precise-bn`: BatchNormalization's statistics recomputed at each epoch's end over the
-    first batches of that epoch's training pass (the same batches on a resumed run)."""
+    first batches (at most an epoch's) of that epoch's training pass: the same batches on a
+    resumed run, for every dataset held in memory (ImageNet's stream reshuffles)."""
     if not config.precise_bn:
         return []
     if distribution.multi_worker:
@@ -344,7 +345,9 @@ def _precise_batch_norm(config, pipelines, distribution):
             "evaluations use BatchNormalization's moving averages."
         )
         return []
-    return [PreciseBatchNorm(lambda epoch: pipelines.train(epoch), config.precise_bn)]
+    # At most an epoch's batches: more would be batches of epochs not trained on yet.
+    steps = config.steps_per_epoch or pipelines.info.steps_per_epoch(config.batch_size)
+    return [PreciseBatchNorm(lambda epoch: pipelines.train(epoch), min(config.precise_bn, steps))]
 
 
 def _evaluations(config, info, pipelines, distribution):
