@@ -311,7 +311,7 @@ def _callbacks(config, info, pipelines, distribution, tensorboard, steps_per_epo
     callbacks = [
         # First at each epoch's end, as `fit`'s validation_data was: the divergence check reads
         # the test loss; their batch hooks are empty, so the guard still sees every step first.
-        *_precise_batch_norm(config, pipelines, distribution),  # before anything evaluates
+        *_precise_batch_norm(config, pipelines, distribution, steps_per_epoch),  # before evaluating
         *_evaluations(config, info, pipelines, distribution),
         nan_guard,  # no other callback sees a step whose loss is not finite
         norm_callbacks.NormMonitor(
@@ -332,7 +332,7 @@ def _callbacks(config, info, pipelines, distribution, tensorboard, steps_per_epo
     return callbacks
 
 
-def _precise_batch_norm(config, pipelines, distribution):
+def _precise_batch_norm(config, pipelines, distribution, steps_per_epoch):
     """`--precise-bn`: BatchNormalization's statistics recomputed at each epoch's end over the
     first batches (at most an epoch's) of that epoch's training pass: the same batches on a
     resumed run, for every dataset held in memory (ImageNet's stream reshuffles)."""
@@ -346,8 +346,8 @@ def _precise_batch_norm(config, pipelines, distribution):
         )
         return []
     # At most an epoch's batches: more would be batches of epochs not trained on yet.
-    steps = config.steps_per_epoch or pipelines.info.steps_per_epoch(config.batch_size)
-    return [PreciseBatchNorm(lambda epoch: pipelines.train(epoch), min(config.precise_bn, steps))]
+    batches = min(config.precise_bn, steps_per_epoch)
+    return [PreciseBatchNorm(lambda epoch: pipelines.train(epoch), batches)]
 
 
 def _evaluations(config, info, pipelines, distribution):
