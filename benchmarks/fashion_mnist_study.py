@@ -36,11 +36,12 @@ import argparse
 import collections
 import csv
 import json
-import math
 import os
 import statistics
 import sys
 import time
+
+from paired_stats import paired_difference
 
 os.environ.setdefault("KERAS_NORMLOSS_TF_LOGS", "hide")  # the command line's quiet start
 
@@ -66,53 +67,6 @@ STUDY_COLUMNS = (
     "wall_seconds",
     "run",
 )
-# Two-sided 95 % quantiles of Student's t (t_{0.975, df}), from the standard table; for df
-# between tabulated values the next smaller df is used, which widens the interval slightly.
-T_975 = {
-    1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
-    9: 2.262, 10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120,
-    17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064,
-    25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048, 29: 2.045, 30: 2.042, 40: 2.021, 60: 2.000,
-    120: 1.980,
-}  # fmt: skip
-
-
-def t_quantile_975(df):
-    """t_{0.975, df}: the 95 % two-sided critical value of Student's t with `df` >= 1."""
-    if df < 1:
-        raise ValueError(f"a t interval needs at least 2 pairs; got df={df}")
-    return T_975[max(d for d in T_975 if d <= df)] if df <= 120 else 1.960
-
-
-def paired_difference(a, b):
-    """The per-seed differences `a[s] − b[s]` over the seeds both have, with a 95 % t-interval.
-
-    Args:
-        a, b: `{seed: value}`.
-
-    Returns:
-        A dict: `seeds`, `differences`, `n`, `mean`, `std` (sample), `t`, `half_width`,
-        `low`, `high`, and `verdict`: "no difference measured" when the interval contains 0.
-
-    Raises:
-        ValueError: with fewer than two seeds in common.
-    """
-    seeds = sorted(set(a) & set(b))
-    diffs = [a[s] - b[s] for s in seeds]
-    n = len(diffs)
-    t = t_quantile_975(n - 1)
-    mean = statistics.fmean(diffs)
-    std = statistics.stdev(diffs)
-    half = t * std / math.sqrt(n)
-    low, high = mean - half, mean + half
-    if low <= 0 <= high:
-        verdict = "no difference measured"
-    else:
-        verdict = "lower for the first" if high < 0 else "higher for the first"
-    return dict(
-        seeds=seeds, differences=diffs, n=n, mean=mean, std=std, t=t, half_width=half,
-        low=low, high=high, verdict=verdict,
-    )  # fmt: skip
 
 
 def peers():

@@ -23,19 +23,12 @@ on a new machine resumes from what is committed: a run with a row in `pilot.csv`
 """
 
 import argparse
-import csv
-import gzip
-import json
 import os
-import platform
-import shlex
-import shutil
 import statistics
-import subprocess
 import sys
-import time
 
-from fashion_mnist_study import paired_difference
+import recorded_runs
+from paired_stats import paired_difference
 
 os.environ.setdefault("KERAS_NORMLOSS_TF_LOGS", "hide")  # the command line's quiet start
 
@@ -54,26 +47,7 @@ REGIMES = {
 }  # fmt: skip
 FRACTIONS = (0.1, 0.3)  # weight decay's timescale as a fraction of the run
 SEEDS = (0, 1, 2)
-PER_RUN = "per-run"  # docs/per-run/NAME/: each run's metrics and dynamics, compressed
-COLUMNS = (
-    "regime",
-    "method",
-    "factor",
-    "timescale_steps",
-    "timescale_fraction",
-    "seed",
-    "steps",
-    "final_train_error",
-    "final_train_cross_entropy",
-    "validation_error",
-    "final_test_error",
-    "final_norm_mean",
-    "wall_seconds",
-    "run",
-    "commit",
-    "command",
-    "machine",
-)
+COLUMNS = ("regime", "method", "factor", "seed", *recorded_runs.RECORDED)
 
 
 def _option(name, value):
@@ -99,14 +73,15 @@ def run_name(regime, method, factor, seed):
     return f"{regime}_{method}" + (f"_f{factor:.3g}" if factor is not None else "") + f"_s{seed}"
 
 
-def weight_decay_factors(regime, fractions, overrides=None):
-    """Weight decay's factors whose coupled-SGD timescale is each fraction of the regime's run,
-    and the run's length in steps."""
+def factors_at(regime, method, fractions, overrides=None):
+    """`method`'s factors whose timescale (`keras_normloss.methods.norm_theory`, at the schedule's
+    mean rate) is each fraction of the regime's run, to 2 significant digits, and the run's
+    length in steps."""
     from keras_normloss import data, train
     from keras_normloss.training.build import run_timescale
 
     options = regime_options(regime, overrides)
-    config = train.make_config(PRESET, "unused", method="weight-decay", factor=1.0, **options)
+    config = train.make_config(PRESET, "unused", method=method, factor=1.0, **options)
     info = data.load(
         config.dataset,
         config.batch_size,
@@ -125,7 +100,7 @@ def plan(regimes, fractions, seeds, overrides=None):
     """(regime, method, factor, seed) of every run, seed by seed, and each regime's steps."""
     factors, steps = {}, {}
     for regime in regimes:
-        factors[regime], steps[regime] = weight_decay_factors(regime, fractions, overrides)
+        factors[regime], steps[regime] = factors_at(regime, "weight-decay", fractions, overrides)
     runs = []
     for seed in seeds:
         for regime in regimes:
@@ -134,107 +109,12 @@ def plan(regimes, fractions, seeds, overrides=None):
     return runs, steps
 
 
-def _commit_of_code():
-    here = os.path.dirname(os.path.abspath(__file__))
-    head = subprocess.run(
-        ["git", "-C", here, "rev-parse", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "-C", here, "status", "--porcelain", "--untracked-files=no", "--", "keras_normloss",
-         "benchmarks"], capture_output=True, text=True,
-    ).stdout.strip()  # fmt: skip
-    return (head or "unknown") + ("+modified" if dirty else "")
-
-
-def _machine():
-    return f"{os.cpu_count()} CPU cores, {platform.machine()}, {platform.system()}, no GPU"
-
-
-def read_rows(path):
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def _append_row(path, row):
-    new = not os.path.exists(path)
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
-
-
-def _row(regime, method, factor, seed, steps, run_dir, command, wall):
-    results = json.load(open(os.path.join(run_dir, "results.json")))
-    with open(os.path.join(run_dir, "metrics.csv"), newline="") as f:
-        last = list(csv.DictReader(f))[-1]
-    timescale = results.get("timescale") or {}
-    return dict(
-        regime=regime, method=method, factor="" if factor is None else f"{factor:.3g}",
-        timescale_steps=timescale.get("steps", ""),
-        timescale_fraction=timescale.get("fraction_of_run", ""),
-        seed=seed, steps=steps,
-        final_train_error=last["error"], final_train_cross_entropy=last["cross_entropy"],
-        validation_error=results.get("final_validation_error", ""),
-        final_test_error=results["final_test_error"], final_norm_mean=last["norm_mean"],
-        wall_seconds=f"{wall:.0f}", run=os.path.basename(run_dir), commit=_commit_of_code(),
-        command=command, machine=_machine(),
-    )  # fmt: skip
-
-
-def _keep_run_files(run_dir, docs):
-    """The run's metrics.csv and dynamics.csv, compressed, under docs/per-run/NAME/."""
-    target = os.path.join(docs, PER_RUN, os.path.basename(run_dir))
-    os.makedirs(target, exist_ok=True)
-    kept = []
-    for name in ("metrics.csv", "dynamics.csv"):
-        source = os.path.join(run_dir, name)
-        if os.path.exists(source):
-            with (
-                open(source, "rb") as f,
-                gzip.GzipFile(os.path.join(target, name + ".gz"), "wb", mtime=0) as out,
-            ):
-                shutil.copyfileobj(f, out)
-            kept.append(os.path.join(target, name + ".gz"))
-    return kept
-
-
-def _git_commit(paths, message):
-    """Commits exactly `paths` (nothing else staged), retrying while another git holds the lock."""
-    top = subprocess.run(
-        ["git", "-C", os.path.dirname(os.path.abspath(paths[0])), "rev-parse", "--show-toplevel"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
-    relative = [os.path.relpath(os.path.abspath(p), top) for p in paths]
-    for _ in range(30):
-        add = subprocess.run(["git", "-C", top, "add", "--", *relative], capture_output=True)
-        done = (
-            add.returncode == 0
-            and subprocess.run(
-                ["git", "-C", top, "commit", "-q", "-m", message, "--", *relative],
-                capture_output=True,
-            ).returncode
-            == 0
-        )
-        if done:
-            return
-        time.sleep(2)
-    print(f"pilot: could not commit {relative}; they are on disk", file=sys.stderr)
-
-
 def run_all(args):
     docs = args.docs or os.path.join(args.output, "report")
     os.makedirs(docs, exist_ok=True)
     table = os.path.join(docs, "pilot.csv")
-    done = {r["run"] for r in read_rows(table)}
-    for name in sorted(done):  # rows whose per-run files a crash (or an older version) left out
-        run_dir = os.path.join(args.output, name)
-        if os.path.isdir(run_dir) and not os.path.isdir(os.path.join(docs, PER_RUN, name)):
-            kept = _keep_run_files(run_dir, docs)
-            if args.commit:
-                _git_commit([table, *kept], f"pilot: {name}'s metrics")
+    recorded_runs.keep_missing_files(table, args.output, docs, args.commit, "pilot")
+    done = {r["run"] for r in recorded_runs.read_rows(table)}
     overrides = {k: v for k, v in (("epochs", args.epochs), ("steps_per_epoch",
                  args.steps_per_epoch)) if v is not None}  # fmt: skip
     runs, steps = plan(args.regimes, args.fractions, args.seeds, overrides)
@@ -242,30 +122,26 @@ def run_all(args):
         name = run_name(regime, method, factor, seed)
         if name in done:
             continue
-        run_dir = os.path.join(args.output, name)
-        arguments = run_arguments(regime, method, factor, seed, overrides)
-        command = shlex.join(["keras-normloss", "train", *arguments, "--output", name])
         print(f"[{i}/{len(runs)}] {name}", flush=True)
-        start = time.monotonic()
-        status = subprocess.run(
-            [sys.executable, "-m", "keras_normloss", "train", *arguments, "--output", run_dir]
-        ).returncode
+        arguments = run_arguments(regime, method, factor, seed, overrides)
+        status, wall, command = recorded_runs.run_train(arguments, args.output, name)
         if status != 0:
             print(f"pilot: run {name} ended with status {status}; stopping", file=sys.stderr)
             return status
-        wall = time.monotonic() - start
-        row = _row(regime, method, factor, seed, steps[regime], run_dir, command, wall)
-        _append_row(table, row)
-        kept = _keep_run_files(run_dir, docs)
-        report(docs)
-        if args.commit:
-            _git_commit([table, os.path.join(docs, "pilot.md"), *kept], f"pilot: {name}")
+        run_dir = os.path.join(args.output, name)
+        row = dict(
+            regime=regime, method=method, factor="" if factor is None else f"{factor:.3g}",
+            seed=seed, **recorded_runs.recorded_fields(run_dir, steps[regime], command, wall),
+        )  # fmt: skip
+        recorded_runs.record(
+            table, COLUMNS, row, run_dir, docs, lambda: report(docs), args.commit, "pilot"
+        )
     return 0
 
 
 def report(docs):
     """pilot.md from pilot.csv alone."""
-    rows = read_rows(os.path.join(docs, "pilot.csv"))
+    rows = recorded_runs.read_rows(os.path.join(docs, "pilot.csv"))
     lines = [
         "# Regime pilot: none and weight decay over paired seeds",
         "",
@@ -310,8 +186,10 @@ def report(docs):
                 + ("weight decay better" if d["high"] < 0 else "not shown")
             )
         lines.append("")
-    with open(os.path.join(docs, "pilot.md"), "w") as f:
+    path = os.path.join(docs, "pilot.md")
+    with open(path, "w") as f:
         f.write("\n".join(lines))
+    return [path]
 
 
 def _mean(rows, key):

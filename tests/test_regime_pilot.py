@@ -15,13 +15,14 @@ import pytest
 BENCHMARKS = pathlib.Path(__file__).parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
+import recorded_runs  # noqa: E402
 import regime_pilot  # noqa: E402
 
 
-def test_weight_decay_factors_put_the_timescale_at_the_asked_fraction_of_the_run():
+def test_factors_put_the_timescale_at_the_asked_fraction_of_the_run():
     from keras_normloss import presets
 
-    factors, steps = regime_pilot.weight_decay_factors("noaug-13500", (0.1, 0.3))
+    factors, steps = regime_pilot.factors_at("noaug-13500", "weight-decay", (0.1, 0.3))
     # 13,500 images at batch 128: 105 steps an epoch, 20 epochs.
     assert steps == 105 * 20
     momentum = presets.get("fashion-mnist-small").momentum
@@ -31,6 +32,11 @@ def test_weight_decay_factors_put_the_timescale_at_the_asked_fraction_of_the_run
     for factor, fraction in zip(factors, (0.1, 0.3)):
         timescale = (1 - momentum) / (mean_lr * factor)
         assert timescale / steps == pytest.approx(fraction, rel=0.03)  # factors rounded to 2 digits
+    # Norm Loss relaxes twice as fast at the same factor ((1 − μ)/(2ηλ) near norm 1).
+    normloss, _ = regime_pilot.factors_at("noaug-13500", "normloss", (0.1, 0.3))
+    for factor, fraction in zip(normloss, (0.1, 0.3)):
+        timescale = (1 - momentum) / (2 * mean_lr * factor)
+        assert timescale / steps == pytest.approx(fraction, rel=0.03)
 
 
 def _rows(path, errors):
@@ -73,7 +79,7 @@ def test_a_two_run_pilot_writes_its_rows_and_resumes(tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = regime_pilot.read_rows(docs / "pilot.csv")
+    rows = recorded_runs.read_rows(docs / "pilot.csv")
     assert [(r["method"], r["seed"], r["steps"]) for r in rows] == [
         ("none", "0", "4"), ("weight-decay", "0", "4"),
     ]  # fmt: skip
@@ -86,4 +92,4 @@ def test_a_two_run_pilot_writes_its_rows_and_resumes(tmp_path):
     assert float(rows[1]["timescale_fraction"]) == pytest.approx(0.5, rel=0.03)
     again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0 and "[1/2]" not in again.stdout  # both rows exist: nothing runs
-    assert len(regime_pilot.read_rows(docs / "pilot.csv")) == 2
+    assert len(recorded_runs.read_rows(docs / "pilot.csv")) == 2

@@ -1,0 +1,180 @@
+"""Runs recorded to the row: each `keras-normloss train` run of a study in a process of its own, its
+row (with the code's commit, the exact command and the machine) appended to a CSV, its per-epoch
+metrics and norm dynamics kept compressed, and, on request, all of it committed at once, so that a
+later sitting on a new machine resumes from what is committed (a run with a row is not run again).
+
+The regime pilot and the timescale study share it; `keras_normloss.sweep` is the library's sweep,
+for users, which records nothing of this.
+"""
+
+import csv
+import gzip
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+
+PER_RUN = "per-run"  # DOCS/per-run/NAME/: each run's metrics and dynamics (not runs/: .gitignored)
+KEPT = ("metrics.csv", "dynamics.csv")
+# What every recorded row holds, read from the run's own files; a study's columns come first.
+RECORDED = (
+    "timescale_steps",
+    "timescale_fraction",
+    "steps",
+    "final_train_error",
+    "final_train_cross_entropy",
+    "validation_error",
+    "final_test_error",
+    "final_norm_mean",
+    "wall_seconds",
+    "run",
+    "commit",
+    "command",
+    "machine",
+)
+
+
+def commit_of_code():
+    """HEAD of the repository this file is in, with `+modified` when the package or the
+    benchmarks differ from it (then the row's command alone does not reproduce the run)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    head = subprocess.run(
+        ["git", "-C", here, "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", here, "status", "--porcelain", "--untracked-files=no", "--", "keras_normloss",
+         "benchmarks"], capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    return (head or "unknown") + ("+modified" if dirty else "")
+
+
+def machine():
+    """The machine in words, without its name or any path."""
+    return f"{os.cpu_count()} CPU cores, {platform.machine()}, {platform.system()}, no GPU"
+
+
+def read_rows(path):
+    """The rows of a recorded CSV as dicts of strings (none when it does not exist yet)."""
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def append_row(path, columns, row):
+    new = not os.path.exists(path)
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def run_train(arguments, output, name):
+    """`keras-normloss train ARGUMENTS --output OUTPUT/NAME` in a process of its own.
+
+    Returns:
+        (exit status, wall seconds, the command as a user types it, with the run's name as its
+        output directory: no path of this machine).
+    """
+    command = shlex.join(["keras-normloss", "train", *arguments, "--output", name])
+    start = time.monotonic()
+    status = subprocess.run(
+        [sys.executable, "-m", "keras_normloss", "train", *arguments, "--output",
+         os.path.join(output, name)]
+    ).returncode  # fmt: skip
+    return status, time.monotonic() - start, command
+
+
+def recorded_fields(run_dir, steps, command, wall):
+    """The `RECORDED` fields of a finished run, from its results.json and metrics.csv."""
+    with open(os.path.join(run_dir, "results.json")) as f:
+        results = json.load(f)
+    with open(os.path.join(run_dir, "metrics.csv"), newline="") as f:
+        last = list(csv.DictReader(f))[-1]
+    timescale = results.get("timescale") or {}
+    return dict(
+        timescale_steps=timescale.get("steps", ""),
+        timescale_fraction=timescale.get("fraction_of_run", ""),
+        steps=steps, final_train_error=last["error"],
+        final_train_cross_entropy=last["cross_entropy"],
+        validation_error=results.get("final_validation_error", ""),
+        final_test_error=results["final_test_error"], final_norm_mean=last["norm_mean"],
+        wall_seconds=f"{wall:.0f}", run=os.path.basename(run_dir), commit=commit_of_code(),
+        command=command, machine=machine(),
+    )  # fmt: skip
+
+
+def keep_run_files(run_dir, docs):
+    """The run's metrics.csv and dynamics.csv, compressed (reproducibly: no time stamp), under
+    DOCS/per-run/NAME/; returns the paths written."""
+    target = os.path.join(docs, PER_RUN, os.path.basename(run_dir))
+    os.makedirs(target, exist_ok=True)
+    kept = []
+    for name in KEPT:
+        source = os.path.join(run_dir, name)
+        if os.path.exists(source):
+            with (
+                open(source, "rb") as f,
+                gzip.GzipFile(os.path.join(target, name + ".gz"), "wb", mtime=0) as out,
+            ):
+                shutil.copyfileobj(f, out)
+            kept.append(os.path.join(target, name + ".gz"))
+    return kept
+
+
+def read_kept(docs, run, name):
+    """A kept per-run CSV (`metrics.csv` or `dynamics.csv`) as a list of dicts, or `[]`."""
+    path = os.path.join(docs, PER_RUN, run, name + ".gz")
+    if not os.path.exists(path):
+        return []
+    with gzip.open(path, "rt", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def git_commit(paths, message, who):
+    """Commits exactly `paths` (nothing else staged), retrying while another git holds the lock."""
+    top = subprocess.run(
+        ["git", "-C", os.path.dirname(os.path.abspath(paths[0])), "rev-parse", "--show-toplevel"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    relative = [os.path.relpath(os.path.abspath(p), top) for p in paths]
+    for _ in range(30):
+        add = subprocess.run(["git", "-C", top, "add", "--", *relative], capture_output=True)
+        done = (
+            add.returncode == 0
+            and subprocess.run(
+                ["git", "-C", top, "commit", "-q", "-m", message, "--", *relative],
+                capture_output=True,
+            ).returncode
+            == 0
+        )
+        if done:
+            return
+        time.sleep(2)
+    print(f"{who}: could not commit {relative}; they are on disk", file=sys.stderr)
+
+
+def keep_missing_files(table, output, docs, commit, who):
+    """For rows whose per-run files a crash (or an older version) left out: keep them now."""
+    for row in read_rows(table):
+        name = row["run"]
+        run_dir = os.path.join(output, name)
+        if os.path.isdir(run_dir) and not os.path.isdir(os.path.join(docs, PER_RUN, name)):
+            kept = keep_run_files(run_dir, docs)
+            if commit and kept:
+                git_commit([table, *kept], f"{who}: {name}'s metrics", who)
+
+
+def record(table, columns, row, run_dir, docs, report, commit, who):
+    """A finished run's row appended, its files kept, the report rewritten (`report()` returns
+    the paths it wrote) and, with `commit`, all of them committed as one."""
+    append_row(table, columns, row)
+    kept = keep_run_files(run_dir, docs)
+    written = report()
+    if commit:
+        git_commit([table, *written, *kept], f"{who}: {row['run']}", who)

@@ -1,0 +1,220 @@
+"""The timescale study's figures, drawn from `study.csv`'s rows and the kept per-run files alone
+(results protocol §7): 95 % intervals with n on the figure, every line a mean over the same seeds
+as the band beside it, one colour per method, axes that say where they do not start at 0."""
+
+import math
+import os
+import statistics
+
+import recorded_runs
+from paired_stats import t_quantile_975
+
+COLOURS = {"none": "black", "normloss": "tab:blue", "weight-decay": "tab:orange"}
+LABELS = {"none": "none", "normloss": "Norm Loss", "weight-decay": "weight decay"}
+
+
+def band(values):
+    """(mean, 95 % t half-width) of a list of per-seed values; half-width 0 for one seed."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, t_quantile_975(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def draw(docs, rows):
+    """Every figure whose runs exist; returns {title: path}."""
+    written = {}
+    for name, drawer in (
+        ("error against timescale", _error_against_timescale),
+        ("paired differences", _paired),
+        ("convergence", _convergence),
+        ("norm dynamics", _dynamics),
+    ):
+        path = drawer(docs, rows)
+        if path:
+            written[name] = path
+    return written
+
+
+def _error_against_timescale(docs, rows):
+    import timescale_report
+
+    points = timescale_report.grid_points(rows)
+    compared = [m for m in ("normloss", "weight-decay") if points.get(m)]
+    if not compared:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(compared), figsize=(5.5 * len(compared), 4), sharey=True,
+                             squeeze=False)  # fmt: skip
+    none = [100 * float(r["final_test_error"]) for _, _, rs in points.get("none", []) for r in rs]
+    for ax, method in zip(axes[0], compared):
+        xs = [x for x, _, _ in points[method]]
+        stats = [
+            band([100 * float(r["final_test_error"]) for r in rs]) for _, _, rs in points[method]
+        ]
+        ns = sorted({len(rs) for _, _, rs in points[method]})
+        ax.errorbar(xs, [m for m, _ in stats], yerr=[h for _, h in stats], marker="o", capsize=4,
+                    color=COLOURS[method], label=f"{LABELS[method]} (n = {'/'.join(map(str, ns))} a point)")  # fmt: skip
+        if none:
+            m, h = band(none)
+            ax.axhspan(m - h, m + h, color=COLOURS["none"], alpha=0.12)
+            ax.axhline(
+                m, color=COLOURS["none"], ls="--", label=f"none, 95 % interval (n = {len(none)})"
+            )
+        ax.axvline(1.0, color="grey", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("timescale / run length (1 = the run's steps)")
+        top = ax.secondary_xaxis("top")
+        top.set_xticks(xs, [f for _, f, _ in points[method]])
+        top.set_xlabel(f"{LABELS[method]} factor λ")
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel("final test error, % (axis does not start at 0)")
+    fig.suptitle(
+        "Test error against the factor's timescale: mean and 95 % interval over the tuning seeds"
+    )
+    return _save(fig, docs, "error_vs_timescale.png")
+
+
+def _paired(docs, rows):
+    import timescale_study
+
+    comparisons = timescale_study.comparisons(rows)
+    if not comparisons:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    margin = 100 * timescale_study.MARGIN
+    ax.axvspan(-margin, margin, color="grey", alpha=0.15, label=f"equivalence margin ±{margin:.1f}")
+    ax.axvline(0, color="black", lw=0.8)
+    for i, (name, d) in enumerate(comparisons.items()):
+        ax.plot([100 * x for x in d["differences"]], [i] * d["n"], "o", color="grey", alpha=0.6)
+        ax.errorbar([100 * d["mean"]], [i], xerr=[[100 * (d["mean"] - d["low"])],
+                    [100 * (d["high"] - d["mean"])]], fmt="s", color="black", capsize=5)  # fmt: skip
+        ax.text(100 * d["high"], i + 0.18, f" n = {d['n']}", fontsize=8)
+    ax.set_yticks(range(len(comparisons)), list(comparisons))
+    ax.set_xlabel(
+        "difference in final test error, points (grey: each seed; black: mean, 95 % interval)"
+    )
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("Paired differences over the evaluation seeds")
+    return _save(fig, docs, "paired.png")
+
+
+def _curves(docs, rows, method, name, value, group=None):
+    """{x: [per-seed values]} of the evaluation runs of `method`, from their kept `name` CSV."""
+    curves = {}
+    for r in rows:
+        if r["phase"] != "evaluation" or r["method"] != method:
+            continue
+        for sample in recorded_runs.read_kept(docs, r["run"], name):
+            if group is None or sample["group"] == group:
+                x = int(sample["epoch"] if group is None else sample["step"])
+                curves.setdefault(x, []).append(value(sample))
+    return curves
+
+
+def _plot_band(ax, curves, method, n_label=True):
+    if not curves:
+        return
+    n = max(len(v) for v in curves.values())
+    xs = sorted(x for x, v in curves.items() if len(v) == n)  # the same seeds at every point
+    stats = [band(curves[x]) for x in xs]
+    ys = [m for m, _ in stats]
+    ax.plot(xs, ys, color=COLOURS[method], label=f"{LABELS[method]} (n = {n})" if n_label else None)
+    ax.fill_between(xs, [m - h for m, h in stats], [m + h for m, h in stats],
+                    color=COLOURS[method], alpha=0.2)  # fmt: skip
+
+
+def _convergence(docs, rows):
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    drawn = False
+    for method in COLOURS:
+        curves = _curves(docs, rows, method, "metrics.csv", lambda s: float(s["cross_entropy"]))
+        drawn |= bool(curves)
+        _plot_band(ax, curves, method)
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training cross-entropy (epoch mean, log scale)")
+    ax.set_title("Convergence: mean and 95 % band over the evaluation seeds")
+    ax.legend(fontsize=8)
+    return _save(fig, docs, "convergence.png")
+
+
+def _dynamics(docs, rows):
+    from keras_normloss.methods import norm_theory
+
+    momentum = _momentum()
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4))
+    drawn = False
+    for method in COLOURS:
+        for ax, column in zip(axes, ("norm_mean", "angular_update_rms", "effective_lr")):
+            curves = _curves(
+                docs, rows, method, "dynamics.csv", lambda s, c=column: float(s[c]), "conv"
+            )
+            drawn |= bool(curves)
+            _plot_band(ax, curves, method)
+        factor = next((float(r["factor"]) for r in rows if r["phase"] == "evaluation"
+                       and r["method"] == method and r["factor"]), None)  # fmt: skip
+        if factor is None:
+            continue
+        samples = _curves(docs, rows, method, "dynamics.csv",
+                          lambda s: (float(s["learning_rate"]), float(s["norm_mean"])), "conv")  # fmt: skip
+        steps = sorted(samples)
+        predicted = [
+            norm_theory.equilibrium_angular_update(
+                method, factor, statistics.fmean(lr for lr, _ in samples[x]), momentum=momentum,
+                norm=statistics.fmean(n for _, n in samples[x]),
+            )
+            for x in steps
+        ]  # fmt: skip
+        kept = [(x, p) for x, p in zip(steps, predicted) if p is not None]
+        if kept:
+            axes[1].plot(*zip(*kept), ls="--", color=COLOURS[method], lw=1,
+                         label=f"{LABELS[method]}: equilibrium at the step's η (adiabatic)")  # fmt: skip
+    if not drawn:
+        plt.close(fig)
+        return None
+    axes[0].set_ylabel("mean channel norm ‖w‖")
+    axes[1].set_ylabel("RMS angle per step, rad")
+    axes[2].set_ylabel("effective learning rate η/‖w‖²")
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+    axes[1].set_yscale("log")
+    axes[2].set_yscale("log")
+    fig.suptitle(
+        "Convolutions (each followed by BatchNorm): mean and 95 % band over the evaluation seeds"
+    )
+    return _save(fig, docs, "dynamics.png")
+
+
+def _momentum():
+    import regime_pilot
+
+    from keras_normloss import presets
+
+    return presets.get(regime_pilot.PRESET).momentum
+
+
+def _save(fig, docs, name):
+    path = os.path.join(docs, name)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
