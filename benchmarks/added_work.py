@@ -12,7 +12,7 @@ import time
 
 import keras
 
-from keras_normloss import reparam
+from keras_normloss import layers
 
 
 def _timer(work, block=lambda out: out):
@@ -97,7 +97,7 @@ def extra_work_timer(model, applied):
         wrappers = [
             layer
             for layer in model._flatten_layers(include_self=False)
-            if isinstance(layer, reparam.KernelReparametrization)
+            if isinstance(layer, layers.KernelReparametrization)
         ]
         variables = [v for w in wrappers for v in w.trainable_variables]
 

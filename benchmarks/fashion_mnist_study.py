@@ -5,10 +5,10 @@ factors chosen on a validation split and compared over paired seeds (issue 16).
     python benchmarks/fashion_mnist_study.py       # resumable: run it again to go on
     python benchmarks/fashion_mnist_study.py --report-only   # tables and figures from the runs
 
-The `fashion-mnist` preset (see `keras_normloss.presets`): the same schedule, epochs and batch
+The `fashion-mnist` preset (see `keras_normloss.training.presets`): the same schedule, epochs and batch
 for every method, 10 % of the 60,000 training images held out for validation (the same images
 for every run), every epoch tested on the 10,000 test images. In order, into one sweep
-directory (`keras_normloss.sweep`: a finished run is skipped, an interrupted one resumes):
+directory (`keras_normloss.training.sweep`: a finished run is skipped, an interrupted one resumes):
 
 1. factors: Norm Loss and weight decay at each of `--factors` (>= 4, the same for both), and
    no regularization, on the tuning seeds (`--tune-seeds`, default 0), batch 128;
@@ -27,7 +27,7 @@ runs/fashion-mnist-study --docs docs/results/study`): `choices.json`, a copy of 
 `study.csv`, one row per run (phase, method,
 factor, seed, batch size, dataset, validation error, final test error, ...); `paired.json`,
 the per-seed difference Norm Loss − weight decay (final test error at the chosen factors) with
-its 95 % Student-t interval; `table.md` and the figures of `keras_normloss.grid_plots.plot_grid`
+its 95 % Student-t interval; `table.md` and the figures of `keras_normloss.plotting.grid_plots.plot_grid`
 (error against factor and batch, channel norms, seeds) plus `convergence.png` (training
 cross-entropy per epoch, Norm Loss against weight decay, mean over seeds).
 """
@@ -77,7 +77,7 @@ def peers():
 
 
 def plan(args, choices=None):
-    """The study's sweeps as (phase, keyword arguments of `keras_normloss.sweep.sweep`);
+    """The study's sweeps as (phase, keyword arguments of `keras_normloss.training.sweep.sweep`);
     phases 3-4 only once the factors are chosen."""
     groups = [
         ("factors", dict(regularizers=["none", *COMPARED], factors=list(args.factors),
@@ -105,7 +105,7 @@ def plan(args, choices=None):
 
 def planned_runs(args, choices):
     """The number of distinct runs of the whole study (an estimate before the choice)."""
-    from keras_normloss import sweep
+    from keras_normloss.training import sweep
 
     names = set()
     guess = choices or {m: args.factors[0] for m in COMPARED}
@@ -126,14 +126,14 @@ def _finished(output):
 
 def _overrides(args):
     """The runs' settings over the preset: the options `train` takes, deterministic always."""
-    from keras_normloss.training import parsers
+    from keras_normloss.cli import parsers
 
     return {**parsers.shared_overrides(args), "deterministic": True}
 
 
 def choose(args, rows):
     """Each compared method's factor, chosen on the validation error of the tuning seeds."""
-    from keras_normloss import sweep
+    from keras_normloss.training import sweep
 
     tuning = [r for r in rows if int(r["seed"]) in args.tune_seeds]
     return {
@@ -144,9 +144,9 @@ def choose(args, rows):
 
 def report(args, choices):
     """study.csv, paired.json, table.md and the figures, from the finished runs."""
-    from keras_normloss import grid_plots, presets, sweep
-    from keras_normloss.sweep_summary import at_its_factor
-    from keras_normloss.training import read_metrics
+    from keras_normloss.plotting import grid_plots
+    from keras_normloss.training import presets, read_metrics, sweep
+    from keras_normloss.training.sweep_summary import at_its_factor
 
     def preset_default(method):  # the peers run at their defaults
         return presets.default_factor(presets.get(PRESET), method)
@@ -232,8 +232,8 @@ def _paired_or_none(a, b):
 
 
 def _convergence_figure(args, rows, choices, read_metrics):
-    from keras_normloss.sweep_panels import pyplot
-    from keras_normloss.sweep_summary import at_its_factor
+    from keras_normloss.plotting.sweep_panels import pyplot
+    from keras_normloss.training.sweep_summary import at_its_factor
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
@@ -279,7 +279,7 @@ def build_parser():
     parser.add_argument("--peers", nargs="*", default=None, help="default: every other method")
     parser.add_argument("--peer-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--report-only", action="store_true", help="no training")
-    from keras_normloss.training import parsers
+    from keras_normloss.cli import parsers
 
     parsers.add_run_options(parser)  # --epochs, --dataset, --model, ... as `train` takes them
     return parser
@@ -291,7 +291,8 @@ def main(argv=None):
         args.peers = peers()
     if len(args.factors) < 4:
         print("fashion_mnist_study: note: fewer than 4 factors; the protocol asks for >= 4")
-    from keras_normloss import cli, sweep
+    from keras_normloss import errors
+    from keras_normloss.training import sweep
 
     # A user's study never writes into the repository's recorded results unless told to, nor
     # reads a choice made from other runs: the choice lives with the runs it was made from.
@@ -321,7 +322,7 @@ def main(argv=None):
                     continue
                 try:
                     sweep.sweep(PRESET, args.output, **group, **_overrides(args))
-                except (cli.UsageError, sweep.RunError) as error:
+                except (errors.UsageError, sweep.RunError) as error:
                     print(f"fashion_mnist_study: error: {error}", file=sys.stderr)
                     return getattr(error, "exit_status", 2)
     _, summary = report(args, choices)

@@ -35,8 +35,9 @@ import keras  # noqa: E402
 from added_work import extra_work_timer  # noqa: E402
 from step_timing import sgd_step_timer  # noqa: E402
 
-from keras_normloss import callbacks, methods, models, norm_dynamics, presets  # noqa: E402
-from keras_normloss.methods.decoupled import extend_with_normloss  # noqa: E402
+from keras_normloss import callbacks, methods, models, norm_dynamics  # noqa: E402
+from keras_normloss.optimizers.decoupled import extend_with_normloss  # noqa: E402
+from keras_normloss.training import presets  # noqa: E402
 
 PRESET = presets.get("cifar10-resnet110")  # lr 0.1, momentum 0.9, wd 1e-4, λ 1e-3
 

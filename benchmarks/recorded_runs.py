@@ -3,7 +3,7 @@ row (with the code's commit, the exact command and the machine) appended to a CS
 metrics and norm dynamics kept compressed, and, on request, all of it committed at once, so that a
 later sitting on a new machine resumes from what is committed (a run with a row is not run again).
 
-The regime pilot and the timescale study share it; `keras_normloss.sweep` is the library's sweep,
+The regime pilot and the timescale study share it; `keras_normloss.training.sweep` is the library's sweep,
 for users, which records nothing of this.
 """
 

@@ -205,7 +205,7 @@ def _dynamics(docs, rows):
 def _momentum():
     import regime_pilot
 
-    from keras_normloss import presets
+    from keras_normloss.training import presets
 
     return presets.get(regime_pilot.PRESET).momentum
 

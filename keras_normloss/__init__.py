@@ -11,7 +11,6 @@ Public names:
     EpochProjection   PBWN's per-epoch projection (a callback)
     methods           THE table of methods: methods.names(), methods.apply(model, name, factor)
     optimizers        decoupled Norm Loss / weight decay for any Keras optimizer
-                      (keras_normloss.methods.decoupled; `keras_normloss.optimizers` imports too)
     channel_norms, oblique_distance, output_channel_axes, layer_kernels
     models            the papers' networks: models.get("resnet110"), models.names()
     NormMonitor       (keras_normloss.callbacks) channel-norm statistics each epoch
@@ -34,17 +33,17 @@ _PUBLIC = {
     "AttachReport": "keras_normloss.attach:AttachReport",
     "attach": "keras_normloss.attach:attach",
     "apply_method": "keras_normloss.methods:apply",
-    "ONI": "keras_normloss.methods.oni:ONI",
-    "OrthogonalWeightNorm": "keras_normloss.methods.own:OrthogonalWeightNorm",
-    "SRIP": "keras_normloss.methods.penalties:SRIP",
-    "NormLoss": "keras_normloss.methods.penalties:NormLoss",
-    "SoftOrthogonality": "keras_normloss.methods.penalties:SoftOrthogonality",
-    "weight_decay": "keras_normloss.methods.penalties:weight_decay",
-    "EpochProjection": "keras_normloss.methods.projections:EpochProjection",
-    "WeightRescaling": "keras_normloss.methods.projections:WeightRescaling",
-    "reparametrize": "keras_normloss.methods.reparametrize:reparametrize",
-    "WeightNorm": "keras_normloss.methods.weight_norm:WeightNorm",
-    "data_dependent_init": "keras_normloss.methods.weight_norm:data_dependent_init",
+    "ONI": "keras_normloss.layers.oni:ONI",
+    "OrthogonalWeightNorm": "keras_normloss.layers.own:OrthogonalWeightNorm",
+    "SRIP": "keras_normloss.regularizers.penalties:SRIP",
+    "NormLoss": "keras_normloss.regularizers.penalties:NormLoss",
+    "SoftOrthogonality": "keras_normloss.regularizers.penalties:SoftOrthogonality",
+    "weight_decay": "keras_normloss.regularizers.penalties:weight_decay",
+    "EpochProjection": "keras_normloss.constraints.projections:EpochProjection",
+    "WeightRescaling": "keras_normloss.constraints.projections:WeightRescaling",
+    "reparametrize": "keras_normloss.layers.reparametrize:reparametrize",
+    "WeightNorm": "keras_normloss.layers.weight_norm:WeightNorm",
+    "data_dependent_init": "keras_normloss.layers.weight_norm:data_dependent_init",
     "UnsupportedLayerError": "keras_normloss.norms:UnsupportedLayerError",
     "channel_norms": "keras_normloss.norms:channel_norms",
     "layer_kernels": "keras_normloss.norms:layer_kernels",

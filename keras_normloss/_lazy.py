@@ -23,7 +23,7 @@ def attributes(package, table):
     Example:
 
     ```python
-    __getattr__ = _lazy.attributes(__name__, {"NormLoss": "keras_normloss.methods.penalties:NormLoss"})
+    __getattr__ = _lazy.attributes(__name__, {"NormLoss": "keras_normloss.regularizers.penalties:NormLoss"})
     ```
     """
 

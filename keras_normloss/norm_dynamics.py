@@ -18,8 +18,8 @@ import keras
 import numpy as np
 
 from keras_normloss import norms
+from keras_normloss.layers.reparametrization import KernelReparametrization
 from keras_normloss.methods import layer_choice
-from keras_normloss.methods.reparametrization import KernelReparametrization
 
 GROUPS = ("all", *layer_choice.LAYER_KINDS)
 STEP_STATISTICS = (

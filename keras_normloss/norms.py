@@ -25,6 +25,8 @@ import numbers
 import keras
 from keras import ops
 
+from keras_normloss.errors import UnsupportedLayerError
+
 # sqrt(sum(w**2) + _NORM_EPSILON) keeps the norm differentiable at w = 0: the
 # gradient there is w / sqrt(eps) = 0 exactly, and for any channel with
 # sum(w**2) above ~1e-23 the epsilon is below float32 resolution. It is a
@@ -96,10 +98,6 @@ _LAYER_RULES = (
         (_KernelRule(*_KERNEL, _all_but_last),),
     ),
 )
-
-
-class UnsupportedLayerError(ValueError):
-    """Raised when keras-normloss cannot tell a layer's output channels."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -181,7 +181,12 @@ def mean_learning_rate(kind, lr, total_steps, *, warmup_steps=0, decay_boundarie
     time-weighted mean of its levels.
 
     Args:
-        kind, lr, total_steps, warmup_steps, decay_boundaries, decay: as `make_schedule`.
+        kind: as in `make_schedule`.
+        lr: as in `make_schedule`.
+        total_steps: as in `make_schedule`.
+        warmup_steps: as in `make_schedule`.
+        decay_boundaries: as in `make_schedule`.
+        decay: as in `make_schedule`.
 
     Returns:
         The mean learning rate, a float.

@@ -46,3 +46,46 @@ def two_replica_strategy():
     return tf.distribute.MirroredStrategy(
         [d.name for d in devices[:2]], cross_device_ops=tf.distribute.ReductionToOneDevice()
     )
+
+
+# --- tiny runs shared by the whole session ---------------------------------------------------
+# Tests that only read a run's files (or damage a copy of them) share these two instead of each
+# training its own. A test that changes the run copies it first (shutil.copytree).
+
+
+@pytest.fixture(scope="session")
+def finished_tiny_run(tmp_path_factory):
+    """A finished 1-epoch, 1-step tiny run: (its directory, the `train` arguments that made it)."""
+    from small_runs import tiny_run
+
+    from keras_normloss import train
+
+    out = tmp_path_factory.mktemp("finished") / "run"
+    args = tiny_run(16) + ["--epochs", "1", "--steps-per-epoch", "1", "--output", str(out)]
+    assert train.main(args) == 0
+    return out, args
+
+
+@pytest.fixture(scope="session")
+def stopped_tiny_run(tmp_path_factory):
+    """A 3-epoch tiny run stopped (as by SIGTERM) right after epoch 1's checkpoint: (its
+    directory, the `train` arguments that resume it)."""
+    from small_runs import tiny_run
+
+    from keras_normloss import train
+    from keras_normloss.training import faults
+    from keras_normloss.training.checkpoints import Checkpointer
+
+    out = tmp_path_factory.mktemp("stopped") / "run"
+    args = tiny_run(16) + ["--epochs", "3", "--steps-per-epoch", "1", "--output", str(out)]
+    save = Checkpointer.on_epoch_end
+
+    def stop_after_epoch_1(self, epoch, logs=None):
+        save(self, epoch, logs)
+        raise faults.Preempted(epoch + 1, 0)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Checkpointer, "on_epoch_end", stop_after_epoch_1)
+        assert train.main(args) == 143
+    assert [r["epoch"] for r in train.read_metrics(out)] == [1.0]
+    return out, args

@@ -1,4 +1,4 @@
-"""multiprocessing's spawn context for `keras_normloss.sweep`, running each run in the test's
+"""multiprocessing's spawn context for `keras_normloss.training.sweep`, running each run in the test's
 own process: seconds, where a fresh process takes 5-10 s to start TensorFlow. The sweep's own
 process handling is tested with real processes elsewhere (test_sweep_and_plots)."""
 

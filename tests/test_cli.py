@@ -6,7 +6,7 @@ import sys
 import pytest
 from small_runs import tiny_run
 
-from keras_normloss import cli, startup, train
+from keras_normloss import cli, errors, startup, train
 
 
 @pytest.mark.parametrize(
@@ -135,7 +135,7 @@ def test_an_empty_output_is_refused(capsys):
 
 
 def _sweep_error(capsys, args):
-    from keras_normloss import sweep
+    from keras_normloss.training import sweep
 
     with pytest.raises(SystemExit) as exit_info:
         sweep.main(TINY + args)
@@ -190,7 +190,7 @@ def _a_run_to_plot(tmp_path):
 
 
 def test_plot_output_is_checked_before_drawing_and_named_as_written(tmp_path, capsys):
-    from keras_normloss import plots
+    from keras_normloss.plotting import plots
 
     run = _a_run_to_plot(tmp_path)
     (tmp_path / "emptydir").mkdir()
@@ -251,7 +251,7 @@ def test_one_backend_rule_for_the_command_line_and_the_library(
     if name in cli.BACKENDS and name in installed:
         assert cli.start_backend() == name and os.environ["KERAS_BACKEND"] == name
     else:  # torch, or a backend whose library is missing
-        with pytest.raises(cli.UsageError, match=f"{name}"):
+        with pytest.raises(errors.UsageError, match=f"{name}"):
             cli.start_backend()
 
 

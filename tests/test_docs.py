@@ -10,18 +10,16 @@ from keras_normloss import (
     batch_norm,
     callbacks,
     data,
-    grid_plots,
     methods,
     models,
     norm_dynamics,
     optimizers,
-    plots,
-    presets,
     schedules,
-    sweep,
     train,
 )
 from keras_normloss.methods import norm_theory
+from keras_normloss.plotting import grid_plots, plots
+from keras_normloss.training import presets, sweep
 
 PUBLIC = [
     getattr(keras_normloss, name)

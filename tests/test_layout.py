@@ -91,3 +91,56 @@ def test_attach_depends_on_the_table_never_the_reverse():
     for name in methods:
         assert not GRAPH[name] & above, name
         assert not any(m.startswith("keras_normloss.training") for m in GRAPH[name]), name
+
+
+# The application: the command line, the training engine (presets, sweeps) and the figures. The
+# library is everything a user imports to build a model and train it with `fit`.
+APPLICATION = ("keras_normloss.training", "keras_normloss.plotting", "keras_normloss.cli")
+ENTRY_POINTS = {"keras_normloss.__main__", "keras_normloss.train"}  # `python -m`, the old facade
+
+
+def _is_application(name):
+    return name in ENTRY_POINTS or any(name == a or name.startswith(a + ".") for a in APPLICATION)
+
+
+def test_the_library_never_imports_the_application():
+    library = [n for n in MODULES if not _is_application(n)]
+    assert "keras_normloss.regularizers.penalties" in library and "keras_normloss.norms" in library
+    for name in library:
+        wrong = sorted(m for m in GRAPH[name] if _is_application(m))
+        assert not wrong, f"{name} (library) imports {wrong} (application)"
+
+
+def test_the_old_re_export_modules_are_gone():
+    for old in ("reparam", "reparam_model", "regularizers.py", "constraints.py", "optimizers.py"):
+        assert not (PACKAGE / (old if old.endswith(".py") else old + ".py")).is_file(), old
+
+
+def _subclasses(base):
+    found, stack = set(), [base]
+    while stack:
+        for cls in stack.pop().__subclasses__():
+            stack.append(cls)
+            if cls.__module__.startswith("keras_normloss."):
+                found.add(cls)
+    return found
+
+
+def test_each_keras_concept_lives_in_its_folder():
+    """Every regularizer of the package in `regularizers/`, constraint in `constraints/`, wrapper
+    layer in `layers/`, optimizer in `optimizers/` (what `keras.src` does, one folder each)."""
+    import keras
+
+    import keras_normloss  # noqa: F401  (imports every public object)
+
+    folders = {
+        keras.regularizers.Regularizer: "keras_normloss.regularizers.",
+        keras.constraints.Constraint: "keras_normloss.constraints.",
+        keras.layers.Wrapper: "keras_normloss.layers.",
+        keras.optimizers.Optimizer: "keras_normloss.optimizers.",
+    }
+    for base, folder in folders.items():
+        classes = _subclasses(base)
+        assert classes, base
+        for cls in classes:
+            assert cls.__module__.startswith(folder), f"{cls.__name__} in {cls.__module__}"

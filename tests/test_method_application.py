@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from small_runs import tiny_run
 
-from keras_normloss import attach, methods, presets, train
+from keras_normloss import attach, methods, train
+from keras_normloss.layers.reparametrization import KernelReparametrization
 from keras_normloss.methods import norm_theory, placement
-from keras_normloss.methods.reparametrization import KernelReparametrization
+from keras_normloss.training import presets
 from keras_normloss.training.build import run_timescale
 from keras_normloss.training.config import make_config
 

@@ -14,14 +14,13 @@ from keras_normloss import (
     NormLoss,
     attach,
     channel_norms,
+    layers,
     methods,
     models,
-    presets,
-    reparam,
-    sweep,
     train,
 )
 from keras_normloss.methods import MethodReport
+from keras_normloss.training import presets, sweep
 
 # ResNet-8: the smallest registered model (7 convolutions), the quicker to build and trace.
 SMALL = tiny_run(8)
@@ -35,7 +34,7 @@ def _wrapped(model):
     return [
         layer
         for layer in model._flatten_layers(include_self=False)
-        if isinstance(layer, reparam.KernelReparametrization)
+        if isinstance(layer, layers.KernelReparametrization)
     ]
 
 

@@ -15,8 +15,9 @@ import pytest
 import tensorflow as tf
 from other_backend import run_script
 
-from keras_normloss import methods, presets
-from keras_normloss.methods.penalties import SRIP, SoftOrthogonality, power_iteration_start
+from keras_normloss import methods
+from keras_normloss.regularizers.penalties import SRIP, SoftOrthogonality, power_iteration_start
+from keras_normloss.training import presets
 
 # (kernel shape, axis, NumPy view as the (fan_in, C_out) matrix)
 KERNELS = {
@@ -293,7 +294,7 @@ import json, sys
 import numpy as np
 import jax
 import keras
-from keras_normloss.methods.penalties import SRIP, SoftOrthogonality, power_iteration_start
+from keras_normloss.regularizers.penalties import SRIP, SoftOrthogonality, power_iteration_start
 
 kernel = np.asarray(json.loads(sys.stdin.read()), dtype="float32")
 out = {"backend": keras.backend.backend()}

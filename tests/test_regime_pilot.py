@@ -20,7 +20,7 @@ import regime_pilot  # noqa: E402
 
 
 def test_factors_put_the_timescale_at_the_asked_fraction_of_the_run():
-    from keras_normloss import presets
+    from keras_normloss.training import presets
 
     factors, steps = regime_pilot.factors_at("noaug-13500", "weight-decay", (0.1, 0.3))
     # 13,500 images at batch 128: 105 steps an epoch, 20 epochs.

@@ -20,16 +20,17 @@ from conftest import two_replica_strategy
 from layer_cases import CASES, build
 from other_backend import run_script
 
-from keras_normloss import methods, reparam
-from keras_normloss.reparam import (
+from keras_normloss import methods
+from keras_normloss.layers import (
     ONI,
     ONI_PRESETS,
+    KernelReparametrization,
     OrthogonalWeightNorm,
     WeightNorm,
     data_dependent_init,
     orthogonal_group_size,
+    reparametrize,
 )
-from keras_normloss.reparam_model import reparametrize
 
 # ----------------------------------------------------------------------------
 # NumPy oracles (float64), on rows Z of shape (out, d), with explicit groups.
@@ -414,7 +415,7 @@ _JAX_SCRIPT = (
 import json, sys
 import numpy as np
 import keras
-from keras_normloss.reparam import ONI, OrthogonalWeightNorm, WeightNorm
+from keras_normloss.layers import ONI, OrthogonalWeightNorm, WeightNorm
 """
     + _MODEL_CODE
     + r"""
@@ -672,14 +673,14 @@ def test_clear_errors_of_the_functions():
 
 
 PUBLIC = [
-    reparam.KernelReparametrization,
+    KernelReparametrization,
     WeightNorm,
     ONI,
     OrthogonalWeightNorm,
     data_dependent_init,
     orthogonal_group_size,
     reparametrize,
-    reparam.KernelReparametrization.effective_kernel,
+    KernelReparametrization.effective_kernel,
 ]
 
 

@@ -13,7 +13,7 @@ import pytest
 from in_process import InProcess
 from small_runs import tiny_run
 
-from keras_normloss import cli, data, train
+from keras_normloss import data, errors, train
 from keras_normloss.training import checkpoints, faults, sizes
 from keras_normloss.training.checkpoints import Checkpointer, CheckpointStore
 
@@ -125,30 +125,12 @@ def test_a_checkpoint_whose_penalty_overflows_is_not_written(tmp_path):
 # --- damaged run files ----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def stopped_after_epoch_1(tmp_path_factory):
-    """A 3-epoch run stopped (as by SIGTERM) right after epoch 1's checkpoint."""
-    out = tmp_path_factory.mktemp("stopped") / "run"
-    args = TINY + ["--epochs", "3", "--steps-per-epoch", "1", "--output", str(out)]
-    save = Checkpointer.on_epoch_end
-
-    def stop_after_epoch_1(self, epoch, logs=None):
-        save(self, epoch, logs)
-        raise faults.Preempted(epoch + 1, 0)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Checkpointer, "on_epoch_end", stop_after_epoch_1)
-        assert train.main(args) == 143
-    assert [r["epoch"] for r in train.read_metrics(out)] == [1.0]
-    return out, args
-
-
 @pytest.mark.end_to_end
 @pytest.mark.parametrize("damage", ["header-only", "empty", "deleted", "row-cut-short"])
 def test_metrics_missing_a_resumed_epoch_is_refused_and_nothing_changes(
-    stopped_after_epoch_1, tmp_path, capsys, damage
+    stopped_tiny_run, tmp_path, capsys, damage
 ):
-    source, args = stopped_after_epoch_1
+    source, args = stopped_tiny_run
     out = tmp_path / "run"
     shutil.copytree(source, out)
     metrics = out / "metrics.csv"
@@ -170,14 +152,6 @@ def test_metrics_missing_a_resumed_epoch_is_refused_and_nothing_changes(
     assert _files(out) == before
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    out = tmp_path_factory.mktemp("finished") / "run"
-    args = TINY + ["--epochs", "1", "--steps-per-epoch", "1", "--output", str(out)]
-    assert train.main(args) == 0
-    return out, args
-
-
 @pytest.mark.parametrize(
     "damage, message",
     [
@@ -189,9 +163,9 @@ def finished(tmp_path_factory):
 )
 @pytest.mark.end_to_end
 def test_a_finished_run_is_done_only_if_its_outputs_are_whole(
-    finished, tmp_path, capsys, damage, message
+    finished_tiny_run, tmp_path, capsys, damage, message
 ):
-    source, args = finished
+    source, args = finished_tiny_run
     out = tmp_path / "run"
     shutil.copytree(source, out)
     model = out / "model.keras"
@@ -212,8 +186,8 @@ def test_a_finished_run_is_done_only_if_its_outputs_are_whole(
     assert _files(out) == before
 
 
-def test_a_whole_finished_run_says_done_with_singular_epoch(finished, capsys):
-    _, args = finished
+def test_a_whole_finished_run_says_done_with_singular_epoch(finished_tiny_run, capsys):
+    _, args = finished_tiny_run
     capsys.readouterr()
     assert train.main(args) == 0
     assert ", 1 epoch in " in capsys.readouterr().out.strip().splitlines()[-1]
@@ -246,7 +220,7 @@ def test_a_batch_beyond_the_memory_is_refused():
     config = train.make_config("quick", "unused", dataset="synthetic", batch_size=128)
     info = data.DataInfo("synthetic", 10, (32, 32, 3), 512, 256)
     sizes.check_sizes(config, info, model, memory=2 * 128 * per_example)  # just fits
-    with pytest.raises(cli.UsageError) as info_:
+    with pytest.raises(errors.UsageError) as info_:
         sizes.check_sizes(config, info, model, memory=2 * 64 * per_example)
     assert "--batch-size 128 needs about" in str(info_.value) and "at most about 64" in str(
         info_.value
@@ -307,7 +281,7 @@ def test_ctrl_c_during_training_writes_a_checkpoint_and_exits_130(tmp_path, caps
 def test_a_sweep_records_a_diverged_run_goes_on_and_skips_it_when_started_again(
     tmp_path, capsys, monkeypatch
 ):
-    from keras_normloss import sweep
+    from keras_normloss.training import sweep
 
     monkeypatch.setattr(sweep.multiprocessing, "get_context", lambda method: InProcess)
     out = tmp_path / "sweep"
@@ -332,7 +306,7 @@ def test_sigterm_as_a_run_ends_stops_the_sweep_before_the_next(tmp_path, capsys,
     """A signal that comes after a run's training (while it saves its model) cannot stop that
     run, which exits 0; the sweep must still stop, not start the next run (it used to go on,
     seen in the Fashion-MNIST study)."""
-    from keras_normloss import sweep
+    from keras_normloss.training import sweep
 
     ran = []
 

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_normloss import cli, schedules
+from keras_normloss import errors, schedules
 from keras_normloss.training import make_config
 from keras_normloss.training.build import warmup_steps
 
@@ -100,9 +100,9 @@ def test_config_records_the_schedule_and_papers_presets_keep_their_steps():
     assert warmup_steps(config, 390) == 195
     paper = make_config("cifar10-resnet110", "runs/y")
     assert (paper.lr_schedule, paper.warmup_epochs, paper.validation_split) == ("step", 0, 0)
-    with pytest.raises(cli.UsageError, match="--warmup-epochs"):
+    with pytest.raises(errors.UsageError, match="--warmup-epochs"):
         make_config("cifar10-resnet110", "runs/z", warmup_epochs=81)  # past the decay at 80
-    with pytest.raises(cli.UsageError, match="--validation-split"):
+    with pytest.raises(errors.UsageError, match="--validation-split"):
         make_config("quick", "runs/z", validation_split=1.5)
 
 

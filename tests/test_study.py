@@ -30,7 +30,7 @@ _IN_ONE_PROCESS = f"""
 import runpy, sys, types
 sys.path.insert(0, {str(pathlib.Path(__file__).parent)!r})
 from in_process import InProcess
-from keras_normloss import sweep
+from keras_normloss.training import sweep
 sweep.multiprocessing = types.SimpleNamespace(get_context=lambda method: InProcess)
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from small_runs import tiny_run
 
-from keras_normloss import cli, grid_plots, plots, sweep
+from keras_normloss import errors
+from keras_normloss.plotting import grid_plots, plots
+from keras_normloss.training import sweep
 
 SMALL = tiny_run(16) + ["--epochs", "2", "--steps-per-epoch", "2"]
 
@@ -155,7 +157,7 @@ def test_the_dynamics_figure_draws_the_predicted_equilibrium_where_it_applies(tm
     assert len(lines) == 3  # two measured, one predicted
     np.testing.assert_allclose(lines[1].get_ydata(), np.sqrt(2 * 0.05 * 1e-3 / 1.9))
     assert lines[1].get_linestyle() == "--"
-    with pytest.raises(cli.UsageError, match="no dynamics.csv"):
+    with pytest.raises(errors.UsageError, match="no dynamics.csv"):
         plots.plot_dynamics([str(tmp_path)], tmp_path / "e.png")
 
 
@@ -344,7 +346,7 @@ def test_a_factor_panel_of_many_methods_gives_each_its_own_colour():
     a colour (Norm Loss and decoupled weight decay once were both orange)."""
     import matplotlib.colors
 
-    from keras_normloss import sweep_panels
+    from keras_normloss.plotting import sweep_panels
 
     nan = float("nan")
     rows = [
@@ -367,7 +369,7 @@ def test_a_factor_panel_of_many_methods_gives_each_its_own_colour():
 
 
 def test_at_its_factor_is_the_chosen_factor_else_the_default_and_always_for_none():
-    from keras_normloss.sweep_summary import at_its_factor
+    from keras_normloss.training.sweep_summary import at_its_factor
 
     chosen = {"normloss": 1e-3}
     assert at_its_factor("none", "", chosen) and at_its_factor("wrs", float("nan"), chosen)

@@ -22,6 +22,7 @@ import dataclasses
 
 from keras_normloss.data.augmentation import check_options
 from keras_normloss.data.backends import BACKENDS
+from keras_normloss.errors import DatasetBackendError, DatasetOptionError
 
 # Where images come from (`readers` reads the in-memory kinds):
 SOURCES = {
@@ -60,14 +61,6 @@ IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 # The side images of varying size (folders, some tfds datasets) are resized to when no
 # `image_size` is given: small enough to train on a CPU.
 DEFAULT_IMAGE_SIZE = 64
-
-
-class DatasetOptionError(ValueError):
-    """An option the dataset cannot take (`image_size` for CIFAR, `augment` for ImageNet)."""
-
-
-class DatasetBackendError(DatasetOptionError):
-    """A dataset the chosen Keras backend's pipelines cannot load (ImageNet on JAX)."""
 
 
 @dataclasses.dataclass(frozen=True)

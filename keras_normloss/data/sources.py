@@ -19,13 +19,7 @@ import zlib
 
 import numpy as np
 
-
-class DatasetNotPreparedError(RuntimeError):
-    """The dataset is not where it was looked for, and downloading is off."""
-
-
-class MalformedDatasetError(RuntimeError):
-    """Files were found where the dataset should be, but they are not that dataset."""
+from keras_normloss.errors import DatasetNotPreparedError, MalformedDatasetError
 
 
 @dataclasses.dataclass(frozen=True)

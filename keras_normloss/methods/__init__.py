@@ -1,16 +1,11 @@
-"""Every way of controlling weight norms: the table of methods, one module per family.
+"""Every way of controlling weight norms, by name: the table of methods over the Keras objects
+that implement them (`regularizers/`, `constraints/`, `layers/`, `optimizers/`).
 
 table.py              THE table: names(), get(name), Method, KINDS
 norm_theory.py        each method's timescale and equilibrium angular update (no Keras)
 layer_choice.py       default layer choices: every kernel, the convolutions, the stem
 application.py        apply(model, name, factor) and MethodReport
 placement.py          placing a regularizer/constraint on the chosen kernels (attach's machinery)
-penalties.py          NormLoss, weight_decay                     (coupled penalties)
-projections.py        WeightRescaling (WRS/PBWN), EpochProjection (hard projections)
-reparametrization.py  the base of the reparametrizations; reparametrize.py wraps a model's layers
-weight_norm.py, oni.py, own.py, orthogonalization.py   WN, ONI, OLM/OWN and what ONI/OLM share
-decoupled.py          decoupled Norm Loss / weight decay for any Keras optimizer;
-                      keras_optimizer_hook.py the private Keras API it rests on
 """
 
 from keras_normloss import _lazy
@@ -25,11 +20,6 @@ _LAZY = {
     "apply": "keras_normloss.methods.application:apply",
     "LAYER_CHOICES": "keras_normloss.methods.layer_choice:LAYER_CHOICES",
     "layer_selector": "keras_normloss.methods.layer_choice:layer_selector",
-    # What `keras_normloss.methods` (then one module) also exposed before the move.
-    "NormLoss": "keras_normloss.methods.penalties:NormLoss",
-    "weight_decay": "keras_normloss.methods.penalties:weight_decay",
-    "EpochProjection": "keras_normloss.methods.projections:EpochProjection",
-    "WeightRescaling": "keras_normloss.methods.projections:WeightRescaling",
 }
 
 

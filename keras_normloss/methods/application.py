@@ -8,14 +8,15 @@ import warnings
 import keras
 
 from keras_normloss import norms
-from keras_normloss.methods import decoupled, placement, table
+from keras_normloss.constraints.projections import EpochProjection, WeightRescaling
+from keras_normloss.layers.oni import ONI, ONI_PRESETS
+from keras_normloss.layers.own import OrthogonalWeightNorm
+from keras_normloss.layers.reparametrize import reparametrize
+from keras_normloss.layers.weight_norm import WeightNorm
+from keras_normloss.methods import placement, table
 from keras_normloss.methods.layer_choice import LAYER_CHOICES, layer_selector
-from keras_normloss.methods.oni import ONI, ONI_PRESETS
-from keras_normloss.methods.own import OrthogonalWeightNorm
-from keras_normloss.methods.penalties import SRIP, NormLoss, SoftOrthogonality, weight_decay
-from keras_normloss.methods.projections import EpochProjection, WeightRescaling
-from keras_normloss.methods.reparametrize import reparametrize
-from keras_normloss.methods.weight_norm import WeightNorm
+from keras_normloss.optimizers import decoupled
+from keras_normloss.regularizers.penalties import SRIP, NormLoss, SoftOrthogonality, weight_decay
 
 # ONI's settings for networks with BatchNormalization. The reference's ImageNet ResNets (with BN):
 # T=2, one group, scale 1.414. Its CIFAR ResNet-110 ran without BN (scale 0.8); for our CIFAR
@@ -93,7 +94,7 @@ class MethodReport:
         callbacks: Keras callbacks the method needs during `fit`
             (`pbwn-epoch`'s projection).
         optimizer_options: keyword arguments for a
-            `keras_normloss.methods.decoupled` optimizer class
+            `keras_normloss.optimizers.decoupled` optimizer class
             (optimizer-level methods); `optimizer()` applies them.
     """
 

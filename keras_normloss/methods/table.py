@@ -5,7 +5,7 @@ model (a penalty on kernels, a constraint, a reparametrization of kernels, or an
 decoupled update), what its factor means and which layers it touches by default. `train`,
 `sweep`, `attach` and the overhead benchmark all read this table; nothing else decides which
 methods exist or which layers they touch. Default factors per training setting live in
-`keras_normloss.presets`.
+`keras_normloss.training.presets`.
 
 | name | kind | factor | layers by default | reference |
 |---|---|---|---|---|

@@ -63,8 +63,12 @@ def resnet50(
         num_classes: the classifier's width.
         input_shape: `(height, width, channels)`, channels last; any size
             of at least 32x32.
-        kernel_regularizer, kernel_constraint, bn_momentum, bn_epsilon,
-            synchronized_bn, seed: as in `cifar_resnet`.
+        kernel_regularizer: as in `cifar_resnet`.
+        kernel_constraint: as in `cifar_resnet`.
+        bn_momentum: as in `cifar_resnet`.
+        bn_epsilon: as in `cifar_resnet`.
+        synchronized_bn: as in `cifar_resnet`.
+        seed: as in `cifar_resnet`.
         name: the model's name.
 
     Returns:

@@ -62,8 +62,12 @@ def wide_resnet(
         dropout: dropout rate between the two convolutions of each block
             (0.3 in the papers' CIFAR runs).
         input_shape: `(height, width, channels)`, channels last.
-        kernel_regularizer, kernel_constraint, bn_momentum, bn_epsilon,
-            synchronized_bn, seed: as in `cifar_resnet`.
+        kernel_regularizer: as in `cifar_resnet`.
+        kernel_constraint: as in `cifar_resnet`.
+        bn_momentum: as in `cifar_resnet`.
+        bn_epsilon: as in `cifar_resnet`.
+        synchronized_bn: as in `cifar_resnet`.
+        seed: as in `cifar_resnet`.
         name: the model's name; `wrn{depth}_{width}` by default.
 
     Returns:

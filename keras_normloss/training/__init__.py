@@ -1,4 +1,5 @@
-"""Training runs, one job per module:
+"""The training engine (the application, over the library): runs, presets and sweeps, one job per
+module:
 
     config.py                  RunConfig and make_config: what defines a run, validated
     run_directory.py           whether --output can hold the run; atomic JSON files; whether a
@@ -15,7 +16,10 @@
     faults.py                  early stops (signals, divergence, failures), their exit statuses
     metrics.py                 metrics.csv (checked on resume) and the per-epoch log entries
     engine.py                  one run, start to end (`run`)
-    parsers.py                 the `train` command line and the options `sweep` shares
+    results.py                 results.json and model.keras at a run's end
+    presets.py                 the papers' settings, each citing its source (`presets.get`)
+    sweep.py                   a resumable grid of runs in processes of their own
+    sweep_summary.py           the sweep's summary.csv and each method at its chosen factor
 
 `keras_normloss.train` (the `keras-normloss train` subcommand) re-exports the entry points.
 Nothing here imports Keras before a name is used, so the command line parses its options fast
@@ -26,7 +30,8 @@ and the data pipelines know which backend runs.
 from keras_normloss import _lazy
 
 # Public name -> the module that defines it, imported when the name is first used (PEP 562):
-# the command line reads its options through `parsers` without starting TensorFlow.
+# the command line reads its options through `keras_normloss.cli.parsers` without starting
+# TensorFlow.
 _HOME = {
     "Checkpointer": "keras_normloss.training.checkpoints:Checkpointer",
     "CheckpointStore": "keras_normloss.training.checkpoints:CheckpointStore",
@@ -45,10 +50,10 @@ _HOME = {
     "RunStopped": "keras_normloss.training.faults:RunStopped",
     "METRIC_COLUMNS": "keras_normloss.training.metrics:METRIC_COLUMNS",
     "read_metrics": "keras_normloss.training.metrics:read_metrics",
-    "add_shared_arguments": "keras_normloss.training.parsers:add_shared_arguments",
-    "build_parser": "keras_normloss.training.parsers:build_parser",
-    "main": "keras_normloss.training.parsers:main",
-    "shared_overrides": "keras_normloss.training.parsers:shared_overrides",
+    "add_shared_arguments": "keras_normloss.cli.parsers:add_shared_arguments",
+    "build_parser": "keras_normloss.cli.parsers:build_parser",
+    "main": "keras_normloss.cli.parsers:main",
+    "shared_overrides": "keras_normloss.cli.parsers:shared_overrides",
     "run": "keras_normloss.training.engine:run",
     "summary_line": "keras_normloss.training.messages:summary_line",
     "check_run_dir": "keras_normloss.training.run_directory:check_run_dir",

@@ -5,7 +5,7 @@ import keras
 
 from keras_normloss import methods, models, schedules
 from keras_normloss.methods import norm_theory
-from keras_normloss.methods.decoupled import extend_with_normloss
+from keras_normloss.optimizers.decoupled import extend_with_normloss
 from keras_normloss.training.compute import JIT_COMPILE
 
 # `--optimizer NAME` (`keras_normloss.choices.OPTIMIZERS`) -> its Keras class.

@@ -11,7 +11,7 @@ import contextlib
 
 import keras
 
-from keras_normloss import cli
+from keras_normloss import errors
 
 _BACKEND_NAMES = {"tensorflow": "TensorFlow", "jax": "JAX"}
 POLICIES = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
@@ -57,7 +57,7 @@ def check(config, distribution):
         A list of one-line notes to print (settings that run, slowly).
 
     Raises:
-        keras_normloss.cli.UsageError: for float16 without a GPU (or a CPU
+        keras_normloss.errors.UsageError: for float16 without a GPU (or a CPU
             with native float16), and for XLA over several CPU replicas of tf.distribute.
 
     Example:
@@ -78,7 +78,7 @@ def check(config, distribution):
         # took 1.9 s against 0.7 s in float32 on 2 x86 cores without AVX512-FP16 (2.7x; 3.1x
         # at batch 32; 12x in an earlier measurement on this machine).
         if not flags & {"avx512_fp16", "amx_fp16"}:
-            raise cli.UsageError(
+            raise errors.UsageError(
                 f"--mixed-precision float16 needs a GPU and {_BACKEND_NAMES[distribution.backend]} "
                 "sees none; on this CPU "
                 "(no AVX512-FP16) float16 is emulated, about 3x slower than float32: use "
@@ -96,7 +96,7 @@ def check(config, distribution):
         # the first step fails with InvalidArgumentError "Trying to access resource
         # .../replica_1/... located in device CPU:1 from device CPU:0"
         # (https://www.tensorflow.org/xla/known_issues#tfvariable_on_a_different_device).
-        raise cli.UsageError(
+        raise errors.UsageError(
             "--jit-compile on cannot run with several CPU replicas (TensorFlow's XLA cannot "
             "reach a variable on another CPU device); use --jit-compile off, or "
             "--strategy one-device"

@@ -14,9 +14,10 @@ import os
 # No Keras or TensorFlow here (5-8 s to import): the command line reads these names to parse
 # its options, and `--help` or a mistyped option answer at once. `make_config` imports the
 # dataset and model registries when it runs.
-from keras_normloss import cli, methods, presets
+from keras_normloss import cli, errors, methods
 from keras_normloss.choices import JIT_COMPILE, LR_SCHEDULES, MIXED_PRECISION, OPTIMIZERS
 from keras_normloss.methods.table import PARAMETERS
+from keras_normloss.training import presets
 
 WEIGHT_DECAY_ON = PARAMETERS  # "kernels", "all"
 STRATEGIES = ("auto", "mirrored", "multiworker", "tpu", "one-device")  # see `strategies`
@@ -130,14 +131,14 @@ def make_config(preset_name, output, **overrides):
     """Builds a `RunConfig` from a preset and explicit overrides.
 
     Args:
-        preset_name: a name from `keras_normloss.presets.PRESETS`.
+        preset_name: a name from `keras_normloss.training.presets.PRESETS`.
         output: the run directory.
         **overrides: any `RunConfig` field; `None` values are ignored. An
             unset `factor` becomes the preset's default for the method;
             `lr` is scaled with the global batch for presets that say so.
 
     Raises:
-        keras_normloss.cli.UsageError: for an unknown preset, dataset, model,
+        keras_normloss.errors.UsageError: for an unknown preset, dataset, model,
             regularizer, strategy, precision or XLA setting, a factor given to
             `none`/`wrs`, a `data_dir` that does not exist, or a `backend` other than the
             one Keras runs on in this process.
@@ -156,7 +157,7 @@ def make_config(preset_name, output, **overrides):
     try:
         preset = presets.get(preset_name)
     except ValueError as error:
-        raise cli.UsageError(str(error)) from None
+        raise errors.UsageError(str(error)) from None
     overrides = {k: v for k, v in upgrade_record(overrides).items() if v is not None}
     method, factor, optimizer = _method_factor_optimizer(overrides, backend)
     overrides.setdefault("augment", preset.augment)
@@ -202,22 +203,22 @@ def _method_factor_optimizer(overrides, backend):
     `--synchronized-bn` against the backend)."""
     method = overrides.pop("method", "normloss")
     if method not in methods.METHODS:
-        raise cli.UsageError(
+        raise errors.UsageError(
             f"unknown method {method!r}; expected one of {', '.join(methods.names())}"
         )
     factor = overrides.pop("factor", None)
     if factor is not None and not methods.get(method).takes_factor:
-        raise cli.UsageError(f"--factor does not apply to --method {method}")
+        raise errors.UsageError(f"--factor does not apply to --method {method}")
     if overrides.get("synchronized_bn") and backend != "tensorflow":
         # Keras's BatchNormalization(synchronized=True) is TensorFlow's; on JAX, DataParallel's
         # BatchNorm statistics are reductions over the global batch already.
-        raise cli.UsageError(
+        raise errors.UsageError(
             f"--synchronized-bn is for TensorFlow's MirroredStrategy; on {backend} BatchNorm "
             "statistics are over the global batch already: leave it out"
         )
     optimizer = overrides.pop("optimizer", "sgd")
     if optimizer not in OPTIMIZERS:
-        raise cli.UsageError(
+        raise errors.UsageError(
             f"unknown optimizer {optimizer!r}; expected one of {', '.join(OPTIMIZERS)}"
         )
     return method, factor, optimizer
@@ -230,13 +231,13 @@ def _keras_backend(asked):
 
     backend = keras.backend.backend()
     if asked is not None and asked != backend:
-        raise cli.UsageError(
+        raise errors.UsageError(
             f"backend {asked!r} was asked for, and Keras runs on {backend} in this process "
             f"(its backend is fixed when Keras is first imported): set KERAS_BACKEND={asked} "
             "before importing Keras, or use `keras-normloss train --backend`"
         )
     if backend not in cli.BACKENDS:
-        raise cli.UsageError(
+        raise errors.UsageError(
             f"Keras runs on {backend}; keras-normloss trains on tensorflow or jax "
             "(set KERAS_BACKEND)"
         )
@@ -248,7 +249,7 @@ def _learning_rate_and_factor(preset, method, optimizer, batch_size, lr, factor)
     with the batch where the preset says so) and its factor (the preset's default for the
     method when none is given), each checked."""
     if lr is not None and not lr > 0:
-        raise cli.UsageError(f"--lr must be positive (a learning rate of {lr:g} trains nothing)")
+        raise errors.UsageError(f"--lr must be positive (a learning rate of {lr:g} trains nothing)")
     scaled = batch_size / preset.batch_size if preset.lr_scales_with_batch else 1.0
     if lr is None:
         lr = (preset.lr if optimizer == "sgd" else ADAPTIVE_LR) * scaled
@@ -257,7 +258,7 @@ def _learning_rate_and_factor(preset, method, optimizer, batch_size, lr, factor)
         # defaults convert for the optimizer's lr, not for a batch-size change.
         factor = presets.default_factor(preset, method, lr=lr / scaled)
     if factor is not None and not 0 <= factor < float("inf"):
-        raise cli.UsageError(f"--factor must be a non-negative number, got {factor}")
+        raise errors.UsageError(f"--factor must be a non-negative number, got {factor}")
     return lr, factor
 
 
@@ -269,30 +270,30 @@ def _check(config):
     try:
         data.check_name(config.dataset)
     except ValueError as error:
-        raise cli.UsageError(str(error)) from None
+        raise errors.UsageError(str(error)) from None
     if config.augment is not None:
         _check_choice("--augment", config.augment, data.AUGMENTATIONS)
     if config.image_size is not None and not (
         isinstance(config.image_size, int) and config.image_size >= 8
     ):
-        raise cli.UsageError(f"--image-size must be an integer >= 8, got {config.image_size}")
+        raise errors.UsageError(f"--image-size must be an integer >= 8, got {config.image_size}")
     _check_choice("--lr-schedule", config.lr_schedule, LR_SCHEDULES)
     if not 0 <= config.warmup_epochs < config.epochs:
-        raise cli.UsageError(
+        raise errors.UsageError(
             f"--warmup-epochs must be >= 0 and less than --epochs ({config.epochs}), "
             f"got {config.warmup_epochs:g}"
         )
     if config.lr_schedule == "step" and any(
         config.warmup_epochs > e for e in config.lr_decay_epochs
     ):
-        raise cli.UsageError(
+        raise errors.UsageError(
             f"--warmup-epochs {config.warmup_epochs:g} reaches the step schedule's first decay "
             f"(epoch {min(config.lr_decay_epochs)})"
         )
     try:
         data.validation.check_size(config.validation_split)
     except ValueError as error:
-        raise cli.UsageError(f"--validation-split: {error}") from None
+        raise errors.UsageError(f"--validation-split: {error}") from None
     _check_choice("model", config.model, models.names())
     _check_choice("crop padding", config.crop_padding, data.CROP_PADDINGS)
     _check_choice("--weight-decay-on", config.weight_decay_on, WEIGHT_DECAY_ON)
@@ -300,23 +301,23 @@ def _check(config):
     _check_choice("--mixed-precision", config.mixed_precision, MIXED_PRECISION)
     _check_choice("--jit-compile", config.jit_compile, JIT_COMPILE)
     if not 0 <= config.momentum < 1:
-        raise cli.UsageError(f"--momentum must be at least 0 and below 1, got {config.momentum:g}")
+        raise errors.UsageError(f"--momentum must be at least 0 and below 1, got {config.momentum:g}")
     if config.dynamics_every is not None and not (
         isinstance(config.dynamics_every, int) and config.dynamics_every >= 0
     ):
-        raise cli.UsageError(
+        raise errors.UsageError(
             f"--dynamics-every must be a non-negative integer, got {config.dynamics_every}"
         )
     if config.train_subset is not None and not (
         isinstance(config.train_subset, int) and config.train_subset >= 1
     ):
-        raise cli.UsageError(f"--train-subset must be a positive integer, got {config.train_subset}")
+        raise errors.UsageError(f"--train-subset must be a positive integer, got {config.train_subset}")
     if isinstance(config.precise_bn, bool) or not (
         isinstance(config.precise_bn, int) and config.precise_bn >= 0
     ):
-        raise cli.UsageError(f"--precise-bn must be an integer >= 0, got {config.precise_bn}")
+        raise errors.UsageError(f"--precise-bn must be an integer >= 0, got {config.precise_bn}")
     if not (isinstance(config.keep_checkpoints, int) and config.keep_checkpoints >= 1):
-        raise cli.UsageError(
+        raise errors.UsageError(
             f"--keep-checkpoints must be a positive integer, got {config.keep_checkpoints}"
         )
     if config.data_dir is not None:
@@ -324,9 +325,9 @@ def _check(config):
         # Only existence: for some datasets it is a tfds directory, for others a folder of
         # image or IDX files, which the data layer checks itself.
         if not os.path.exists(config.data_dir):
-            raise cli.UsageError(f"--data-dir {config.data_dir} does not exist")
+            raise errors.UsageError(f"--data-dir {config.data_dir} does not exist")
         if not os.path.isdir(config.data_dir):
-            raise cli.UsageError(
+            raise errors.UsageError(
                 f"--data-dir {config.data_dir} is a file; give the directory that holds the "
                 "dataset's files"
             )
@@ -334,4 +335,4 @@ def _check(config):
 
 def _check_choice(what, value, choices):
     if value not in choices:
-        raise cli.UsageError(f"unknown {what} {value!r}; expected one of {', '.join(choices)}")
+        raise errors.UsageError(f"unknown {what} {value!r}; expected one of {', '.join(choices)}")

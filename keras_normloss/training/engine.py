@@ -44,7 +44,7 @@ import sys
 import keras
 
 from keras_normloss import callbacks as norm_callbacks
-from keras_normloss import cli, data
+from keras_normloss import data, errors
 from keras_normloss.batch_norm import PreciseBatchNorm
 from keras_normloss.methods import norm_theory
 from keras_normloss.training import compute, norm_records, summaries
@@ -90,7 +90,7 @@ def run(config, verbose="auto"):
         The run's results (the content of results.json).
 
     Raises:
-        keras_normloss.cli.UsageError: if the output directory cannot hold
+        keras_normloss.errors.UsageError: if the output directory cannot hold
             this run, the machine cannot run its settings, or Keras runs on another
             backend than `config.backend`.
         keras_normloss.data.DatasetNotPreparedError: if the dataset is not
@@ -114,7 +114,7 @@ def run(config, verbose="auto"):
     ```
     """
     if config.backend != keras.backend.backend():
-        raise cli.UsageError(
+        raise errors.UsageError(
             f"this run is made for the {config.backend} backend and Keras runs on "
             f"{keras.backend.backend()} in this process; set KERAS_BACKEND={config.backend} "
             "before Keras is imported, or use `keras-normloss train --backend`"
@@ -171,7 +171,7 @@ def _train(config, state, verbose, stop):
         distribution = make_distribution(config.strategy, config.deterministic)
     except ValueError as error:  # e.g. --strategy tpu where no TPU is found
         first_line = (str(error).splitlines() or [""])[0]
-        raise cli.UsageError(
+        raise errors.UsageError(
             f"--strategy {config.strategy} cannot run here: {first_line}"
         ) from None
     notes = compute.check(config, distribution)
@@ -267,7 +267,7 @@ def _data(config, distribution, notes):
     try:
         pipelines = _load_data(config)
     except data.DatasetOptionError as error:  # e.g. --image-size for CIFAR, ImageNet on JAX
-        raise cli.UsageError(str(error)) from None
+        raise errors.UsageError(str(error)) from None
     info = pipelines.info
     held_out = (
         f", {info.validation_examples:,} validation (held out of training, the same for every seed)"

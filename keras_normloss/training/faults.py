@@ -8,7 +8,7 @@ Exit statuses of `keras-normloss train` (and of each run of `sweep`):
          epoch, results.json or model.keras of a finished run do not read), a checkpoint or
          output cannot be written (a full disk). Nothing that was there is lost; the message
          says what to do.
-    2    bad input (`keras_normloss.cli.UsageError`): a bad option, an --output that is a file,
+    2    bad input (`keras_normloss.errors.UsageError`): a bad option, an --output that is a file,
          cannot be written or holds another run (or a sweep), a --data-dir that does not
          exist, a dataset not prepared, sizes that cannot fit the data or the memory, a
          precision, XLA or strategy setting this machine cannot run.

@@ -30,7 +30,7 @@ import jax
 import keras
 import numpy as np
 
-from keras_normloss import cli
+from keras_normloss import errors
 from keras_normloss.training.machine import installed_version, jax_sees_a_gpu
 
 # XLA's flag for deterministic GPU reductions (scatter-add, ...); CPU XLA is deterministic.
@@ -183,11 +183,11 @@ class KerasDistribution:
         error, so such a split is refused, before anything is built.
 
         Raises:
-            keras_normloss.cli.UsageError: naming the batch or split and what to do.
+            keras_normloss.errors.UsageError: naming the batch or split and what to do.
         """
         n = self.replicas
         if batch_size % n:
-            raise cli.UsageError(
+            raise errors.UsageError(
                 f"--batch-size {batch_size} does not split over {n} devices; choose a multiple "
                 f"of {n}, or --strategy one-device"
             )
@@ -197,7 +197,7 @@ class KerasDistribution:
         ):
             last = images % batch_size
             if last % n:
-                raise cli.UsageError(
+                raise errors.UsageError(
                     f"the {split} split's last batch ({images:,} images at batch {batch_size}: "
                     f"{last} left) does not split over {n} devices, as JAX's data parallelism "
                     f"needs; choose a --batch-size that leaves a multiple of {n} (or none)"

@@ -14,7 +14,7 @@ import json
 import os
 import zipfile
 
-from keras_normloss import cli
+from keras_normloss import cli, errors
 from keras_normloss.training.config import DERIVED, OPERATIONAL, upgrade_record
 from keras_normloss.training.faults import Diverged, RunFilesDamaged
 
@@ -62,14 +62,14 @@ def sha256(path):
 def _check_writable(output):
     """Raises UsageError unless `output` is, or can be created as, a writable directory."""
     if not output:
-        raise cli.UsageError("--output is empty; name the run directory")
+        raise errors.UsageError("--output is empty; name the run directory")
     if os.path.exists(output) and not os.path.isdir(output):
-        raise cli.UsageError(f"--output {output} is a file, not a directory; choose a directory")
+        raise errors.UsageError(f"--output {output} is a file, not a directory; choose a directory")
     existing = os.path.abspath(output)
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
-        raise cli.UsageError(f"--output {output} cannot be created: {existing} is a file")
+        raise errors.UsageError(f"--output {output} cannot be created: {existing} is a file")
     cli.check_writable_directory(existing, f"--output {output}")
 
 
@@ -79,19 +79,19 @@ def check_run_dir(config):
     Writes nothing.
 
     Raises:
-        keras_normloss.cli.UsageError: if the directory is a file, cannot be
+        keras_normloss.errors.UsageError: if the directory is a file, cannot be
             written, holds something that is not a run, or holds another run.
     """
     _check_writable(config.output)
     path = os.path.join(config.output, "config.json")
     if not os.path.exists(path):
         if os.path.exists(os.path.join(config.output, "summary.csv")):
-            raise cli.UsageError(
+            raise errors.UsageError(
                 f"{config.output} is a sweep directory (it holds summary.csv), not a run; "
                 "choose a new --output"
             )
         if os.path.isdir(config.output) and os.listdir(config.output):
-            raise cli.UsageError(
+            raise errors.UsageError(
                 f"{config.output} is not empty and holds no config.json; choose a new --output"
             )
         return "new"
@@ -100,7 +100,7 @@ def check_run_dir(config):
         if not isinstance(saved, dict):
             raise ValueError("not a JSON object")
     except (OSError, ValueError) as error:
-        raise cli.UsageError(
+        raise errors.UsageError(
             f"{path} cannot be read ({error}); choose a new --output, or repair that file"
         ) from None
     mine = json.loads(json.dumps(config.identity()))
@@ -115,7 +115,7 @@ def check_run_dir(config):
             theirs.setdefault(field.name, json.loads(json.dumps(field.default)))
     if theirs != mine:
         differing = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-        raise cli.UsageError(
+        raise errors.UsageError(
             f"{config.output} holds a different run (differs in: {', '.join(differing)}); "
             "choose a new --output or repeat that run's command"
         )
@@ -200,7 +200,7 @@ def check_not_diverged(run_dir):
     )
 
 
-class RunDirectoryBusy(cli.UsageError):
+class RunDirectoryBusy(errors.UsageError):
     """Another process is training the run in this directory (exit status 2)."""
 
 

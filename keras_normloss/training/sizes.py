@@ -9,7 +9,7 @@ line, exit status 2, nothing written.
 
 import math
 
-from keras_normloss import cli
+from keras_normloss import errors
 
 # Activations kept for the backward pass, and their gradients while it runs: about twice the
 # outputs of every layer (a lower bound: TensorFlow's workspace comes on top).
@@ -80,18 +80,18 @@ def check_sizes(config, info, model=None, memory=None):
         memory: the bytes available (default: `available_memory()`), for tests.
 
     Raises:
-        keras_normloss.cli.UsageError: for a size that cannot fit.
+        keras_normloss.errors.UsageError: for a size that cannot fit.
     """
     if model is None:
         batch, examples = config.batch_size, info.train_examples
         if batch > examples:
-            raise cli.UsageError(
+            raise errors.UsageError(
                 f"--batch-size {batch:,} is larger than the training split of {info.name} "
                 f"({_plural(examples, 'image')}); choose at most {examples:,}"
             )
         one_pass = info.steps_per_epoch(batch)
         if config.steps_per_epoch and config.steps_per_epoch > one_pass:
-            raise cli.UsageError(
+            raise errors.UsageError(
                 f"--steps-per-epoch {config.steps_per_epoch:,} is more than one pass over the "
                 f"training split ({_plural(examples, 'image')} at batch {batch:,}: "
                 f"{_plural(one_pass, 'step')}); give at most {one_pass:,}, or leave it out for "
@@ -110,7 +110,7 @@ def check_sizes(config, info, model=None, memory=None):
     needed = _TRAINING_COPIES * per_example * config.batch_size
     if needed > memory:
         fits = max(1, memory // (_TRAINING_COPIES * per_example))
-        raise cli.UsageError(
+        raise errors.UsageError(
             f"--batch-size {config.batch_size:,} needs about {needed / 2**30:.1f} GiB of memory "
             f"for {config.model}'s activations, and {memory / 2**30:.1f} GiB are available; "
             f"choose at most about {fits:,}"

@@ -11,7 +11,7 @@ import platform
 
 import tensorflow as tf
 
-from keras_normloss import cli
+from keras_normloss import errors
 from keras_normloss.training import keras_multiworker_patch
 from keras_normloss.training.config import STRATEGIES  # noqa: F401 (the names, checked there)
 from keras_normloss.training.machine import installed_version
@@ -152,10 +152,10 @@ class TFDistribution:
         return self.strategy.scope()
 
     def check_sizes(self, batch_size, info):
-        """Raises `cli.UsageError` if the global batch does not split over the replicas (the
+        """Raises `errors.UsageError` if the global batch does not split over the replicas (the
         last, smaller batch of an evaluation split may: tf.distribute splits it unevenly)."""
         if batch_size % self.replicas:
-            raise cli.UsageError(
+            raise errors.UsageError(
                 f"--batch-size {batch_size} does not split over {self.replicas} replicas"
             )
 

@@ -3,10 +3,12 @@
 # Kept as it ran then: its import paths are those of that commit.
 """Makes tests/data/saved_before_layout.keras (every serializable object of keras_normloss in one
 small model, trained one step) and its inputs and predictions, at the commit before the move."""
-import numpy as np
 import keras
+import numpy as np
+
 import keras_normloss as nl
-from keras_normloss import optimizers as nlo, schedules
+from keras_normloss import optimizers as nlo
+from keras_normloss import schedules
 from keras_normloss.models.building_blocks import ZeroPadShortcut
 
 keras.utils.set_random_seed(0)

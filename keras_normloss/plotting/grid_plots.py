@@ -1,5 +1,5 @@
 """The figures and table of a results grid (`benchmarks/fashion_mnist_study.py`'s docs), from
-the panels of `keras_normloss.sweep_panels`: error against factor and batch size, channel
+the panels of `keras_normloss.plotting.sweep_panels`: error against factor and batch size, channel
 norms over training, errors over seeds, and a table of means.
 """
 
@@ -9,8 +9,9 @@ import math
 import os
 import statistics
 
-from keras_normloss import cli, sweep_panels
-from keras_normloss.sweep_summary import at_its_factor
+from keras_normloss import errors
+from keras_normloss.plotting import sweep_panels
+from keras_normloss.training.sweep_summary import at_its_factor
 
 
 def plot_grid(sweep_dir, output_dir, base_batch=None, metric="final_test_error", factors=None):
@@ -38,7 +39,7 @@ def plot_grid(sweep_dir, output_dir, base_batch=None, metric="final_test_error",
         The paths written.
 
     Raises:
-        keras_normloss.cli.UsageError: if no run has finished.
+        keras_normloss.errors.UsageError: if no run has finished.
 
     Example:
 
@@ -49,7 +50,7 @@ def plot_grid(sweep_dir, output_dir, base_batch=None, metric="final_test_error",
     plt = sweep_panels.pyplot()
     rows = sweep_panels.sweep_rows([sweep_dir], metric)
     if not rows:
-        raise cli.UsageError(f"no finished runs in {sweep_dir}")
+        raise errors.UsageError(f"no finished runs in {sweep_dir}")
     base_batch = base_batch or sweep_panels.main_batch(rows)
     os.makedirs(output_dir, exist_ok=True)
     written = []
@@ -155,7 +156,7 @@ def _factor_runs(rows, batch_size, factors):
 
 def _default(row, method):
     """The default factor of `method` under the preset of the run of `row` (its config.json)."""
-    from keras_normloss import presets
+    from keras_normloss.training import presets
 
     with open(os.path.join(row["run"], "config.json")) as f:
         preset = json.load(f)["preset"]

@@ -62,7 +62,7 @@ def check_private_api(optimizer_class=None):
             problem = "`tf.__internal__.distribute.interim.maybe_merge_call` is gone"
     if problem is not None:
         raise RuntimeError(
-            f"keras_normloss.methods.decoupled rests on private Keras API that has "
+            f"keras_normloss.optimizers.decoupled rests on private Keras API that has "
             f"changed: {problem} (checked with keras {KERAS_VERSION_CHECKED}; "
             f"this is keras {keras.__version__}). Decoupled Norm Loss and "
             "weight decay would not be applied correctly; pin "

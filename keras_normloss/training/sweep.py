@@ -23,8 +23,8 @@ import signal
 import sys
 import threading
 
-from keras_normloss import cli
-from keras_normloss.sweep_summary import (  # noqa: F401  (sweep.write_summary, ... as before)
+from keras_normloss import cli, errors
+from keras_normloss.training.sweep_summary import (  # noqa: F401  (sweep.write_summary, ... as before)
     SUMMARY_COLUMNS,
     choose_factor,
     format_table,
@@ -67,7 +67,7 @@ def sweep(preset, output, *, regularizers, factors, seeds, batch_sizes=(None,), 
         The rows of summary.csv.
 
     Raises:
-        keras_normloss.cli.UsageError: for bad settings, or a run directory
+        keras_normloss.errors.UsageError: for bad settings, or a run directory
             that holds another run (checked before anything runs).
         RunError: if a run fails or is stopped by SIGTERM or SIGINT (passed
             on to the running run, which saves a checkpoint); started again,
@@ -88,17 +88,17 @@ def sweep(preset, output, *, regularizers, factors, seeds, batch_sizes=(None,), 
 
     for regularizer in regularizers:
         if regularizer not in methods.METHODS:
-            raise cli.UsageError(
+            raise errors.UsageError(
                 f"unknown method {regularizer!r}; expected one of {', '.join(methods.names())}"
             )
     # None in `factors` is each method's preset default, not a factor given.
     given = [f for f in factors if f is not None]
     if given and not any(methods.get(r).takes_factor for r in regularizers):
         # As `train` does: a factor that would be ignored is a mistake in the command.
-        raise cli.UsageError(f"--factor does not apply to --method {' '.join(regularizers)}")
+        raise errors.UsageError(f"--factor does not apply to --method {' '.join(regularizers)}")
     for seed in seeds:
         if not (isinstance(seed, int) and 0 <= seed < 2**32):
-            raise cli.UsageError(f"expected seeds from 0 to {2**32 - 1}, got {seed}")
+            raise errors.UsageError(f"expected seeds from 0 to {2**32 - 1}, got {seed}")
     check_sweep_dir(output)
     if not factors and any(methods.get(r).takes_factor for r in regularizers):
         factors = [None]  # each regularizer's preset default
@@ -272,13 +272,13 @@ def check_sweep_dir(output):
     """Raises UsageError unless `output` can hold a sweep: a new or empty directory, or one
     holding a sweep (summary.csv, run directories); never a run directory or other files."""
     if not output:
-        raise cli.UsageError("--output is empty; name the sweep directory")
+        raise errors.UsageError("--output is empty; name the sweep directory")
     if os.path.exists(output) and not os.path.isdir(output):
-        raise cli.UsageError(f"--output {output} is a file, not a directory; choose a directory")
+        raise errors.UsageError(f"--output {output} is a file, not a directory; choose a directory")
     if not os.path.isdir(output):
         return
     if os.path.exists(os.path.join(output, "config.json")):
-        raise cli.UsageError(
+        raise errors.UsageError(
             f"{output} is a run directory of `keras-normloss train`, not a sweep; choose a new "
             "--output"
         )
@@ -290,7 +290,7 @@ def check_sweep_dir(output):
         and not os.path.isdir(os.path.join(output, name))
     ]
     if others:
-        raise cli.UsageError(
+        raise errors.UsageError(
             f"{output} holds files that are not a sweep's ({others[0]}, ...); choose a new --output"
         )
 
@@ -318,7 +318,7 @@ def _run_one(config, parent=None):
     # A spawned child imports TensorFlow anew: quietly, as the sweep did (it printed TensorFlow's
     # start-up lines twice per run), unless the user asked to see them.
     startup.quiet_tensorflow_import(force=True)
-    from keras_normloss import cli, data, train
+    from keras_normloss import data, train
     from keras_normloss.training.faults import Interrupted
 
     if parent is not None and parent != os.getpid():  # a process of its own (tests run it inline)
@@ -338,7 +338,7 @@ def _run_one(config, parent=None):
             sys.exit(error.exit_status)
     try:
         train.run(config)
-    except (cli.UsageError, data.DatasetNotPreparedError, data.MalformedDatasetError) as error:
+    except (errors.UsageError, data.DatasetNotPreparedError, data.MalformedDatasetError) as error:
         print(f"keras-normloss sweep: error: {error}", file=sys.stderr)
         sys.exit(2)
     except train.RunStopped as error:

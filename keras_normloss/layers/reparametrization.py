@@ -22,7 +22,7 @@ Every kernel is viewed as rows `Z` of shape `(out, d)`: row `c` holds every
 weight feeding output channel `c`, with the axes taken from
 `keras_normloss.norms` (the PyTorch references' `weight.view(out, -1)`).
 `data_dependent_init` is Salimans & Kingma's initialization for `WeightNorm`;
-`keras_normloss.methods.reparametrize.reparametrize` applies a wrapper to the layers
+`keras_normloss.layers.reparametrize.reparametrize` applies a wrapper to the layers
 of an existing model.
 """
 

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_normloss.methods.reparametrization import KernelReparametrization
+from keras_normloss.layers.reparametrization import KernelReparametrization
 from keras_normloss.norms import UnsupportedLayerError
 
 # Orthogonalizing rows is meaningful only where every output channel sees the

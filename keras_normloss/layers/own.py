@@ -3,13 +3,13 @@
 import keras
 from keras import ops
 
-from keras_normloss.methods.orthogonalization import (
+from keras_normloss.layers.orthogonalization import (
     CentredOrthogonalization,
     _centre,
     _gram,
     _inverse_sqrt_psd,
 )
-from keras_normloss.methods.reparametrization import check_float, check_positive_int
+from keras_normloss.layers.reparametrization import check_float, check_positive_int
 
 
 @keras.saving.register_keras_serializable(package="keras_normloss")

@@ -1,5 +1,5 @@
-"""The panels of the sweep figures, shared by `keras_normloss.plots` and
-`keras_normloss.grid_plots`: the rows of summary.csv, error against the factor, error against
+"""The panels of the sweep figures, shared by `keras_normloss.plotting.plots` and
+`keras_normloss.plotting.grid_plots`: the rows of summary.csv, error against the factor, error against
 the batch size, and the readers they need. Each panel draws on a matplotlib Axes it is given.
 """
 

@@ -25,8 +25,8 @@ import keras
 from keras import ops
 
 from keras_normloss import norms
-from keras_normloss.methods import penalties
-from keras_normloss.methods.keras_optimizer_hook import assign_per_device, check_private_api
+from keras_normloss.optimizers.keras_optimizer_hook import assign_per_device, check_private_api
+from keras_normloss.regularizers import penalties
 
 
 def channel_axes_by_path(model):

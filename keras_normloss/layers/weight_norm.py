@@ -7,7 +7,7 @@ import numpy as np
 from keras import ops
 
 from keras_normloss import norms
-from keras_normloss.methods.reparametrization import KernelReparametrization, check_float
+from keras_normloss.layers.reparametrization import KernelReparametrization, check_float
 
 
 @keras.saving.register_keras_serializable(package="keras_normloss")

@@ -13,8 +13,8 @@ the sweep has several batch sizes, test error against batch size.
 With `--dynamics`, run directories give their dynamics.csv over steps instead: mean channel
 norm, angular update per step and effective learning rate, each run's predicted equilibrium
 angle dashed where the theory has one (`keras_normloss.methods.norm_theory`).
-The panels are drawn by `keras_normloss.sweep_panels`, which the figures of a results
-grid (`keras_normloss.grid_plots`) share.
+The panels are drawn by `keras_normloss.plotting.sweep_panels`, which the figures of a results
+grid (`keras_normloss.plotting.grid_plots`) share.
 Reads only the CSV and JSON files of the directories.
 """
 
@@ -22,7 +22,8 @@ import json
 import math
 import os
 
-from keras_normloss import cli, sweep_panels
+from keras_normloss import cli, errors
+from keras_normloss.plotting import sweep_panels
 
 
 def _is_sweep(path):
@@ -117,7 +118,7 @@ def plot_dynamics(run_dirs, output, group="conv"):
         The matplotlib Figure.
 
     Raises:
-        keras_normloss.cli.UsageError: if a run has no dynamics.csv, or none has `group`.
+        keras_normloss.errors.UsageError: if a run has no dynamics.csv, or none has `group`.
 
     Example:
 
@@ -133,7 +134,7 @@ def plot_dynamics(run_dirs, output, group="conv"):
     for i, run_dir in enumerate(run_dirs):
         path = os.path.join(run_dir, "dynamics.csv")
         if not os.path.exists(path):
-            raise cli.UsageError(
+            raise errors.UsageError(
                 f"{run_dir} has no dynamics.csv (a run made before it existed, or with "
                 "--dynamics-every 0)"
             )
@@ -168,7 +169,7 @@ def plot_dynamics(run_dirs, output, group="conv"):
                 label=f"{sweep_panels.method_of(config)}: predicted equilibrium",
             )
     if not drawn:
-        raise cli.UsageError(f"no run has channels of kind {group!r} in its dynamics.csv")
+        raise errors.UsageError(f"no run has channels of kind {group!r} in its dynamics.csv")
     titles = (
         f"mean channel norm ‖w_c‖ ({group})",
         "angular update per step (rad, RMS over channels)",
@@ -200,7 +201,7 @@ def plot_sweeps(sweep_dirs, output, metric="final_test_error"):
         The matplotlib Figure.
 
     Raises:
-        keras_normloss.cli.UsageError: if no run of the sweeps has finished.
+        keras_normloss.errors.UsageError: if no run of the sweeps has finished.
 
     Example:
 
@@ -211,7 +212,7 @@ def plot_sweeps(sweep_dirs, output, metric="final_test_error"):
     plt = sweep_panels.pyplot()
     rows = sweep_panels.sweep_rows(sweep_dirs, metric)
     if not rows:
-        raise cli.UsageError(f"no finished runs in {', '.join(sweep_dirs)}")
+        raise errors.UsageError(f"no finished runs in {', '.join(sweep_dirs)}")
     n_panels = 2 if len({r["batch_size"] for r in rows}) > 1 else 1
     fig, axes = plt.subplots(
         1, n_panels, figsize=(6.5 * n_panels, 4.5), constrained_layout=True, squeeze=False
@@ -256,13 +257,13 @@ def figure_path(output):
     """The file `-o OUTPUT` writes: OUTPUT, or OUTPUT.png without a suffix (as matplotlib).
 
     Raises:
-        keras_normloss.cli.UsageError: if OUTPUT is a directory, has a format matplotlib
+        keras_normloss.errors.UsageError: if OUTPUT is a directory, has a format matplotlib
             cannot write, or its directory cannot be written; checked before any drawing.
     """
     if not output:
-        raise cli.UsageError("-o is empty; name the figure file, e.g. -o curves.png")
+        raise errors.UsageError("-o is empty; name the figure file, e.g. -o curves.png")
     if os.path.isdir(output):
-        raise cli.UsageError(
+        raise errors.UsageError(
             f"-o {output} is a directory; name the figure file, e.g. "
             f"-o {os.path.join(output, 'figure.png')}"
         )
@@ -273,16 +274,16 @@ def figure_path(output):
 
     formats = matplotlib.figure.Figure().canvas.get_supported_filetypes()
     if suffix not in formats:
-        raise cli.UsageError(
+        raise errors.UsageError(
             f"-o {output}: matplotlib cannot write .{suffix} files; use one of "
             f"{', '.join('.' + f for f in sorted(formats))}"
         )
     directory = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(directory):
-        raise cli.UsageError(f"-o {output}: the directory {directory} does not exist")
+        raise errors.UsageError(f"-o {output}: the directory {directory} does not exist")
     cli.check_writable_directory(directory, f"-o {output}")
     if os.path.exists(output) and not os.access(output, os.W_OK):
-        raise cli.UsageError(f"-o {output} cannot be written: the file is read-only")
+        raise errors.UsageError(f"-o {output} cannot be written: the file is read-only")
     return output
 
 
@@ -295,21 +296,21 @@ def main(argv=None):
     runs = [d for d in args.dirs if not _is_sweep(d) and _is_run(d)]
     neither = [d for d in args.dirs if d not in sweeps and d not in runs]
     if neither:
-        raise cli.UsageError(
+        raise errors.UsageError(
             f"not a run or sweep directory (no metrics.csv or summary.csv): {neither[0]}"
         )
     if sweeps and runs:
-        raise cli.UsageError("give either run directories or sweep directories, not both")
+        raise errors.UsageError("give either run directories or sweep directories, not both")
     try:
         if sweeps:
             if args.dynamics:
-                raise cli.UsageError("--dynamics is for run directories, not sweeps")
+                raise errors.UsageError("--dynamics is for run directories, not sweeps")
             plot_sweeps(sweeps, output, args.metric)
         elif args.dynamics:
             plot_dynamics(runs, output, args.group)
         else:
             plot_runs(runs, output)
     except OSError as error:  # the disk filled, or the file went read-only meanwhile
-        raise cli.UsageError(f"-o {output} cannot be written ({error.strerror or error})") from None
+        raise errors.UsageError(f"-o {output} cannot be written ({error.strerror or error})") from None
     print(f"wrote {output}")
     return 0

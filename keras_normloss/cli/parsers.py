@@ -10,7 +10,7 @@ quietly, or JAX) once the options are read.
 
 import sys
 
-from keras_normloss import cli, methods, presets
+from keras_normloss import cli, errors, methods
 from keras_normloss.choices import (
     AUGMENTATIONS,
     JIT_COMPILE,
@@ -18,6 +18,7 @@ from keras_normloss.choices import (
     MIXED_PRECISION,
     OPTIMIZERS,
 )
+from keras_normloss.training import presets
 from keras_normloss.training.config import (
     ADAPTIVE_LR,
     DEFAULT_KEEP_CHECKPOINTS,
@@ -212,7 +213,7 @@ def add_shared_arguments(parser):
         "--preset",
         required=True,
         choices=sorted(presets.PRESETS),
-        help="the papers' settings to start from (keras_normloss/presets.py)",
+        help="the papers' settings to start from (keras_normloss/training/presets.py)",
     )
     add_run_options(parser)
     # Not a setting of the run: read by `keras_normloss.cli` before TensorFlow starts.
@@ -319,7 +320,7 @@ def main(argv=None):
         run(config)
     except (data.DatasetNotPreparedError, data.MalformedDatasetError) as error:
         # Bad input: which dataset, where, and whether to download are the user's to change.
-        raise cli.UsageError(str(error)) from None
+        raise errors.UsageError(str(error)) from None
     except RunStopped as error:
         # A stop by a signal says "stopped by ..."; the others are errors.
         kind = "" if isinstance(error, (Preempted, Interrupted)) else "error: "

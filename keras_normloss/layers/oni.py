@@ -4,14 +4,14 @@ import keras
 from keras import ops
 
 from keras_normloss import norms
-from keras_normloss.methods.orthogonalization import (
+from keras_normloss.layers.orthogonalization import (
     CentredOrthogonalization,
     _centre,
     _gram,
     _per_group,
     orthogonal_group_size,
 )
-from keras_normloss.methods.reparametrization import check_float, check_positive_int
+from keras_normloss.layers.reparametrization import check_float, check_positive_int
 
 # How ONI's raw kernel `v` starts (the `init` argument):
 #   "orthogonal": the wrapped layer's kernel, centred and orthogonalized per

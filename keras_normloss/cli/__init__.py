@@ -2,11 +2,12 @@
 subcommands share (one-line errors with exit status 2 for bad input).
 
 Each subcommand lives in its own module with a `main(argv)` callable from
-Python: `keras_normloss.train.main`, `keras_normloss.sweep.main`,
-`keras_normloss.plots.main`. They are imported only when used, so that
+Python: `keras_normloss.train.main`, `keras_normloss.training.sweep.main`,
+`keras_normloss.plotting.plots.main`. They are imported only when used, so that
 `plot` does not start TensorFlow. `train` and `sweep` choose Keras's backend
 (`start_backend`: `--backend`, else `KERAS_BACKEND`, ...) before anything
-imports Keras.
+imports Keras. `parsers.py` beside this module holds the `train` command's options and the
+ones `sweep` and the benchmarks share.
 """
 
 import argparse
@@ -19,16 +20,13 @@ import sys
 import tempfile
 
 from keras_normloss import startup
+from keras_normloss.errors import UsageError
 
 SUBCOMMANDS = {
     "train": ("keras_normloss.train", "train one run (a preset, a method, a factor)"),
-    "sweep": ("keras_normloss.sweep", "a resumable grid of runs and its summary.csv"),
-    "plot": ("keras_normloss.plots", "figures from run or sweep directories"),
+    "sweep": ("keras_normloss.training.sweep", "a resumable grid of runs and its summary.csv"),
+    "plot": ("keras_normloss.plotting.plots", "figures from run or sweep directories"),
 }
-
-
-class UsageError(ValueError):
-    """Bad input from the user: reported in one line, exit status 2."""
 
 
 # Commands that train: they choose Keras's backend (`start_backend`) once their options are read
