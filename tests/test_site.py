@@ -126,3 +126,29 @@ def test_the_readmes_example_runs_and_its_links_resolve():
         if not target.startswith("http"):
             assert (ROOT / target).exists(), target
     assert len(readme.splitlines()) <= 120
+
+
+def test_the_methods_page_has_one_row_per_method_with_its_kind_and_factor():
+    from keras_normloss import methods
+
+    text = (DOCS / "methods.md").read_text()
+    shown = {"epoch-projection": "callback", "none": ""}  # the page's words for two kinds
+    for name in methods.names():
+        rows = [line for line in text.splitlines() if line.startswith(f"| `{name}` |")]
+        assert len(rows) == 1, name
+        cells = [c.strip() for c in rows[0].strip("|").split("|")]
+        spec = methods.get(name)
+        assert cells[1] == shown.get(spec.kind, spec.kind), (name, cells[1])
+        assert cells[3] == (spec.factor or ""), (name, cells[3])
+
+
+def test_every_page_has_one_title():
+    for page in sorted(DOCS.glob("*.md")):
+        fence, titles = False, []
+        for line in page.read_text().splitlines():
+            if line.startswith("```"):
+                fence = not fence
+            elif not fence and line.startswith("# "):
+                titles.append(line)
+        # architecture.md is ARCHITECTURE.md, included whole (its title comes with it).
+        assert len(titles) == (0 if page.name == "architecture.md" else 1), (page.name, titles)

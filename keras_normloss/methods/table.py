@@ -40,7 +40,7 @@ class Method:
     Attributes:
         name: the name `train --method` and `attach(model, name)` take.
         kind: one of `KINDS`.
-        summary: what it does, in one line (the README's methods table).
+        summary: what it does, in one line (docs/methods.md's table).
         factor: what `--factor` means for it, or `None` if it takes none.
         layers: the layers it touches by default, one of `LAYER_CHOICES`.
         reference: where it comes from.

@@ -169,7 +169,7 @@ _FASHION_MNIST = dict(
     normloss_factor=1e-2,
 )
 
-# What was measured with the Fashion-MNIST presets (README, Results and the first command).
+# What was measured with the Fashion-MNIST presets (docs/results.md and the first command).
 STUDY_EPOCHS = 3
 STUDY_RUN_HERE = (
     "Run here as the study of benchmarks/fashion_mnist_study.py (all 5 phases, 64 runs; "
@@ -182,8 +182,8 @@ STUDY_RUN_HERE = (
     "0, lr scaled) Norm Loss went from 8.99 to 11.64 % and weight decay from 9.01 to 11.39 %; "
     "the other methods at their defaults (seeds 0-2) ended at 8.75 (ONI) to 9.78 % (SO). "
     "Before it (seed 0): with crop-and-flip, 3 epochs of `none` ended at 12.01 % test error "
-    "(train error 13.9 %: the network underfits, so augmentation only slows it). See README, "
-    "Results."
+    "(train error 13.9 %: the network underfits, so augmentation only slows it). See "
+    "docs/first-study.md."
 )
 SMALL_RUN_HERE = (
     "Run here: `keras-normloss train --preset fashion-mnist-small --output runs/first` gave a "
