@@ -1,6 +1,6 @@
 """The equilibrium theory of `keras_normloss.methods.norm_theory`, checked by measurement.
 
-    python benchmarks/norm_equilibrium.py                 # the README's table (about 3 minutes)
+    python benchmarks/norm_equilibrium.py                 # docs/norm-dynamics.md's table (about 3 minutes)
     python benchmarks/norm_equilibrium.py --steps 3000 --lr 0.05 --momentum 0.5 \\
         --methods weight-decay normloss --factors 1e-3 1e-2
 

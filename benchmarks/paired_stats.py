@@ -116,6 +116,32 @@ def holm(p_values):
     return adjusted
 
 
+MIN_SEEDS = 3  # no verdict from fewer paired seeds
+
+
+def too_few(difference):
+    """Why a paired difference supports no verdict (fewer than `MIN_SEEDS` seeds, or every seed
+    giving the same difference, which makes a t interval of width 0), or None."""
+    if difference["n"] < MIN_SEEDS:
+        return f"not resolved (fewer than {MIN_SEEDS} paired seeds)"
+    if difference["std"] == 0:
+        return "not resolved (every seed gave the same difference: no spread to test against)"
+    return None
+
+
+def direction_verdict(difference):
+    """ "shown" when the 95 % interval of `first − second` lies below 0 (the claim that the first
+    is lower), "not shown" when it lies above 0, else "not resolved"."""
+    reason = too_few(difference)
+    if reason:
+        return reason
+    if difference["high"] < 0:
+        return "shown"
+    if difference["low"] > 0:
+        return "not shown"
+    return "not resolved (the interval contains 0)"
+
+
 def competitive_verdict(difference, equivalence):
     """The protocol's verdict on "the first method is competitive with the second".
 
@@ -125,13 +151,17 @@ def competitive_verdict(difference, equivalence):
 
     Returns:
         One of "shown: better" (the 95 % interval below 0), "shown: equivalent within the
-        margin" (TOST), "not shown: worse" (the interval above 0 and not equivalent), or
-        "not resolved (interval wider than the margin)".
+        margin" (TOST), "not shown: worse by more than the margin" (the 90 % interval wholly
+        above +margin), or "not resolved" (fewer than `MIN_SEEDS` seeds, or an interval that
+        neither lies inside the margin nor beyond it).
     """
+    reason = too_few(difference)
+    if reason:
+        return reason
     if difference["high"] < 0:
         return "shown: better"
     if equivalence["equivalent"]:
         return "shown: equivalent within the margin"
-    if difference["low"] > 0:
-        return "not shown: worse"
-    return "not resolved (interval wider than the margin)"
+    if equivalence["low90"] > equivalence["margin"]:
+        return "not shown: worse by more than the margin"
+    return "not resolved (the interval is wider than the margin)"

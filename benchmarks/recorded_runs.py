@@ -30,6 +30,8 @@ RECORDED = (
     "validation_error",
     "final_test_error",
     "final_norm_mean",
+    # The run's process in this sitting: less than the run's time when it resumed an interrupted
+    # one (the kept metrics.csv's epoch_seconds add up every epoch's training).
     "wall_seconds",
     "run",
     "commit",
@@ -52,9 +54,21 @@ def commit_of_code():
     return (head or "unknown") + ("+modified" if dirty else "")
 
 
-def machine():
-    """The machine in words, without its name or any path."""
-    return f"{os.cpu_count()} CPU cores, {platform.machine()}, {platform.system()}, no GPU"
+def machine(results=None):
+    """The machine in words, without its name or any path; with a run's `results.json`, its
+    devices and the versions it ran with."""
+    words = f"{os.cpu_count()} CPU cores, {platform.machine()}, {platform.system()}"
+    if not results:
+        return words
+    gpus = (results.get("device") or {}).get("gpus") or []
+    versions = results.get("versions") or {}
+    names = ("python", "keras", "tensorflow", "jax", "numpy")
+    return "; ".join([
+        words,
+        f"GPUs: {', '.join(map(str, gpus))}" if gpus else "no GPU",
+        f"{results.get('backend', '?')} backend",
+        ", ".join(f"{n} {versions[n]}" for n in names if n in versions),
+    ])  # fmt: skip
 
 
 def read_rows(path):
@@ -105,7 +119,7 @@ def recorded_fields(run_dir, steps, command, wall):
         validation_error=results.get("final_validation_error", ""),
         final_test_error=results["final_test_error"], final_norm_mean=last["norm_mean"],
         wall_seconds=f"{wall:.0f}", run=os.path.basename(run_dir), commit=commit_of_code(),
-        command=command, machine=machine(),
+        command=command, machine=machine(results),
     )  # fmt: skip
 
 

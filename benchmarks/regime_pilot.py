@@ -73,24 +73,35 @@ def run_name(regime, method, factor, seed):
     return f"{regime}_{method}" + (f"_f{factor:.3g}" if factor is not None else "") + f"_s{seed}"
 
 
-def factors_at(regime, method, fractions, overrides=None):
-    """`method`'s factors whose timescale (`keras_normloss.methods.norm_theory`, at the schedule's
-    mean rate) is each fraction of the regime's run, to 2 significant digits, and the run's
-    length in steps."""
+def _config_and_steps_per_epoch(regime, method, factor, overrides):
     from keras_normloss import data, train
-    from keras_normloss.training.build import run_timescale
 
-    options = regime_options(regime, overrides)
-    config = train.make_config(PRESET, "unused", method=method, factor=1.0, **options)
+    config = train.make_config(
+        PRESET, "unused", method=method, factor=factor, **regime_options(regime, overrides)
+    )
     info = data.load(
         config.dataset,
         config.batch_size,
         validation_split=config.validation_split,
         train_subset=config.train_subset,
     ).info
-    record = run_timescale(
-        config, config.steps_per_epoch or info.steps_per_epoch(config.batch_size)
-    )
+    return config, config.steps_per_epoch or info.steps_per_epoch(config.batch_size)
+
+
+def run_length(regime, overrides=None):
+    """The regime's run in steps (with `overrides`: a batch size, a smoke run's epochs)."""
+    config, steps_per_epoch = _config_and_steps_per_epoch(regime, "none", None, overrides)
+    return config.epochs * steps_per_epoch
+
+
+def factors_at(regime, method, fractions, overrides=None):
+    """`method`'s factors whose timescale (`keras_normloss.methods.norm_theory`, at the schedule's
+    mean rate) is each fraction of the regime's run, to 2 significant digits, and the run's
+    length in steps."""
+    from keras_normloss.training.build import run_timescale
+
+    config, steps_per_epoch = _config_and_steps_per_epoch(regime, method, 1.0, overrides)
+    record = run_timescale(config, steps_per_epoch)
     # The timescale is proportional to 1/λ: λ = T(λ=1) / (fraction · run).
     total = record["total_steps"]
     return [float(f"{record['steps'] / (f * total):.2g}") for f in fractions], total

@@ -36,6 +36,7 @@ def draw(docs, rows):
     for name, drawer in (
         ("error against timescale", _error_against_timescale),
         ("paired differences", _paired),
+        ("error against batch size", _error_against_batch),
         ("convergence", _convergence),
         ("norm dynamics", _dynamics),
     ):
@@ -64,6 +65,11 @@ def _error_against_timescale(docs, rows):
         ns = sorted({len(rs) for _, _, rs in points[method]})
         ax.errorbar(xs, [m for m, _ in stats], yerr=[h for _, h in stats], marker="o", capsize=4,
                     color=COLOURS[method], label=f"{LABELS[method]} (n = {'/'.join(map(str, ns))} a point)")  # fmt: skip
+        chosen = timescale_report.chosen(docs).get(method)
+        if chosen and chosen["fraction"] in xs:
+            i = xs.index(chosen["fraction"])
+            ax.plot([xs[i]], [stats[i][0]], marker="*", ms=16, color=COLOURS[method], ls="",
+                    markeredgecolor="black", label="chosen on validation")  # fmt: skip
         if none:
             m, h = band(none)
             ax.axhspan(m - h, m + h, color=COLOURS["none"], alpha=0.12)
@@ -93,20 +99,46 @@ def _paired(docs, rows):
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.5))
     margin = 100 * timescale_study.MARGIN
-    ax.axvspan(-margin, margin, color="grey", alpha=0.15, label=f"equivalence margin ±{margin:.1f}")
     ax.axvline(0, color="black", lw=0.8)
     for i, (name, d) in enumerate(comparisons.items()):
+        if "tost" in d:  # the equivalence test: its margin and 90 % interval, on its row only
+            t = d["tost"]
+            ax.fill_between([-margin, margin], i - 0.3, i + 0.3, color="grey", alpha=0.2,
+                            label=f"equivalence margin ±{margin:.1f}")  # fmt: skip
+            ax.plot([100 * t["low90"], 100 * t["high90"]], [i - 0.22] * 2, color="tab:green",
+                    lw=3, label="90 % interval (TOST)")  # fmt: skip
         ax.plot([100 * x for x in d["differences"]], [i] * d["n"], "o", color="grey", alpha=0.6)
         ax.errorbar([100 * d["mean"]], [i], xerr=[[100 * (d["mean"] - d["low"])],
-                    [100 * (d["high"] - d["mean"])]], fmt="s", color="black", capsize=5)  # fmt: skip
+                    [100 * (d["high"] - d["mean"])]], fmt="s", color="black", capsize=5,
+                    label="mean, 95 % interval" if i == 0 else None)  # fmt: skip
         ax.text(100 * d["high"], i + 0.18, f" n = {d['n']}", fontsize=8)
     ax.set_yticks(range(len(comparisons)), list(comparisons))
-    ax.set_xlabel(
-        "difference in final test error, points (grey: each seed; black: mean, 95 % interval)"
-    )
+    ax.set_xlabel("difference in final test error, points (grey dots: each seed)")
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title("Paired differences over the evaluation seeds")
     return _save(fig, docs, "paired.png")
+
+
+def _error_against_batch(docs, rows):
+    import timescale_report
+
+    if not any(r["phase"] == "batch" for r in rows):
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for method, by_batch in timescale_report.batch_cells(rows).items():
+        batches = sorted(by_batch)
+        stats = [band([100 * e for e in by_batch[b].values()]) for b in batches]
+        ns = sorted({len(by_batch[b]) for b in batches})
+        ax.errorbar(batches, [m for m, _ in stats], yerr=[h for _, h in stats], marker="o",
+                    capsize=4, color=COLOURS[method],
+                    label=f"{LABELS[method]} (n = {'/'.join(map(str, ns))} a point)")  # fmt: skip
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("batch size (the same epochs; learning rate scaled with the batch)")
+    ax.set_ylabel("final test error, % (axis does not start at 0)")
+    ax.set_title("Test error against batch size: mean and 95 % interval over the seeds")
+    ax.legend(fontsize=8)
+    return _save(fig, docs, "error_vs_batch.png")
 
 
 def _curves(docs, rows, method, name, value, group=None):
@@ -188,7 +220,7 @@ def _dynamics(docs, rows):
     if not drawn:
         plt.close(fig)
         return None
-    axes[0].set_ylabel("mean channel norm ‖w‖")
+    axes[0].set_ylabel("mean channel norm ‖w‖ (axis does not start at 0)")
     axes[1].set_ylabel("RMS angle per step, rad")
     axes[2].set_ylabel("effective learning rate η/‖w‖²")
     for ax in axes:

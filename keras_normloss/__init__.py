@@ -13,6 +13,7 @@ Public names:
     optimizers        decoupled Norm Loss / weight decay for any Keras optimizer
     channel_norms, oblique_distance, output_channel_axes, layer_kernels
     models            the papers' networks: models.get("resnet110"), models.names()
+    errors            every exception a user may catch
     NormMonitor       (keras_normloss.callbacks) channel-norm statistics each epoch
     NormDynamics      (keras_normloss.callbacks) norms, angular updates, effective learning
                       rates of sampled optimizer steps, per layer kind
@@ -26,6 +27,9 @@ from keras_normloss import _lazy, startup  # no Keras: os, sys, json only
 
 # Public name -> where it lives (keras_normloss._lazy): imported when first used.
 _PUBLIC = {
+    "batch_norm": "keras_normloss.batch_norm",
+    "callbacks": "keras_normloss.callbacks",
+    "errors": "keras_normloss.errors",
     "methods": "keras_normloss.methods",
     "models": "keras_normloss.models",
     "optimizers": "keras_normloss.optimizers",
@@ -44,7 +48,7 @@ _PUBLIC = {
     "reparametrize": "keras_normloss.layers.reparametrize:reparametrize",
     "WeightNorm": "keras_normloss.layers.weight_norm:WeightNorm",
     "data_dependent_init": "keras_normloss.layers.weight_norm:data_dependent_init",
-    "UnsupportedLayerError": "keras_normloss.norms:UnsupportedLayerError",
+    "UnsupportedLayerError": "keras_normloss.errors:UnsupportedLayerError",
     "channel_norms": "keras_normloss.norms:channel_norms",
     "layer_kernels": "keras_normloss.norms:layer_kernels",
     "oblique_distance": "keras_normloss.norms:oblique_distance",
@@ -78,7 +82,10 @@ __all__ = [
     "OrthogonalWeightNorm",
     "WeightNorm",
     "apply_method",
+    "batch_norm",
+    "callbacks",
     "data_dependent_init",
+    "errors",
     "methods",
     "optimizers",
     "reparametrize",

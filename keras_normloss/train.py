@@ -7,8 +7,16 @@ scripts) have always imported from here.
 
 from keras_normloss import _lazy, training
 
-__all__ = list(training.__all__)
+# The command line's, beside the training engine's: `main(argv)` is the subcommand itself.
+PARSER_NAMES = ("add_shared_arguments", "build_parser", "main", "shared_overrides")
 
+__all__ = [*training.__all__, *PARSER_NAMES]
 
-# Every name of `keras_normloss.training`, imported when first used.
-__getattr__ = _lazy.attributes(__name__, {n: f"keras_normloss.training:{n}" for n in __all__})
+# Every name, imported when first used.
+__getattr__ = _lazy.attributes(
+    __name__,
+    {
+        **{n: f"keras_normloss.training:{n}" for n in training.__all__},
+        **{n: f"keras_normloss.cli.parsers:{n}" for n in PARSER_NAMES},
+    },
+)

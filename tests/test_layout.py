@@ -18,12 +18,29 @@ def _module_name(path):
 MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 
+LAZY_TABLES = ("_PUBLIC", "_LAZY", "_HOME")  # name -> "module:attribute" (`_lazy.attributes`)
+
+
+def _lazy_imports(tree):
+    """The modules a module's lazy tables name: imported on first use, imports all the same."""
+    found = set()
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict):
+            if any(getattr(t, "id", None) in LAZY_TABLES for t in node.targets):
+                for value in node.value.values:
+                    if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                        found.add(value.value.partition(":")[0])
+    return found
+
+
 def _imports(name):
-    """The package modules `name` imports anywhere in its source (at any depth)."""
+    """The package modules `name` imports anywhere in its source (at any depth), its lazy
+    tables included."""
     path = MODULES[name]
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    found = {t for t in _lazy_imports(tree) if t in MODULES and t != name}
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):

@@ -181,7 +181,7 @@ def test_a_batchnorm_network_settles_at_the_predicted_angular_update(method):
     momentum 0.9, factor 2e-3: timescales 100 and 50 steps) for 1,200 steps; the RMS angle of
     its last 300 steps, measured by NormDynamics, within 10 % of √(2ηλ/(1 + μ)) (weight decay)
     and √(4ηλ(1 − 1/r)/(1 + μ)) at the measured norm (Norm Loss). 10 %: the formulas assume
-    gradients uncorrelated from step to step, which a network's are not quite (the README's
+    gradients uncorrelated from step to step, which a network's are not quite (docs/norm-dynamics.md's
     table: 0.92 to 1.08 measured over predicted), while the nearest wrong formulas are far off
     (no 1 + μ: 38 %; the decoupled (1 − μ) factor: 3.2 times)."""
     measured = _benchmark().measure(method, 2e-3, 0.5, 0.9, steps=1200, measure_steps=300)

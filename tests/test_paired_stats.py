@@ -96,5 +96,23 @@ def test_the_competitive_verdict_follows_the_protocol():
 
     assert verdict([-0.5, -0.6, -0.55, -0.5, -0.52], 0.3) == "shown: better"
     assert verdict([0.01, -0.02, 0.0, 0.02, -0.01], 0.3) == "shown: equivalent within the margin"
-    assert verdict([0.5, 0.6, 0.55, 0.5, 0.52], 0.3) == "not shown: worse"
+    assert verdict([0.5, 0.6, 0.55, 0.5, 0.52], 0.3) == "not shown: worse by more than the margin"
     assert verdict([0.5, -0.6, 0.3, -0.2, 0.1], 0.3).startswith("not resolved")
+    # Worse, but the interval reaches into the margin: neither equivalence nor its opposite.
+    assert verdict([0.1, 0.4, 0.2, 0.5, 0.3], 0.3).startswith("not resolved")
+    # No verdict from two seeds, nor from seeds that all gave the same difference.
+    assert verdict([-0.5, -0.6], 0.3) == "not resolved (fewer than 3 paired seeds)"
+    assert verdict([-0.5, -0.5, -0.5], 0.3).startswith("not resolved (every seed gave the same")
+
+
+def test_a_direction_needs_three_seeds_with_a_spread():
+    def verdict(diffs):
+        a = {s: d for s, d in enumerate(diffs)}
+        return paired_stats.direction_verdict(
+            paired_stats.paired_difference(a, dict.fromkeys(a, 0))
+        )
+
+    assert verdict([-1.0, -1.1, -0.9]) == "shown"
+    assert verdict([1.0, 1.1, 0.9]) == "not shown"
+    assert verdict([-1.0, 1.1, 0.2]).startswith("not resolved")
+    assert verdict([-1.0, -1.1]).startswith("not resolved (fewer than 3")

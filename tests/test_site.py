@@ -41,7 +41,11 @@ def test_the_site_builds_with_every_page_and_no_warning(site):
     for page in ("getting-started", "your-model", "methods", "models", "training", "results",
                  "architecture", "api"):  # fmt: skip
         assert (site / page / "index.html").is_file(), page
-    assert (site / "notebooks" / "01_quickstart.ipynb").is_file()
+    # Every notebook is linked from Getting started, and the site carries it.
+    started = (DOCS / "getting-started.md").read_text()
+    for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        assert f"](notebooks/{notebook.name})" in started, notebook.name
+        assert (site / "notebooks" / notebook.name).is_file(), notebook.name
 
 
 @pytest.mark.subprocess
@@ -152,3 +156,54 @@ def test_every_page_has_one_title():
                 titles.append(line)
         # architecture.md is ARCHITECTURE.md, included whole (its title comes with it).
         assert len(titles) == (0 if page.name == "architecture.md" else 1), (page.name, titles)
+
+
+def _shown_parameters(text):
+    """`a, b=1, *, c="x"` -> [("a", None), ("b", "1"), ("c", '"x"')] (a bare `*` dropped)."""
+    parts, depth, current = [], 0, ""
+    for ch in text:
+        depth += ch in "([{" and 1 or (ch in ")]}" and -1 or 0)
+        if ch == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    parts.append(current)
+    shown = []
+    for part in (p.strip() for p in parts):
+        if part and part not in ("*", "**kwargs"):
+            name, _, default = part.partition("=")
+            shown.append((name.strip(), default.strip() or None))
+    return shown
+
+
+def test_the_signatures_on_your_model_page_are_the_codes():
+    """Each `Name(...)` of the table of names shows parameters the code has, in its order, with
+    its defaults (it may leave some out)."""
+    import inspect
+
+    import keras_normloss
+    from keras_normloss import methods
+
+    text = (DOCS / "your-model.md").read_text()
+    table = text.split("| name | what it is |", 1)[1].split("\n\n", 1)[0]
+    names_column = "\n".join(row.split(" | ")[0] for row in table.splitlines()[2:])
+    checked = 0
+    for name, inside in re.findall(r"`(?:keras_normloss\.\w+\.)?(\w+)\(([^`]*)\)`", names_column):
+        target = getattr(keras_normloss, name, None) or getattr(methods, name, None)
+        if target is None or not callable(target):
+            continue
+        real = list(inspect.signature(target).parameters.values())
+        names = [p.name for p in real]
+        position = -1
+        for shown, default in _shown_parameters(inside):
+            assert shown in names, (name, shown)
+            assert names.index(shown) > position, (name, "order", shown)
+            position = names.index(shown)
+            actual = real[position].default
+            if default is None:
+                assert actual is inspect.Parameter.empty, (name, shown, actual)
+            else:
+                assert eval(default) == actual, (name, shown, default, actual)  # noqa: S307
+        checked += 1
+    assert checked >= 15

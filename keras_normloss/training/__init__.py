@@ -31,7 +31,7 @@ from keras_normloss import _lazy
 
 # Public name -> the module that defines it, imported when the name is first used (PEP 562):
 # the command line reads its options through `keras_normloss.cli.parsers` without starting
-# TensorFlow.
+# TensorFlow (`keras_normloss.train` adds the parser's names to these).
 _HOME = {
     "Checkpointer": "keras_normloss.training.checkpoints:Checkpointer",
     "CheckpointStore": "keras_normloss.training.checkpoints:CheckpointStore",
@@ -50,10 +50,6 @@ _HOME = {
     "RunStopped": "keras_normloss.training.faults:RunStopped",
     "METRIC_COLUMNS": "keras_normloss.training.metrics:METRIC_COLUMNS",
     "read_metrics": "keras_normloss.training.metrics:read_metrics",
-    "add_shared_arguments": "keras_normloss.cli.parsers:add_shared_arguments",
-    "build_parser": "keras_normloss.cli.parsers:build_parser",
-    "main": "keras_normloss.cli.parsers:main",
-    "shared_overrides": "keras_normloss.cli.parsers:shared_overrides",
     "run": "keras_normloss.training.engine:run",
     "summary_line": "keras_normloss.training.messages:summary_line",
     "check_run_dir": "keras_normloss.training.run_directory:check_run_dir",
@@ -81,17 +77,13 @@ __all__ = [
     "RunConfig",
     "RunFailed",
     "RunStopped",
-    "add_shared_arguments",
-    "build_parser",
     "check_run_dir",
     "is_chief",
-    "main",
     "make_config",
     "make_distribution",
     "make_strategy",
     "random_state_variables",
     "read_metrics",
     "run",
-    "shared_overrides",
     "summary_line",
 ]
