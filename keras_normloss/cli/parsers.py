@@ -10,7 +10,7 @@ quietly, or JAX) once the options are read.
 
 import sys
 
-from keras_normloss import cli, errors, methods
+from keras_normloss import choices, cli, errors, methods
 from keras_normloss.choices import (
     AUGMENTATIONS,
     JIT_COMPILE,
@@ -244,7 +244,7 @@ def build_parser():
     add_shared_arguments(parser)
     parser.add_argument(
         "--method",
-        "--regularizer",
+        *(f"--{old}" for old, new in choices.RENAMED.items() if new == "method"),
         dest="method",
         default="normloss",
         choices=methods.names(),

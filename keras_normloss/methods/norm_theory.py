@@ -55,6 +55,7 @@ network trained with Keras; the Adam(W) forms are REQ's and ours, not checked he
 
 import math
 
+from keras_normloss import choices
 from keras_normloss.methods import table
 
 TIMESCALE_LR = "mean"  # which learning rate a timescale is taken at: the schedule's mean
@@ -345,7 +346,7 @@ def predicted_angle(run, group, learning_rate, norm):
     if group not in groups:
         return None
     return equilibrium_angular_update(
-        run["method"] if "method" in run else run["regularizer"],
+        choices.upgrade_record(run)["method"],  # `regularizer` in runs made before the rename
         run["factor"],
         learning_rate,
         optimizer=run.get("optimizer", "sgd"),

@@ -9,7 +9,7 @@ import math
 import os
 import statistics
 
-from keras_normloss.training.config import upgrade_record
+from keras_normloss.choices import upgrade_record
 
 
 def read_csv(path):

@@ -15,7 +15,13 @@ import os
 # its options, and `--help` or a mistyped option answer at once. `make_config` imports the
 # dataset and model registries when it runs.
 from keras_normloss import cli, errors, methods
-from keras_normloss.choices import JIT_COMPILE, LR_SCHEDULES, MIXED_PRECISION, OPTIMIZERS
+from keras_normloss.choices import (
+    JIT_COMPILE,
+    LR_SCHEDULES,
+    MIXED_PRECISION,
+    OPTIMIZERS,
+    upgrade_record,
+)
 from keras_normloss.methods.table import PARAMETERS
 from keras_normloss.training import presets
 
@@ -103,28 +109,7 @@ class RunConfig:
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in operational}
 
 
-# Fields renamed since runs were first written: old name -> new. config.json files and
-# summary.csv rows made before a rename, and `make_config(regularizer=...)`, still read.
-RENAMED = {"regularizer": "method"}
-
-
-def upgrade_record(record):
-    """A config.json or summary.csv row, or `make_config`'s overrides, with every field of
-    `RENAMED` under its new name (the new one wins where a record has both).
-
-    Example:
-
-    ```python
-    upgrade_record({"regularizer": "normloss"})  # {"method": "normloss"}
-    ```
-    """
-    record = dict(record)
-    for old, new in RENAMED.items():
-        if old in record:
-            value = record.pop(old)
-            if record.get(new) is None:
-                record[new] = value
-    return record
+# The names of fields renamed since runs were first written: `choices.RENAMED`.
 
 
 def make_config(preset_name, output, **overrides):

@@ -15,7 +15,8 @@ import os
 import zipfile
 
 from keras_normloss import cli, errors
-from keras_normloss.training.config import DERIVED, OPERATIONAL, upgrade_record
+from keras_normloss.choices import upgrade_record
+from keras_normloss.training.config import DERIVED, OPERATIONAL
 from keras_normloss.training.faults import Diverged, RunFilesDamaged
 
 OUTPUTS = ("results.json", "metrics.csv", "dynamics.csv", "model.keras", "tensorboard/")

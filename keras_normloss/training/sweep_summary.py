@@ -6,7 +6,7 @@ import json
 import math
 import os
 
-from keras_normloss.training.config import upgrade_record
+from keras_normloss.choices import upgrade_record
 
 SUMMARY_COLUMNS = (
     "method",
