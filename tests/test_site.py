@@ -207,3 +207,26 @@ def test_the_signatures_on_your_model_page_are_the_codes():
                 assert eval(default) == actual, (name, shown, default, actual)  # noqa: S307
         checked += 1
     assert checked >= 15
+
+
+def test_the_presets_table_states_the_presets_settings():
+    from keras_normloss.data import registry
+    from keras_normloss.training import presets
+
+    text = (DOCS / "training.md").read_text()
+    table = text.split("| preset | dataset | model |", 1)[1].split("\n\n", 1)[0]
+    seen = set()
+    for row in table.splitlines()[2:]:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        for name in (n.strip() for n in cells[0].split(",")):
+            preset = presets.get(name)
+            seen.add(name)
+            assert cells[2].startswith(preset.model), (name, cells[2])
+            assert cells[3] == str(preset.batch_size), (name, cells[3])
+            assert cells[4].startswith(f"{preset.lr:g}"), (name, cells[4])
+            assert cells[5] == str(preset.epochs), (name, cells[5])
+            augment = preset.augment or registry.default_augment(preset.dataset)
+            assert cells[6].startswith(augment or "its own"), (name, cells[6])
+            assert float(cells[8]) == preset.weight_decay, (name, cells[8])
+            assert float(cells[9]) == preset.normloss_factor, (name, cells[9])
+    assert seen == set(presets.PRESETS)
