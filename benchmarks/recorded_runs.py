@@ -159,6 +159,11 @@ def git_commit(paths, message, who):
     relative = [os.path.relpath(os.path.abspath(p), top) for p in paths]
     for _ in range(30):
         add = subprocess.run(["git", "-C", top, "add", "--", *relative], capture_output=True)
+        unchanged = subprocess.run(
+            ["git", "-C", top, "diff", "--cached", "--quiet", "--", *relative]
+        ).returncode
+        if add.returncode == 0 and unchanged == 0:
+            return  # the files are as committed: nothing to commit
         done = (
             add.returncode == 0
             and subprocess.run(

@@ -209,6 +209,9 @@ def run_all(args):
     regime = pinned_regime(args, docs)
     if regime is None:
         return 1
+    written = report(docs)  # where the study stands, before its next run
+    if args.commit:
+        recorded_runs.git_commit(written, "study: the report of the rows so far", "study")
     overrides = {k: v for k, v in (("epochs", args.epochs), ("steps_per_epoch",
                  args.steps_per_epoch)) if v is not None}  # fmt: skip
     grid, steps = grid_runs(regime, args.fractions, args.tuning_seeds, overrides)

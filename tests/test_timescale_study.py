@@ -106,6 +106,18 @@ def _synthetic_study(docs):
                                    0.095 + 0.001 * i * (1 + 0.5 * (seed - 100))))  # fmt: skip
             rows.append(_study_row("grid", "weight-decay", str(f), str(x), seed,
                                    0.09 + 0.01 * abs(i - 1), 0.09 + 0.01 * abs(i - 1)))  # fmt: skip
+            # Mid-run effective learning rates (step 20 of 40): Norm Loss's within 10 % over
+            # the grid, weight decay's over 2, 2.1 and 2.2 decades on the three seeds.
+            k = seed - 100
+            for method, lr in (("normloss", 0.07 * (1 + 0.05 * i)),
+                               ("weight-decay", 0.07 * 10 ** (i * (1 + 0.05 * k)))):  # fmt: skip
+                run = rows[-2 if method == "normloss" else -1]["run"]
+                _keep(docs, run, "dynamics.csv", [
+                    dict(step=s, epoch=1, learning_rate=0.1, group="conv", norm_mean=1.0,
+                         norm_std=0.1, angular_update=0.01, angular_update_rms=0.01,
+                         relative_update=0.01, effective_lr=lr if s == 20 else 1.0, channels=8)
+                    for s in (1, 20, 40)
+                ])  # fmt: skip
     test = {}
     for seed in range(200, 205):
         noise = rng.normal(0, 0.002)
@@ -182,6 +194,10 @@ def test_the_report_is_recomputed_from_the_rows_by_hand(tmp_path):
     # seed by 0.1 · mean(1/e).
     gap = 0.1 * np.mean(1 / np.arange(1, 11))
     assert "**Faster convergence**: described, not a verdict" in text
+    # The mechanism: Norm Loss's effective rate spans log10(1.1) decades, weight decay's 2-2.2.
+    decades = np.log10(1.1) - np.array([2.0, 2.1, 2.2])
+    assert (f"per tuning seed): shown: Norm Loss − weight decay {decades.mean():+.2f} decades, "
+            "95 % interval") in text  # fmt: skip
     assert f"Norm Loss − weight decay {-gap:+.2f}, 95 % interval" in text
     # Holm over the three comparisons: raw p from scipy's paired t-test (an implementation
     # apart from the module's), then Holm by hand: sorted ascending, times 3, 2, 1, made
