@@ -27,12 +27,13 @@ def _study():
 # TensorFlow start instead of twelve. Not in pytest's process: the study's --deterministic recipe
 # turns TensorFlow's op determinism on for good, and Keras then compiles no later model with XLA.
 _IN_ONE_PROCESS = f"""
-import runpy, sys, types
+import os, runpy, sys, types
 sys.path.insert(0, {str(pathlib.Path(__file__).parent)!r})
 from in_process import InProcess
 from keras_normloss.training import sweep
 sweep.multiprocessing = types.SimpleNamespace(get_context=lambda method: InProcess)
 sys.argv = sys.argv[1:]
+sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[0])))  # as `python SCRIPT` does
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
