@@ -73,9 +73,8 @@ def _error_against_timescale(docs, rows):
         if none:
             m, h = band(none)
             ax.axhspan(m - h, m + h, color=COLOURS["none"], alpha=0.12)
-            ax.axhline(
-                m, color=COLOURS["none"], ls="--", label=f"none, 95 % interval (n = {len(none)})"
-            )
+            what = f"mean and 95 % interval (n = {len(none)})" if len(none) > 1 else "n = 1"
+            ax.axhline(m, color=COLOURS["none"], ls="--", label=f"none, {what}")
         ax.axvline(1.0, color="grey", lw=0.8)
         ax.set_xscale("log")
         ax.set_xlabel("timescale / run length (1 = the run's steps)")
@@ -85,7 +84,8 @@ def _error_against_timescale(docs, rows):
         ax.legend(fontsize=8)
     axes[0][0].set_ylabel("final test error, % (axis does not start at 0)")
     fig.suptitle(
-        "Test error against the factor's timescale: mean and 95 % interval over the tuning seeds"
+        "Test error against the factor's timescale:\nmean and 95 % interval over the tuning seeds"
+        " (no interval where n = 1)"
     )
     return _save(fig, docs, "error_vs_timescale.png")
 
@@ -136,7 +136,7 @@ def _error_against_batch(docs, rows):
     ax.set_xscale("log", base=2)
     ax.set_xlabel("batch size (the same epochs; learning rate scaled with the batch)")
     ax.set_ylabel("final test error, % (axis does not start at 0)")
-    ax.set_title("Test error against batch size: mean and 95 % interval over the seeds")
+    ax.set_title("Test error against batch size:\nmean and 95 % interval over the seeds")
     ax.legend(fontsize=8)
     return _save(fig, docs, "error_vs_batch.png")
 
@@ -180,7 +180,7 @@ def _convergence(docs, rows):
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("training cross-entropy (epoch mean, log scale)")
-    ax.set_title("Convergence: mean and 95 % band over the evaluation seeds")
+    ax.set_title("Convergence:\nmean and 95 % band over the evaluation seeds")
     ax.legend(fontsize=8)
     return _save(fig, docs, "convergence.png")
 
