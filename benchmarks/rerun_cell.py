@@ -120,6 +120,7 @@ def write_report(docs):
              "train error | mean channel norm | largest per-epoch test-error difference |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
+
         def pair(k, scale=100, digits=2):
             a, b = float(r[f"{k}_recorded"]), float(r[f"{k}_rerun"])
             return f"{scale * a:.{digits}f} → {scale * b:.{digits}f}"
@@ -144,8 +145,9 @@ def main(argv=None):
     parser.add_argument("run", help="the row's run name")
     parser.add_argument("--output", help="where the clone and the re-run go (default: a "
                         "temporary folder)")  # fmt: skip
-    parser.add_argument("--record", action="store_true",
-                        help="append the comparison to reruns.csv beside the table")
+    parser.add_argument(
+        "--record", action="store_true", help="append the comparison to reruns.csv beside the table"
+    )
     parser.add_argument("--commit", action="store_true", help="with --record: commit them")
     args = parser.parse_args(argv)
     row = find_row(args.table, args.run)
