@@ -77,8 +77,10 @@ def measure(name, method_names, batch_size, rounds, steps, warmup, step_times="a
         for m in order[r % len(order) :] + order[: r % len(order)]:
             times[m].append(timers[m](steps))
         print(f"  {name}: round {r + 1}/{rounds}", end="\r", flush=True)
-    return {m: statistics.median(t) for m, t in times.items()}, extra, dynamics_sample(
-        built["none"][0]
+    return (
+        {m: statistics.median(t) for m, t in times.items()},
+        extra,
+        dynamics_sample(built["none"][0]),
     )
 
 

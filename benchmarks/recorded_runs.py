@@ -189,6 +189,29 @@ def keep_missing_files(table, output, docs, commit, who):
                 git_commit([table, *kept], f"{who}: {name}'s metrics", who)
 
 
+def run_and_record(arguments, name, steps, fields, where, who):
+    """One run of a study, start to row: `keras-normloss train ARGUMENTS` into OUTPUT/NAME, then
+    its row (`fields`, the study's own columns, then the `RECORDED` ones) recorded as `record`
+    does.
+
+    Args:
+        where: a dict of `output` (the runs' directory), `table` and `columns` (the study's CSV),
+            `docs`, `report` (rewrites the report, returns the paths written) and `commit`.
+
+    Returns:
+        The run's exit status (0: recorded; otherwise nothing is, and a message says so).
+    """
+    status, wall, command = run_train(arguments, where["output"], name)
+    if status != 0:
+        print(f"{who}: run {name} ended with status {status}; stopping", file=sys.stderr)
+        return status
+    run_dir = os.path.join(where["output"], name)
+    row = {**fields, **recorded_fields(run_dir, steps, command, wall)}
+    record(where["table"], where["columns"], row, run_dir, where["docs"], where["report"],
+           where["commit"], who)  # fmt: skip
+    return 0
+
+
 def record(table, columns, row, run_dir, docs, report, commit, who):
     """A finished run's row appended, its files kept, the report rewritten (`report()` returns
     the paths it wrote) and, with `commit`, all of them committed as one."""

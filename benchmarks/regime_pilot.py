@@ -5,12 +5,16 @@ factor whose timescale lies within the run, beats `none` with a 95 % interval th
 
     python benchmarks/regime_pilot.py --output runs/pilot                  # resumable
     python benchmarks/regime_pilot.py --output runs/pilot --docs docs/results/pilot --commit
+    python benchmarks/regime_pilot.py --output runs/my-pilot --define r20-cropflip \
+        "--model resnet20 --augment crop-flip --train-subset 5000 --epochs 30 --lr-schedule cosine"
 
-Each run is `keras-normloss train` in a process of its own, on the Fashion-MNIST images shipped
-with the package (no download). Weight decay's factors are set by their timescale (coupled SGD:
-(1 − μ)/(η̄·λ) steps at the schedule's mean rate η̄, `keras_normloss.methods.norm_theory`) as a
-fraction of the run (`--fractions`). The runs go seed by seed, so that every regime has paired
-seeds early.
+A regime is `keras-normloss train` options over the `fashion-mnist-small` preset (`REGIMES`, or
+your own with `--define NAME OPTIONS`, checked as `train` checks them; `--preset` in OPTIONS
+names another preset). Each run is `keras-normloss train` in a process of its own; the built-in
+regimes use the Fashion-MNIST images shipped with the package (no download). Weight decay's
+factors are set by their timescale (coupled SGD: (1 − μ)/(η̄·λ) steps at the schedule's mean
+rate η̄, `keras_normloss.methods.norm_theory`) as a fraction of the run (`--fractions`). The runs
+go seed by seed, so that every regime has paired seeds early.
 
 Writes to `--docs` (default OUTPUT/report; the repository's record only when named there):
 `pilot.csv`, one row per finished run with the code's commit, the exact command and the
@@ -23,7 +27,11 @@ on a new machine resumes from what is committed: a run with a row in `pilot.csv`
 """
 
 import argparse
+import functools
+import json
 import os
+import re
+import shlex
 import statistics
 import sys
 
@@ -32,19 +40,19 @@ from paired_stats import paired_difference
 
 os.environ.setdefault("KERAS_NORMLOSS_TF_LOGS", "hide")  # the command line's quiet start
 
-PRESET = "fashion-mnist-small"
-# Each regime: `keras-normloss train` options over the preset. Both overfit-prone on 2 cores:
-# no augmentation on the 13,500 shipped training images (a first calibration: training error
-# 0.4 %, test 10.0 % after 20 epochs), and crop-and-flip on a fixed 3,000 of them for longer.
+PRESET = "fashion-mnist-small"  # a regime may name another: its options come after this one
+# Each regime: `keras-normloss train` options over the preset, as a user types them. Both are
+# overfit-prone on 2 cores: no augmentation on the 13,500 shipped training images (a first
+# calibration: training error 0.4 %, test 10.0 % after 20 epochs), and crop-and-flip on a fixed
+# 3,000 of them for longer. `--define NAME OPTIONS` adds one for a run of this script.
 REGIMES = {
-    "noaug-13500": dict(
-        model="resnet8", augment="none", epochs=20, lr_schedule="cosine", warmup_epochs=1
-    ),
-    "cropflip-3000": dict(
-        model="resnet8", augment="crop-flip", train_subset=3000, epochs=60,
-        lr_schedule="cosine", warmup_epochs=1,
-    ),
-}  # fmt: skip
+    "noaug-13500": "--model resnet8 --augment none --epochs 20 --lr-schedule cosine "
+    "--warmup-epochs 1",
+    "cropflip-3000": "--model resnet8 --augment crop-flip --train-subset 3000 --epochs 60 "
+    "--lr-schedule cosine --warmup-epochs 1",
+}
+# What the pilot and the study set for each run themselves; a regime cannot.
+SET_PER_RUN = ("--method", "--regularizer", "--factor", "--seed", "--output")
 FRACTIONS = (0.1, 0.3)  # weight decay's timescale as a fraction of the run
 SEEDS = (0, 1, 2)
 COLUMNS = ("regime", "method", "factor", "seed", *recorded_runs.RECORDED)
@@ -54,19 +62,66 @@ def _option(name, value):
     return [f"--{name.replace('_', '-')}", str(value)]
 
 
-def regime_options(regime, overrides=None):
-    """The regime's `train` options, with `overrides` (a smoke run's epochs and steps) on top."""
-    return {**REGIMES[regime], **(overrides or {})}
+def define(name, options):
+    """Adds the regime NAME: `options`, `keras-normloss train` options as one string (the
+    preset's settings apply where they are silent, `--preset` names another).
+
+    Raises:
+        ValueError: a name that cannot be part of a run's name, a name already defined
+            otherwise, or an option the pilot and the study set for each run (`SET_PER_RUN`).
+        keras_normloss.errors.UsageError: options `train` would refuse (checked as it does).
+    """
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]*", name):
+        raise ValueError(f"regime name {name!r}: letters, digits, '.' and '-' only (it is part "
+                         "of each run's name, whose parts '_' separates)")  # fmt: skip
+    if REGIMES.get(name, options) != options:
+        raise ValueError(f"regime {name!r} is already {REGIMES[name]!r}; choose another name")
+    words = shlex.split(options)
+    fixed = [w for w in words if w.split("=")[0] in SET_PER_RUN]
+    if fixed:
+        raise ValueError(f"regime {name!r}: {', '.join(fixed)} is set for each run, not by "
+                         "a regime")  # fmt: skip
+    REGIMES[name] = options
+    try:
+        regime_config(name, "none", None)
+    except BaseException:
+        del REGIMES[name]
+        raise
+
+
+def define_pinned(path):
+    """The regime a study pinned in `path` (its regime.json), defined from the options kept
+    there (older files name a built-in regime only); returns its name."""
+    with open(path) as f:
+        pinned = json.load(f)
+    define(pinned["regime"], pinned.get("options") or REGIMES[pinned["regime"]])
+    return pinned["regime"]
 
 
 def run_arguments(regime, method, factor, seed, overrides=None):
-    """The `keras-normloss train` arguments of one run, without `--output`."""
+    """The `keras-normloss train` arguments of one run, without `--output`: the regime's options,
+    then `overrides` (a batch size, a smoke run's epochs and steps: the last of a repeated option
+    is the one `train` takes)."""
     args = ["--preset", PRESET, "--method", method, "--seed", str(seed)]
-    for name, value in regime_options(regime, overrides).items():
+    args += shlex.split(REGIMES[regime])
+    for name, value in (overrides or {}).items():
         args += _option(name, value)
     if factor is not None:
         args += ["--factor", f"{factor:.3g}"]
     return args
+
+
+def regime_config(regime, method, factor, overrides=None):
+    """The `RunConfig` one run of the regime trains with, from its arguments read by `train`'s
+    own parser (a bad option exits with `train`'s message and status 2)."""
+    from keras_normloss import train
+
+    arguments = run_arguments(regime, method, factor, 0, overrides) + ["--output", "unused"]
+    args = train.build_parser().parse_args(arguments)
+    return train.make_config(
+        args.preset, "unused", method=args.method, factor=args.factor,
+        batch_size=args.batch_size, **train.shared_overrides(args),
+    )  # fmt: skip
 
 
 def run_name(regime, method, factor, seed):
@@ -74,18 +129,21 @@ def run_name(regime, method, factor, seed):
 
 
 def _config_and_steps_per_epoch(regime, method, factor, overrides):
-    from keras_normloss import data, train
-
-    config = train.make_config(
-        PRESET, "unused", method=method, factor=factor, **regime_options(regime, overrides)
+    config = regime_config(regime, method, factor, overrides)
+    return config, config.steps_per_epoch or _steps_per_epoch(
+        config.dataset, config.batch_size, config.validation_split, config.train_subset
     )
+
+
+@functools.lru_cache
+def _steps_per_epoch(dataset, batch_size, validation_split, train_subset):
+    """Loaded once per split: a study asks for each method's factors and each batch's length."""
+    from keras_normloss import data
+
     info = data.load(
-        config.dataset,
-        config.batch_size,
-        validation_split=config.validation_split,
-        train_subset=config.train_subset,
+        dataset, batch_size, validation_split=validation_split, train_subset=train_subset
     ).info
-    return config, config.steps_per_epoch or info.steps_per_epoch(config.batch_size)
+    return info.steps_per_epoch(batch_size)
 
 
 def run_length(regime, overrides=None):
@@ -129,24 +187,21 @@ def run_all(args):
     overrides = {k: v for k, v in (("epochs", args.epochs), ("steps_per_epoch",
                  args.steps_per_epoch)) if v is not None}  # fmt: skip
     runs, steps = plan(args.regimes, args.fractions, args.seeds, overrides)
+    where = dict(output=args.output, table=table, columns=COLUMNS, docs=docs,
+                 report=lambda: report(docs), commit=args.commit)  # fmt: skip
     for i, (regime, method, factor, seed) in enumerate(runs, 1):
         name = run_name(regime, method, factor, seed)
         if name in done:
             continue
         print(f"[{i}/{len(runs)}] {name}", flush=True)
         arguments = run_arguments(regime, method, factor, seed, overrides)
-        status, wall, command = recorded_runs.run_train(arguments, args.output, name)
-        if status != 0:
-            print(f"pilot: run {name} ended with status {status}; stopping", file=sys.stderr)
-            return status
-        run_dir = os.path.join(args.output, name)
-        row = dict(
-            regime=regime, method=method, factor="" if factor is None else f"{factor:.3g}",
-            seed=seed, **recorded_runs.recorded_fields(run_dir, steps[regime], command, wall),
-        )  # fmt: skip
-        recorded_runs.record(
-            table, COLUMNS, row, run_dir, docs, lambda: report(docs), args.commit, "pilot"
+        fields = dict(regime=regime, method=method, seed=seed,
+                      factor="" if factor is None else f"{factor:.3g}")  # fmt: skip
+        status = recorded_runs.run_and_record(
+            arguments, name, steps[regime], fields, where, "pilot"
         )
+        if status:
+            return status
     return 0
 
 
@@ -160,11 +215,9 @@ def report(docs):
         "command and machine). Errors in %; training error is the last epoch's running mean.",
         "",
     ]
-    for regime in REGIMES:
+    for regime in dict.fromkeys(r["regime"] for r in rows):
         mine = [r for r in rows if r["regime"] == regime]
-        if not mine:
-            continue
-        lines += [f"## {regime}: {REGIMES[regime]}", ""]
+        lines += [f"## {regime}", "", f"    {mine[0]['command']}", ""]
         lines += ["| method | factor | timescale (x run) | seeds | train error | test error |"]
         lines += ["|---|---|---|---|---|---|"]
         arms = dict.fromkeys((r["method"], r["factor"]) for r in mine)
@@ -216,7 +269,13 @@ def main(argv=None):
     parser.add_argument("--docs", help="where pilot.csv, pilot.md and runs/ go")
     parser.add_argument("--fractions", type=float, nargs="+", default=list(FRACTIONS))
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
-    parser.add_argument("--regimes", nargs="+", choices=list(REGIMES), default=list(REGIMES))
+    parser.add_argument("--regimes", nargs="+", metavar="REGIME",
+                        help=f"of {', '.join(REGIMES)} and those defined (default: the defined "
+                        "ones if any, otherwise all)")  # fmt: skip
+    parser.add_argument("--define", nargs=2, action="append", default=[],
+                        metavar=("NAME", "OPTIONS"), help="a regime of your own: `keras-normloss "
+                        "train` options as one string, e.g. --define r20-cropflip '--model "
+                        "resnet20 --augment crop-flip --epochs 30 --lr-schedule cosine'")  # fmt: skip
     parser.add_argument("--epochs", type=int, help="every regime's epochs (a smoke run's)")
     parser.add_argument("--steps-per-epoch", type=int, help="every regime's (a smoke run's)")
     parser.add_argument("--commit", action="store_true", help="commit each finished run's files")
@@ -225,7 +284,26 @@ def main(argv=None):
     if args.report_only:
         report(args.docs or os.path.join(args.output, "report"))
         return 0
+    args.regimes = define_regimes(parser, args.define, args.regimes)
     return run_all(args)
+
+
+def define_regimes(parser, definitions, asked):
+    """Defines each (NAME, OPTIONS) of `definitions` and returns the regimes to run (`asked`, or
+    the defined ones, or all); a bad definition or an unknown regime is `parser.error`."""
+    from keras_normloss.errors import UsageError
+
+    for name, options in definitions:
+        try:
+            define(name, options)
+        except (ValueError, UsageError) as error:
+            parser.error(f"--define {name}: {error}")
+    regimes = asked or [name for name, _ in definitions] or list(REGIMES)
+    unknown = [r for r in regimes if r not in REGIMES]
+    if unknown:
+        parser.error(f"unknown regime {', '.join(unknown)}; known: {', '.join(REGIMES)} (or "
+                     "--define one)")  # fmt: skip
+    return regimes
 
 
 if __name__ == "__main__":

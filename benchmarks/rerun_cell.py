@@ -10,9 +10,10 @@ modified, `+modified`, cannot be re-run and is refused). The command runs verbat
 `keras-normloss` being `python -m keras_normloss` with the clone first on `PYTHONPATH`, so the
 clone's package is the one that runs, with this environment's libraries. The comparison: the row's
 final numbers against the re-run's, and the largest per-epoch difference of each metric against
-the kept `per-run/NAME/metrics.csv.gz`. The study's runs are not bitwise reproducible (TensorFlow
-on CPU, no `--deterministic`), so this measures how far a re-run lands, which a reader compares
-with the spread between seeds.
+the kept `per-run/NAME/metrics.csv.gz`. The study's runs do not use `--deterministic`, so
+TensorFlow promises no bitwise agreement; this measures how far a re-run lands (on the machine
+that recorded the row, the first came back identical to every recorded digit), which a reader
+compares with the spread between seeds.
 
 With `--record`, appends a row to `reruns.csv` beside the table (the re-run's tool commit, the
 command, the machine, both values of every compared number) and rewrites `reruns.md` from it.
@@ -97,10 +98,12 @@ def compare(row, run_dir, docs):
     return finals, epochs
 
 
-def record(docs, row, finals, epochs, wall, rerun_by):
+def record(docs, row, run_dir, finals, epochs, wall, rerun_by):
     path = os.path.join(docs, "reruns.csv")
+    with open(os.path.join(run_dir, "results.json")) as f:
+        results = json.load(f)
     line = dict(run=row["run"], commit=row["commit"], command=row["command"],
-                rerun_by=rerun_by, machine=recorded_runs.machine(),
+                rerun_by=rerun_by, machine=recorded_runs.machine(results),
                 wall_seconds=f"{wall:.0f}")  # fmt: skip
     for k, (a, b) in finals.items():
         line[f"{k}_recorded"], line[f"{k}_rerun"] = f"{a:.6g}", f"{b:.6g}"
@@ -110,6 +113,13 @@ def record(docs, row, finals, epochs, wall, rerun_by):
     return [path, write_report(docs)]
 
 
+def identical(line):
+    """Whether a reruns.csv row reproduced every recorded digit: its final numbers and every
+    epoch's metrics."""
+    same = all(line[f"{k}_recorded"] == line[f"{k}_rerun"] for k in FINAL)
+    return same and all(float(line[f"max_epoch_difference_{k}"]) == 0 for k in PER_EPOCH)
+
+
 def write_report(docs):
     """reruns.md from reruns.csv alone."""
     rows = recorded_runs.read_rows(os.path.join(docs, "reruns.csv"))
@@ -117,8 +127,9 @@ def write_report(docs):
              "Written by `benchmarks/rerun_cell.py --record` from `reruns.csv`: each row re-ran a "
              "study row's exact command in a clean clone at the row's commit. Errors in %.", "",
              "| run | commit | test error (recorded → re-run) | validation error | "
-             "train error | mean channel norm | largest per-epoch test-error difference |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+             "train error | mean channel norm | largest per-epoch test-error difference | "
+             "every recorded digit the same |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
 
         def pair(k, scale=100, digits=2):
@@ -129,10 +140,12 @@ def write_report(docs):
             f"| {r['run']} | {r['commit'][:7]} | {pair('final_test_error')} | "
             f"{pair('validation_error')} | {pair('final_train_error')} | "
             f"{pair('final_norm_mean', 1, 3)} | "
-            f"{100 * float(r['max_epoch_difference_test_error']):.2f} |"
+            f"{100 * float(r['max_epoch_difference_test_error']):.2f} | "
+            f"{'yes' if identical(r) else 'no'} |"
         )
-    lines += ["", "The commands, as recorded:", ""]
-    lines += [f"    {r['command']}" for r in rows]
+    lines += ["", "The commands, as recorded, and where each re-run ran:", ""]
+    lines += [f"- `{r['command']}`: re-run by {r['rerun_by'][:7]} on {r['machine']}"
+              for r in rows]  # fmt: skip
     path = os.path.join(docs, "reruns.md")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -167,7 +180,7 @@ def main(argv=None):
     same = all(a == b for a, b in finals.values())
     print(f"rerun: the final numbers are {'identical' if same else 'not identical'}")
     if args.record:
-        written = record(docs, row, finals, epochs, wall, rerun_by)
+        written = record(docs, row, run_dir, finals, epochs, wall, rerun_by)
         if args.commit:
             recorded_runs.git_commit(written, f"rerun: {row['run']}", "rerun")
     return 0

@@ -188,7 +188,7 @@ def _convergence(docs, rows):
 def _dynamics(docs, rows):
     from keras_normloss.methods import norm_theory
 
-    momentum = _momentum()
+    momentum = _momentum(docs)
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(16, 4))
     drawn = False
@@ -234,12 +234,17 @@ def _dynamics(docs, rows):
     return _save(fig, docs, "dynamics.png")
 
 
-def _momentum():
+def _momentum(docs):
+    """The momentum of the study's regime (pinned in regime.json; the default preset's without
+    one)."""
     import regime_pilot
 
     from keras_normloss.training import presets
 
-    return presets.get(regime_pilot.PRESET).momentum
+    path = os.path.join(docs, "regime.json")
+    if not os.path.exists(path):
+        return presets.get(regime_pilot.PRESET).momentum
+    return regime_pilot.regime_config(regime_pilot.define_pinned(path), "none", None).momentum
 
 
 def _save(fig, docs, name):

@@ -314,15 +314,28 @@ def _header(docs, rows):
         f'{_seeds(rows, "evaluation")}. The margin of "competitive", fixed before the runs: '
         f"±{100 * timescale_study.MARGIN:.1f} points. Weight decay acts on every parameter, as "
         "the references' does (`train`'s default `--weight-decay-on all`); Norm Loss on the "
-        "convolution and Dense kernels. Runs are not bitwise reproducible (no "
-        "`--deterministic`, as in the pilot): a re-run agrees to within TensorFlow's "
-        "floating-point nondeterminism, not exactly.",
+        "convolution and Dense kernels. " + _reruns(docs),
         "",
     ]
     if first:
         lines += ["The first `none` run's command (the others differ in method, factor, seed "
                   "and batch):", "", f"    {first}", ""]  # fmt: skip
     return lines
+
+
+def _reruns(docs):
+    """What the re-runs of rows (`benchmarks/rerun_cell.py`, reruns.csv) showed, in a sentence."""
+    import rerun_cell
+
+    lines = recorded_runs.read_rows(os.path.join(docs, "reruns.csv"))
+    if not lines:
+        return ("No row has been re-run yet (`benchmarks/rerun_cell.py`); the runs do not use "
+                "`--deterministic`.")  # fmt: skip
+    same = sum(rerun_cell.identical(line) for line in lines)
+    return (f"Re-run from its row alone (its command, in a clean clone at its commit), {same} of "
+            f"{len(lines)} run(s) came back identical to every recorded digit, epoch by epoch "
+            "(`reruns.md`); without `--deterministic` TensorFlow does not promise this on another "
+            "machine or library version.")  # fmt: skip
 
 
 def _p(value):

@@ -174,8 +174,7 @@ def pinned_regime(args, docs):
     written there with the pilot's verdict. None (with a message) if that cannot be done."""
     path = os.path.join(docs, "regime.json")
     if os.path.exists(path):
-        with open(path) as f:
-            regime = json.load(f)["regime"]
+        regime = regime_pilot.define_pinned(path)
         if args.regime not in (None, regime):
             print(f"study: {docs} runs in {regime}; not {args.regime}", file=sys.stderr)
             return None
@@ -188,7 +187,10 @@ def pinned_regime(args, docs):
         print(f"study: the pilot has {len(seeds)} seed(s) of {regime}; finish it first "
               f"({MIN_SEEDS} are needed)", file=sys.stderr)  # fmt: skip
         return None
-    record = dict(regime=regime, testable=verdict["regimes"][regime]["qualifies"], pilot=[
+    if regime not in regime_pilot.REGIMES:
+        print(f"study: unknown regime {regime}: --define it (as the pilot did)", file=sys.stderr)
+        return None
+    record = dict(regime=regime, options=regime_pilot.REGIMES[regime], testable=verdict["regimes"][regime]["qualifies"], pilot=[
         dict(regime=name, **{k: v for k, v in found.items() if k != "difference"},
              difference=None if found["difference"] is None else {
                  k: found["difference"][k] for k in ("n", "mean", "low", "high")})
@@ -244,6 +246,8 @@ def run_all(args):
 def _run_each(args, docs, table, regime, runs, steps, overrides):
     done = {r["run"] for r in recorded_runs.read_rows(table)}
     lengths = {BATCH: steps}
+    where = dict(output=args.output, table=table, columns=COLUMNS, docs=docs,
+                 report=lambda: report(docs), commit=args.commit)  # fmt: skip
     for i, (phase, method, factor, fraction, seed, batch) in enumerate(runs, 1):
         name = run_name(phase, regime, method, factor, seed, batch)
         if name in done:
@@ -253,20 +257,16 @@ def _run_each(args, docs, table, regime, runs, steps, overrides):
         if batch not in lengths:
             lengths[batch] = regime_pilot.run_length(regime, options)
         arguments = regime_pilot.run_arguments(regime, method, factor, seed, options)
-        status, wall, command = recorded_runs.run_train(arguments, args.output, name)
-        if status != 0:
-            print(f"study: run {name} ended with status {status}; stopping", file=sys.stderr)
-            return status
-        run_dir = os.path.join(args.output, name)
-        row = dict(
+        fields = dict(
             phase=phase, regime=regime, method=method,
             factor="" if factor is None else f"{factor:.3g}",
             fraction="" if fraction is None else f"{fraction:g}", seed=seed, batch_size=batch,
-            **recorded_runs.recorded_fields(run_dir, lengths[batch], command, wall),
         )  # fmt: skip
-        recorded_runs.record(
-            table, COLUMNS, row, run_dir, docs, lambda: report(docs), args.commit, "study"
+        status = recorded_runs.run_and_record(
+            arguments, name, lengths[batch], fields, where, "study"
         )
+        if status:
+            return status
     return 0
 
 
@@ -307,8 +307,10 @@ def main(argv=None):
     parser.add_argument("--docs", help="where study.csv, study.md, per-run/ and the figures go")
     parser.add_argument("--pilot", default=os.path.join("docs", "results", "pilot", "pilot.csv"),
                         help="the pilot's rows, which choose the regime")  # fmt: skip
-    parser.add_argument("--regime", choices=list(regime_pilot.REGIMES),
-                        help="run in this regime instead of the pilot's choice")  # fmt: skip
+    parser.add_argument("--regime", help="run in this regime instead of the pilot's choice")
+    parser.add_argument("--define", nargs=2, action="append", default=[],
+                        metavar=("NAME", "OPTIONS"), help="a regime of your own, as "
+                        "regime_pilot.py --define takes it (pinned in regime.json)")  # fmt: skip
     parser.add_argument("--fractions", type=float, nargs="+", default=list(FRACTIONS))
     parser.add_argument("--tuning-seeds", type=int, nargs="+", default=list(TUNING_SEEDS))
     parser.add_argument("--evaluation-seeds", type=int, nargs="+", default=list(EVALUATION_SEEDS))
@@ -329,6 +331,7 @@ def main(argv=None):
         return 0
     if not args.output:
         parser.error("--output is required (the runs' directory)")
+    regime_pilot.define_regimes(parser, args.define, [args.regime] if args.regime else None)
     return run_all(args)
 
 

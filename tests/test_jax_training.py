@@ -163,8 +163,10 @@ def test_train_on_jax_without_tensorflow(runs):
         "results.json",
     ]
     assert out.count("no TensorBoard output") == 1
-    assert out.strip().splitlines()[-1].endswith(
-        "(results.json, metrics.csv, dynamics.csv, model.keras)"
+    assert (
+        out.strip()
+        .splitlines()[-1]
+        .endswith("(results.json, metrics.csv, dynamics.csv, model.keras)")
     )
     config = json.load(open(os.path.join(out_dir, "config.json")))
     assert config["backend"] == "jax"

@@ -53,8 +53,10 @@ def _tests_that_start_a_process(path):
         text = ast.get_source_segment(source, node)
         used = [a.arg for a in node.args.args] + re.findall(r"\b(_\w+)\(", text)
         spawns = bool(SWEEPS.search(text)) and "InProcess" not in text
-        memo[name] = bool(STARTS_A_PROCESS.search(text)) or spawns or any(
-            starts(other, (*seen, name)) for other in used if other != name
+        memo[name] = (
+            bool(STARTS_A_PROCESS.search(text))
+            or spawns
+            or any(starts(other, (*seen, name)) for other in used if other != name)
         )
         return memo[name]
 

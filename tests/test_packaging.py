@@ -81,9 +81,10 @@ def test_import_without_tensorflow_starts_keras_on_jax(tmp_path):
         "m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])\n"
         f"m.save({model!r}); print(keras.backend.backend())\n"
     )
-    assert run(f"import keras; keras.models.load_model({model!r}); print(keras.backend.backend())")[
-        -1
-    ] == "jax"
+    assert (
+        run(f"import keras; keras.models.load_model({model!r}); print(keras.backend.backend())")[-1]
+        == "jax"
+    )
 
 
 def test_the_version_is_written_once():

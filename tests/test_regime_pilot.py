@@ -39,6 +39,42 @@ def test_factors_put_the_timescale_at_the_asked_fraction_of_the_run():
         assert timescale / steps == pytest.approx(fraction, rel=0.03)
 
 
+def test_a_regime_of_your_own_is_train_options_checked_as_train_checks_them():
+    from keras_normloss.errors import UsageError
+
+    options = "--model resnet20 --augment crop-flip --train-subset 1000 --epochs 3"
+    regime_pilot.define("mine-1k", options)
+    try:
+        arguments = regime_pilot.run_arguments(
+            "mine-1k", "weight-decay", 0.001, 7, {"batch_size": 64}
+        )
+        assert arguments == [
+            "--preset", "fashion-mnist-small", "--method", "weight-decay", "--seed", "7",
+            *options.split(), "--batch-size", "64", "--factor", "0.001",
+        ]  # fmt: skip
+        config = regime_pilot.regime_config("mine-1k", "none", None)
+        assert (config.model, config.augment, config.train_subset, config.epochs) == (
+            "resnet20", "crop-flip", 1000, 3,
+        )  # fmt: skip
+        # Whole batches only, as 13,500 images make 105 steps: 1,000 // 128 = 7 a epoch.
+        assert regime_pilot.run_length("mine-1k") == 3 * 7
+        assert regime_pilot.run_length("mine-1k", {"batch_size": 64}) == 3 * (1000 // 64)
+        regime_pilot.define("mine-1k", options)  # the same definition again: accepted
+        with pytest.raises(ValueError, match="already"):
+            regime_pilot.define("mine-1k", "--epochs 4")
+    finally:
+        del regime_pilot.REGIMES["mine-1k"]
+    with pytest.raises(ValueError, match="letters, digits"):
+        regime_pilot.define("has_underscore", "--epochs 2")
+    with pytest.raises(ValueError, match="--seed is set for each run"):
+        regime_pilot.define("seeded", "--epochs 2 --seed 3")
+    with pytest.raises(UsageError, match="--epochs"):
+        regime_pilot.define("negative", "--epochs -1")
+    with pytest.raises(UsageError, match="unrecognized arguments: --nonsense"):
+        regime_pilot.define("nonsense", "--nonsense 1")
+    assert set(regime_pilot.REGIMES) == {"noaug-13500", "cropflip-3000"}  # refused: not kept
+
+
 def _rows(path, errors):
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, regime_pilot.COLUMNS)
@@ -93,3 +129,21 @@ def test_a_two_run_pilot_writes_its_rows_and_resumes(tmp_path):
     again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0 and "[1/2]" not in again.stdout  # both rows exist: nothing runs
     assert len(recorded_runs.read_rows(docs / "pilot.csv")) == 2
+    # A row re-run from its commit and command alone, in a clean clone (benchmarks/rerun_cell.py).
+    if rows[1]["commit"].endswith("+modified"):
+        pytest.skip("re-running a row needs it recorded from committed code; this tree is modified")
+    rerun = [sys.executable, str(BENCHMARKS / "rerun_cell.py"), str(docs / "pilot.csv")]
+    rerun += [rows[1]["run"], "--output", str(tmp_path / "rerun"), "--record"]
+    proc = subprocess.run(rerun, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    clone = tmp_path / "rerun" / f"clone-{rows[1]['commit'][:12]}"
+    head = subprocess.run(["git", "-C", str(clone), "rev-parse", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()  # fmt: skip
+    assert head == rows[1]["commit"]
+    (line,) = recorded_runs.read_rows(docs / "reruns.csv")
+    assert line["run"] == rows[1]["run"] and line["command"] == rows[1]["command"]
+    for name in ("final_test_error", "validation_error", "final_train_error"):
+        assert line[f"{name}_recorded"] == f"{float(rows[1][name]):.6g}"
+        # The same machine and commit: the same numbers (a run measured identical to every
+        # recorded digit; one image of the 3,000 test images is 3.3e-4).
+        assert abs(float(line[f"{name}_rerun"]) - float(rows[1][name])) < 3e-4

@@ -131,7 +131,9 @@ def test_a_step_schedule_without_boundaries_is_constant_and_serializes():
     for kind in ("constant", "step"):
         schedule = schedules.make_schedule(kind, LR, TOTAL)
         np.testing.assert_allclose(_values(schedule, [0, 7, TOTAL]), LR, rtol=1e-6)
-        copy = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
+        copy = keras.optimizers.schedules.deserialize(
+            keras.optimizers.schedules.serialize(schedule)
+        )
         assert float(copy(3)) == pytest.approx(LR)
     warm = schedules.make_schedule("constant", LR, TOTAL, warmup_steps=WARMUP)
     np.testing.assert_allclose(_values(warm, [0, 4, WARMUP, TOTAL]), [0, LR / 2, LR, LR], rtol=1e-6)

@@ -97,7 +97,9 @@ def test_sweep_is_resumable(swept, capsys):
         if steps is None:
             assert timescale == ["-"]
         else:
-            total = int(json.load(open(out / row["run"] / "results.json"))["timescale"]["total_steps"])
+            total = int(
+                json.load(open(out / row["run"] / "results.json"))["timescale"]["total_steps"]
+            )
             assert timescale == [f"{steps:,}", f"({steps / total:.3g}x)"]
             assert float(row["timescale_steps"]) == steps
         assert (cells[0], cells[2], cells[3]) == (row["method"], row["seed"], "16")
@@ -142,9 +144,18 @@ def test_the_dynamics_figure_draws_the_predicted_equilibrium_where_it_applies(tm
     for model in ("resnet20", "wrn16_4"):
         run = tmp_path / model
         run.mkdir()
-        config = dict(method="weight-decay", factor=1e-3, momentum=0.9, nesterov=False,
-                      optimizer="sgd", model=model, lr_schedule="constant", lr_decay_epochs=[],
-                      seed=0, dataset="synthetic")
+        config = dict(
+            method="weight-decay",
+            factor=1e-3,
+            momentum=0.9,
+            nesterov=False,
+            optimizer="sgd",
+            model=model,
+            lr_schedule="constant",
+            lr_decay_epochs=[],
+            seed=0,
+            dataset="synthetic",
+        )
         (run / "config.json").write_text(json.dumps(config))
         with open(run / "dynamics.csv", "w", newline="") as f:
             writer = csv.writer(f)

@@ -236,8 +236,8 @@ def test_the_report_is_recomputed_from_the_rows_by_hand(tmp_path):
 @pytest.mark.subprocess
 def test_a_tiny_study_runs_chooses_evaluates_reports_and_resumes(tmp_path):
     pilot = tmp_path / "pilot.csv"
-    rows = [_pilot_row("noaug-13500", "none", "", s, 0.001, 0.1, 0.1) for s in (0, 1, 2)]
-    rows += [_pilot_row("noaug-13500", "weight-decay", "0.01", s, 0.01, 0.09, 0.09 - 0.001 * s)
+    rows = [_pilot_row("tiny", "none", "", s, 0.001, 0.1, 0.1) for s in (0, 1, 2)]
+    rows += [_pilot_row("tiny", "weight-decay", "0.01", s, 0.01, 0.09, 0.09 - 0.001 * s)
              for s in (0, 1, 2)]  # fmt: skip
     with open(pilot, "w", newline="") as f:
         writer = csv.DictWriter(f, list(rows[0]))
@@ -248,9 +248,11 @@ def test_a_tiny_study_runs_chooses_evaluates_reports_and_resumes(tmp_path):
     args += ["--docs", str(docs), "--pilot", str(pilot), "--fractions", "1"]
     args += ["--tuning-seeds", "100", "--evaluation-seeds", "200", "201"]
     args += ["--batches", "64", "--batch-seeds", "200"]
-    args += ["--epochs", "2", "--steps-per-epoch", "2"]
+    # A regime of the user's own (the pilot's rows name it), pinned at the study's first start.
+    tiny = "--model resnet8 --augment none --train-subset 512 --epochs 2 --steps-per-epoch 2"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
+    proc = subprocess.run([*args, "--define", "tiny", tiny], capture_output=True, text=True,
+                          env=env, timeout=900)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = recorded_runs.read_rows(docs / "study.csv")
     assert [(r["phase"], r["method"], r["seed"]) for r in rows] == [
@@ -264,15 +266,16 @@ def test_a_tiny_study_runs_chooses_evaluates_reports_and_resumes(tmp_path):
     assert "--batch-size 64" in rows[-1]["command"] and rows[-1]["steps"] == "4"
     choices = json.loads((docs / "choices.json").read_text())
     regime = json.loads((docs / "regime.json").read_text())
-    assert choices["regime"] == regime["regime"] == "noaug-13500" and regime["testable"] is True
+    assert choices["regime"] == regime["regime"] == "tiny" and regime["testable"] is True
+    assert regime["options"] == tiny
     for row in rows:
         assert row["commit"] and row["machine"] and str(tmp_path) not in row["command"]
-        assert "--augment none" in row["command"] and "--epochs 2" in row["command"]
+        assert tiny in row["command"]
         assert (docs / "per-run" / row["run"] / "dynamics.csv.gz").exists()
     assert float(rows[1]["timescale_fraction"]) == pytest.approx(1.0, rel=0.05)
     text = (docs / "study.md").read_text()
     assert "Competitive with weight decay" in text and "n = 2" in text
-    again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+    again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)  # pinned
     assert (
         again.returncode == 0 and "[grid" not in again.stdout and "[evaluation" not in again.stdout
     )

@@ -48,7 +48,12 @@ def test_train_writes_a_complete_run_directory(tmp_path, capsys):
     assert "test_error" in printed and "val_" not in printed
     names = sorted(os.listdir(out))
     assert names == [
-        "config.json", "dynamics.csv", "metrics.csv", "model.keras", "results.json", "tensorboard"
+        "config.json",
+        "dynamics.csv",
+        "metrics.csv",
+        "model.keras",
+        "results.json",
+        "tensorboard",
     ]
     dynamics = list(csv.DictReader(open(out / "dynamics.csv")))
     assert sorted({int(r["step"]) for r in dynamics}) == [1, 2, 4, 6]
