@@ -35,6 +35,7 @@ def draw(docs, rows):
     written = {}
     for name, drawer in (
         ("error against timescale", _error_against_timescale),
+        ("the norms and the effective learning rate over the grid", _mechanism_grid),
         ("paired differences", _paired),
         ("error against batch size", _error_against_batch),
         ("convergence", _convergence),
@@ -54,8 +55,9 @@ def _error_against_timescale(docs, rows):
     if not compared:
         return None
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(compared), figsize=(5.5 * len(compared), 4), sharey=True,
-                             squeeze=False)  # fmt: skip
+    # One timescale axis for both: the same x is the same fraction of the run in each panel.
+    fig, axes = plt.subplots(1, len(compared), figsize=(5.5 * len(compared), 4), sharex=True,
+                             sharey=True, squeeze=False)  # fmt: skip
     none = [100 * float(r["final_test_error"]) for _, _, rs in points.get("none", []) for r in rs]
     for ax, method in zip(axes[0], compared):
         xs = [x for x, _, _ in points[method]]
@@ -88,6 +90,63 @@ def _error_against_timescale(docs, rows):
         " (no interval where n = 1)"
     )
     return _save(fig, docs, "error_vs_timescale.png")
+
+
+def _mechanism_grid(docs, rows):
+    """Over the grid, against the factor's timescale: each method's final mean channel norm (did
+    it act?), and at mid-run its convolutions' RMS angular update and mean effective learning
+    rate (the mechanism; the mean of η/‖w_c‖² is its smallest channels')."""
+    import timescale_report
+
+    points = timescale_report.grid_points(rows)
+    compared = [m for m in ("normloss", "weight-decay") if points.get(m)]
+    if not compared:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.3), sharex=True)
+
+    def mid_run(column):
+        def measure(r):
+            sample = timescale_report.mid_run_sample(docs, r)
+            return float(sample[column]) if sample else None
+
+        return measure
+
+    measures = (
+        (axes[0], lambda r: float(r["final_norm_mean"]),
+         "mean channel norm ‖w‖ at the end\n(every kernel; axis does not start at 0)"),
+        (axes[1], mid_run("angular_update_rms"), "RMS angle per step at mid-run, rad\n"
+         "(convolutions; log scale)"),
+        (axes[2], mid_run("effective_lr"), "mean of η/‖w_c‖² at mid-run, convolutions\n"
+         "(log scale; the smallest channels dominate)"),
+    )  # fmt: skip
+    for ax, measure, label in measures:
+        none = [v for _, _, rs in points.get("none", []) for v in map(measure, rs) if v]
+        if none:
+            m, h = band(none)
+            ax.axhspan(m - h, m + h, color=COLOURS["none"], alpha=0.12)
+            what = f"mean and 95 % interval (n = {len(none)})" if len(none) > 1 else "n = 1"
+            ax.axhline(m, color=COLOURS["none"], ls="--", label=f"none, {what}")
+        for method in compared:
+            values = [[v for v in map(measure, rs) if v] for _, _, rs in points[method]]
+            kept = [(x, v) for (x, _, _), v in zip(points[method], values) if v]
+            if not kept:
+                continue
+            stats = [band(v) for _, v in kept]
+            ns = sorted({len(v) for _, v in kept})
+            ax.errorbar([x for x, _ in kept], [m for m, _ in stats], yerr=[h for _, h in stats],
+                        marker="o", capsize=4, color=COLOURS[method],
+                        label=f"{LABELS[method]} (n = {'/'.join(map(str, ns))} a point)")  # fmt: skip
+        ax.axvline(1.0, color="grey", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("timescale / run length (1 = the run's steps)")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=8)
+    axes[1].set_yscale("log")
+    axes[2].set_yscale("log")
+    fig.suptitle("Did each factor act, and what it did to the step the channels feel: "
+                 "mean and 95 % interval over the tuning seeds (none: its runs' band)")  # fmt: skip
+    return _save(fig, docs, "grid_norms.png")
 
 
 def _paired(docs, rows):

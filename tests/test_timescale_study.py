@@ -107,15 +107,20 @@ def _synthetic_study(docs):
             rows.append(_study_row("grid", "weight-decay", str(f), str(x), seed,
                                    0.09 + 0.01 * abs(i - 1), 0.09 + 0.01 * abs(i - 1)))  # fmt: skip
             # Mid-run effective learning rates (step 20 of 40): Norm Loss's within 10 % over
-            # the grid, weight decay's over 2, 2.1 and 2.2 decades on the three seeds.
+            # the grid, weight decay's over 2, 2.1 and 2.2 decades on the three seeds; RMS
+            # angles: Norm Loss's within 20 %, weight decay's over 1, 1.1 and 1.2 decades.
             k = seed - 100
-            for method, lr in (("normloss", 0.07 * (1 + 0.05 * i)),
-                               ("weight-decay", 0.07 * 10 ** (i * (1 + 0.05 * k)))):  # fmt: skip
+            for method, lr, angle in (
+                ("normloss", 0.07 * (1 + 0.05 * i), 0.01 * (1 + 0.1 * i)),
+                ("weight-decay", 0.07 * 10 ** (i * (1 + 0.05 * k)),
+                 0.01 * 10 ** (0.5 * i * (1 + 0.1 * k))),
+            ):  # fmt: skip
                 run = rows[-2 if method == "normloss" else -1]["run"]
                 _keep(docs, run, "dynamics.csv", [
                     dict(step=s, epoch=1, learning_rate=0.1, group="conv", norm_mean=1.0,
-                         norm_std=0.1, angular_update=0.01, angular_update_rms=0.01,
-                         relative_update=0.01, effective_lr=lr if s == 20 else 1.0, channels=8)
+                         norm_std=0.1, angular_update=0.01,
+                         angular_update_rms=angle if s == 20 else 0.5, relative_update=0.01,
+                         effective_lr=lr if s == 20 else 1.0, channels=8)
                     for s in (1, 20, 40)
                 ])  # fmt: skip
     test = {}
@@ -198,6 +203,9 @@ def test_the_report_is_recomputed_from_the_rows_by_hand(tmp_path):
     decades = np.log10(1.1) - np.array([2.0, 2.1, 2.2])
     assert (f"per tuning seed): shown: Norm Loss − weight decay {decades.mean():+.2f} decades, "
             "95 % interval") in text  # fmt: skip
+    angles = np.log10(1.2) - np.array([1.0, 1.1, 1.2])
+    assert ("(bounded, the step a scale-invariant channel feels): shown: Norm Loss − weight "
+            f"decay {angles.mean():+.2f} decades, 95 % interval") in text  # fmt: skip
     assert f"Norm Loss − weight decay {-gap:+.2f}, 95 % interval" in text
     # Holm over the three comparisons: raw p from scipy's paired t-test (an implementation
     # apart from the module's), then Holm by hand: sorted ascending, times 3, 2, 1, made
@@ -220,8 +228,8 @@ def test_the_report_is_recomputed_from_the_rows_by_hand(tmp_path):
             )
     assert "| none | 1.2 ± 0 (n = 5) | 0.011 ± 0 (n = 5) | 0.07 ± 0 (n = 5) |" in text
     assert {os.path.basename(p) for p in written} == {
-        "study.md", "error_vs_timescale.png", "paired.png", "convergence.png", "dynamics.png",
-        "error_vs_batch.png",
+        "study.md", "error_vs_timescale.png", "grid_norms.png", "paired.png", "convergence.png",
+        "dynamics.png", "error_vs_batch.png",
     }  # fmt: skip
     assert "not reached" in text
     # The batch claim: Norm Loss's spread 0.5, 0.6 and 0.7 points against weight decay's 2.
