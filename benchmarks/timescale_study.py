@@ -180,7 +180,11 @@ def pinned_regime(args, docs):
             return None
         return regime
     rows = recorded_runs.read_rows(args.pilot)
-    verdict = chosen_regime(rows)
+    try:
+        verdict = chosen_regime(rows)
+    except ValueError as error:
+        print(f"study: {args.pilot}: {error}", file=sys.stderr)
+        return None
     regime = args.regime or verdict["regime"]
     seeds = {r["seed"] for r in rows if r["regime"] == regime and r["method"] == "none"}
     if len(seeds) < MIN_SEEDS:
