@@ -40,6 +40,14 @@ RECORDED = (
 )
 
 
+def repository():
+    """The top of the repository this file is in (None outside one): the code a run uses."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    top = subprocess.run(["git", "-C", here, "rev-parse", "--show-toplevel"], capture_output=True,
+                         text=True).stdout.strip()  # fmt: skip
+    return top or None
+
+
 def commit_of_code():
     """HEAD of the repository this file is in, with `+modified` when the package or the
     benchmarks differ from it (then the row's command alone does not reproduce the run)."""
@@ -89,23 +97,30 @@ def append_row(path, columns, row):
 
 
 def run_train(arguments, output, name):
-    """`keras-normloss train ARGUMENTS --output OUTPUT/NAME` in a process of its own.
+    """`keras-normloss train ARGUMENTS --output OUTPUT/NAME` in a process of its own, with the
+    package of this repository (first on `PYTHONPATH`: the code `commit_of_code` names, not
+    whichever copy is installed).
 
     Returns:
         (exit status, wall seconds, the command as a user types it, with the run's name as its
         output directory: no path of this machine).
     """
     command = shlex.join(["keras-normloss", "train", *arguments, "--output", name])
+    top = repository()
+    env = dict(os.environ)
+    if top:
+        env["PYTHONPATH"] = os.pathsep.join([top, *filter(None, [env.get("PYTHONPATH")])])
     start = time.monotonic()
     status = subprocess.run(
         [sys.executable, "-m", "keras_normloss", "train", *arguments, "--output",
-         os.path.join(output, name)]
+         os.path.join(output, name)], env=env,
     ).returncode  # fmt: skip
     return status, time.monotonic() - start, command
 
 
-def recorded_fields(run_dir, steps, command, wall):
-    """The `RECORDED` fields of a finished run, from its results.json and metrics.csv."""
+def recorded_fields(run_dir, steps, command, wall, commit=None):
+    """The `RECORDED` fields of a finished run, from its results.json and metrics.csv; `commit`
+    the code's (default: `commit_of_code()` now)."""
     with open(os.path.join(run_dir, "results.json")) as f:
         results = json.load(f)
     with open(os.path.join(run_dir, "metrics.csv"), newline="") as f:
@@ -118,7 +133,8 @@ def recorded_fields(run_dir, steps, command, wall):
         final_train_cross_entropy=last["cross_entropy"],
         validation_error=results.get("final_validation_error", ""),
         final_test_error=results["final_test_error"], final_norm_mean=last["norm_mean"],
-        wall_seconds=f"{wall:.0f}", run=os.path.basename(run_dir), commit=commit_of_code(),
+        wall_seconds=f"{wall:.0f}", run=os.path.basename(run_dir),
+        commit=commit or commit_of_code(),
         command=command, machine=machine(results),
     )  # fmt: skip
 
@@ -201,12 +217,17 @@ def run_and_record(arguments, name, steps, fields, where, who):
     Returns:
         The run's exit status (0: recorded; otherwise nothing is, and a message says so).
     """
+    before = commit_of_code()
     status, wall, command = run_train(arguments, where["output"], name)
     if status != 0:
         print(f"{who}: run {name} ended with status {status}; stopping", file=sys.stderr)
         return status
     run_dir = os.path.join(where["output"], name)
-    row = {**fields, **recorded_fields(run_dir, steps, command, wall)}
+    # The code that ran is the code at the start; if the checkout moved meanwhile, no commit
+    # names it for certain.
+    after = commit_of_code()
+    commit = before if after == before or before.endswith("+modified") else before + "+modified"
+    row = {**fields, **recorded_fields(run_dir, steps, command, wall, commit)}
     record(where["table"], where["columns"], row, run_dir, where["docs"], where["report"],
            where["commit"], who)  # fmt: skip
     return 0

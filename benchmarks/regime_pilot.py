@@ -51,8 +51,10 @@ REGIMES = {
     "cropflip-3000": "--model resnet8 --augment crop-flip --train-subset 3000 --epochs 60 "
     "--lr-schedule cosine --warmup-epochs 1",
 }
-# What the pilot and the study set for each run themselves; a regime cannot.
-SET_PER_RUN = ("--method", "--regularizer", "--factor", "--seed", "--output")
+# What the pilot and the study set for each run themselves; a regime cannot (`train` option
+# destinations, so that abbreviations such as `--se` for `--seed` are caught too).
+SET_PER_RUN = ("method", "factor", "seed")
+PINNED = "regimes.json"  # DOCS/regimes.json: the options of every regime the pilot ran there
 FRACTIONS = (0.1, 0.3)  # weight decay's timescale as a fraction of the run
 SEEDS = (0, 1, 2)
 COLUMNS = ("regime", "method", "factor", "seed", *recorded_runs.RECORDED)
@@ -64,38 +66,104 @@ def _option(name, value):
 
 def define(name, options):
     """Adds the regime NAME: `options`, `keras-normloss train` options as one string (the
-    preset's settings apply where they are silent, `--preset` names another).
+    preset's settings apply where they are silent, `--preset` names another). The same options
+    again (however spaced) are accepted.
 
     Raises:
         ValueError: a name that cannot be part of a run's name, a name already defined
-            otherwise, or an option the pilot and the study set for each run (`SET_PER_RUN`).
-        keras_normloss.errors.UsageError: options `train` would refuse (checked as it does).
+            otherwise, an option the pilot and the study set for each run (`SET_PER_RUN`, also
+            abbreviated), `--help`, or a regime with no validation split (factors are chosen
+            on it).
+        keras_normloss.errors.UsageError: options `train` would refuse (checked as it does, for
+            `none`, weight decay and Norm Loss).
     """
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]*", name):
         raise ValueError(f"regime name {name!r}: letters, digits, '.' and '-' only (it is part "
                          "of each run's name, whose parts '_' separates)")  # fmt: skip
-    if REGIMES.get(name, options) != options:
+    if name in REGIMES:
+        if shlex.split(REGIMES[name]) == shlex.split(options):
+            return
         raise ValueError(f"regime {name!r} is already {REGIMES[name]!r}; choose another name")
-    words = shlex.split(options)
-    fixed = [w for w in words if w.split("=")[0] in SET_PER_RUN]
-    if fixed:
-        raise ValueError(f"regime {name!r}: {', '.join(fixed)} is set for each run, not by "
-                         "a regime")  # fmt: skip
+    _check_options(name, options)
     REGIMES[name] = options
     try:
-        regime_config(name, "none", None)
+        for method, factor in (("none", None), ("weight-decay", 1e-3), ("normloss", 1e-3)):
+            config = regime_config(name, method, factor)
+        if not config.validation_split:
+            raise ValueError(f"regime {name!r} has no validation split, on which the factors "
+                             "are chosen: add --validation-split")  # fmt: skip
     except BaseException:
         del REGIMES[name]
         raise
 
 
-def define_pinned(path):
-    """The regime a study pinned in `path` (its regime.json), defined from the options kept
-    there (older files name a built-in regime only); returns its name."""
-    with open(path) as f:
-        pinned = json.load(f)
+def _check_options(name, options):
+    """Refuses options that set what each run sets, read as `train` reads them (argparse takes
+    `--se 5` for `--seed 5`: the last of a repeated option wins, so it would replace every
+    run's seed), and `--help`."""
+    from keras_normloss import train
+
+    parser = train.build_parser()
+    unset = object()
+    parser.set_defaults(**dict.fromkeys(SET_PER_RUN, unset))
+    try:
+        args = parser.parse_args(["--preset", PRESET, "--output", "unused", *shlex.split(options)])
+    except SystemExit:  # --help (or an abbreviation of it) printed the help and exited
+        raise ValueError(f"regime {name!r}: its options ask for help, not a run") from None
+    fixed = [d for d in SET_PER_RUN if getattr(args, d) is not unset]
+    if args.output != "unused":
+        fixed.append("output")
+    if fixed:
+        raise ValueError(f"regime {name!r}: {', '.join('--' + d for d in fixed)} is set for "
+                         "each run, not by a regime")  # fmt: skip
+
+
+def define_pinned(pinned):
+    """Defines the regime a study's regime.json (`pinned`, its dict) names, with the options it
+    keeps (older files name a built-in regime only: its options as defined now); returns its
+    name."""
     define(pinned["regime"], pinned.get("options") or REGIMES[pinned["regime"]])
     return pinned["regime"]
+
+
+def ran_with(rows, regime):
+    """The rows of `regime` whose command does not hold the regime's options as now defined
+    (`[]`: every row ran with them)."""
+    words = shlex.split(REGIMES[regime])
+    differ = []
+    for row in rows:
+        if row["regime"] != regime:
+            continue
+        command = shlex.split(row["command"])
+        if not any(command[i : i + len(words)] == words for i in range(len(command))):
+            differ.append(row)
+    return differ
+
+
+def pinned_regimes(docs):
+    """Defines the regimes DOCS/regimes.json pins (each with the options the pilot ran it with)
+    and returns their names; `[]` without the file."""
+    path = os.path.join(docs, PINNED)
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        pinned = json.load(f)
+    for name, options in pinned.items():
+        define(name, options)
+    return list(pinned)
+
+
+def pin_regimes(docs, regimes):
+    """Writes DOCS/regimes.json with `regimes` added to what it pins; returns its path."""
+    path = os.path.join(docs, PINNED)
+    pinned = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            pinned = json.load(f)
+    pinned.update({r: REGIMES[r] for r in regimes})
+    with open(path, "w") as f:
+        json.dump(pinned, f, indent=1)
+    return path
 
 
 def run_arguments(regime, method, factor, seed, overrides=None):
@@ -183,7 +251,17 @@ def run_all(args):
     os.makedirs(docs, exist_ok=True)
     table = os.path.join(docs, "pilot.csv")
     recorded_runs.keep_missing_files(table, args.output, docs, args.commit, "pilot")
-    done = {r["run"] for r in recorded_runs.read_rows(table)}
+    rows = recorded_runs.read_rows(table)
+    for regime in args.regimes:
+        differ = ran_with(rows, regime)
+        if differ:
+            print(f"pilot: {differ[0]['run']} ran {regime} with other options than "
+                  f"{REGIMES[regime]!r}: name the new regime otherwise", file=sys.stderr)  # fmt: skip
+            return 2
+    pinned = pin_regimes(docs, args.regimes)
+    if args.commit:
+        recorded_runs.git_commit([pinned], "pilot: the regimes' options", "pilot")
+    done = {r["run"] for r in rows}
     overrides = {k: v for k, v in (("epochs", args.epochs), ("steps_per_epoch",
                  args.steps_per_epoch)) if v is not None}  # fmt: skip
     runs, steps = plan(args.regimes, args.fractions, args.seeds, overrides)
@@ -281,24 +359,30 @@ def main(argv=None):
     parser.add_argument("--commit", action="store_true", help="commit each finished run's files")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
+    docs = args.docs or os.path.join(args.output, "report")
     if args.report_only:
-        report(args.docs or os.path.join(args.output, "report"))
+        report(docs)
         return 0
-    args.regimes = define_regimes(parser, args.define, args.regimes)
+    # The regimes this pilot ran, as it ran them, then the new definitions.
+    pinned = define_all(parser, lambda: pinned_regimes(docs))
+    define_all(parser, lambda: [define(name, options) for name, options in args.define])
+    defined = [name for name, _ in args.define]
+    args.regimes = known(parser, args.regimes or defined or pinned or list(REGIMES))
     return run_all(args)
 
 
-def define_regimes(parser, definitions, asked):
-    """Defines each (NAME, OPTIONS) of `definitions` and returns the regimes to run (`asked`, or
-    the defined ones, or all); a bad definition or an unknown regime is `parser.error`."""
+def define_all(parser, defining):
+    """`defining()`'s result, a bad definition being `parser.error`."""
     from keras_normloss.errors import UsageError
 
-    for name, options in definitions:
-        try:
-            define(name, options)
-        except (ValueError, UsageError) as error:
-            parser.error(f"--define {name}: {error}")
-    regimes = asked or [name for name, _ in definitions] or list(REGIMES)
+    try:
+        return defining()
+    except (ValueError, UsageError) as error:
+        parser.error(str(error))
+
+
+def known(parser, regimes):
+    """`regimes`, each defined (else `parser.error`)."""
     unknown = [r for r in regimes if r not in REGIMES]
     if unknown:
         parser.error(f"unknown regime {', '.join(unknown)}; known: {', '.join(REGIMES)} (or "

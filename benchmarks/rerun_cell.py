@@ -51,14 +51,25 @@ def find_row(table, run):
 
 
 def clean_clone(commit, where):
-    """A `git clone` of this repository at `commit`, in WHERE/clone-COMMIT (made once)."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    top = subprocess.run(["git", "-C", here, "rev-parse", "--show-toplevel"],
-                         capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    """A `git clone` of this repository at `commit`, in WHERE/clone-COMMIT (made once; checked
+    to be at that commit and unmodified each time)."""
+    top = recorded_runs.repository()
+    if top is None:
+        raise SystemExit("rerun: this checkout is not a git repository; no commit to clone")
     clone = os.path.join(where, f"clone-{commit[:12]}")
     if not os.path.isdir(clone):
         subprocess.run(["git", "clone", "--quiet", "--no-checkout", top, clone], check=True)
-        subprocess.run(["git", "-C", clone, "checkout", "--quiet", "--detach", commit], check=True)
+        checkout = subprocess.run(["git", "-C", clone, "checkout", "--quiet", "--detach", commit],
+                                  capture_output=True, text=True)  # fmt: skip
+        if checkout.returncode != 0:
+            raise SystemExit(f"rerun: commit {commit} is not in this repository "
+                             f"({checkout.stderr.strip()}); fetch it first")  # fmt: skip
+    head = subprocess.run(["git", "-C", clone, "rev-parse", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()  # fmt: skip
+    changed = subprocess.run(["git", "-C", clone, "status", "--porcelain"], capture_output=True,
+                             text=True).stdout.strip()  # fmt: skip
+    if head != commit or changed:
+        raise SystemExit(f"rerun: {clone} is not a clean checkout of {commit}; remove it")
     return clone
 
 
@@ -67,14 +78,22 @@ def rerun(row, clone, output):
     words = shlex.split(row["command"])
     if words[:2] != ["keras-normloss", "train"] or words[-2] != "--output":
         raise SystemExit(f"rerun: not a recorded train command: {row['command']}")
+    run_dir = os.path.join(output, words[-1])
+    if os.path.exists(run_dir):  # `train` would resume it, or say it is finished: no re-run
+        raise SystemExit(f"rerun: {run_dir} exists; give another --output")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [clone, *filter(None, [os.environ.get("PYTHONPATH")])])}  # fmt: skip
+    where = subprocess.run([sys.executable, "-c", "import keras_normloss; "
+                            "print(keras_normloss.__file__)"], cwd=output, env=env,
+                           capture_output=True, text=True).stdout.strip()  # fmt: skip
+    if not os.path.abspath(where).startswith(os.path.abspath(clone) + os.sep):
+        raise SystemExit(f"rerun: the package imported is {where!r}, not the clone's")
     start = time.monotonic()
     status = subprocess.run([sys.executable, "-m", "keras_normloss", *words[1:]], cwd=output,
                             env=env).returncode  # fmt: skip
     if status != 0:
         raise SystemExit(f"rerun: the command ended with status {status}")
-    return os.path.join(output, words[-1]), time.monotonic() - start
+    return run_dir, time.monotonic() - start
 
 
 def compare(row, run_dir, docs):

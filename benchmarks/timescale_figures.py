@@ -2,6 +2,7 @@
 (results protocol §7): 95 % intervals with n on the figure, every line a mean over the same seeds
 as the band beside it, one colour per method, axes that say where they do not start at 0."""
 
+import json
 import math
 import os
 import statistics
@@ -94,7 +95,7 @@ def _error_against_timescale(docs, rows):
 
 def _mechanism_grid(docs, rows):
     """Over the grid, against the factor's timescale: each method's final mean channel norm (did
-    it act?), and at mid-run its convolutions' RMS angular update and mean effective learning
+    it act?), and at mid-run its convolutions' mean angular update and mean effective learning
     rate (the mechanism; the mean of η/‖w_c‖² is its smallest channels')."""
     import timescale_report
 
@@ -115,7 +116,7 @@ def _mechanism_grid(docs, rows):
     measures = (
         (axes[0], lambda r: float(r["final_norm_mean"]),
          "mean channel norm ‖w‖ at the end\n(every kernel; axis does not start at 0)"),
-        (axes[1], mid_run("angular_update_rms"), "RMS angle per step at mid-run, rad\n"
+        (axes[1], mid_run("angular_update"), "mean angle per step at mid-run, rad\n"
          "(convolutions; log scale)"),
         (axes[2], mid_run("effective_lr"), "mean of η/‖w_c‖² at mid-run, convolutions\n"
          "(log scale; the smallest channels dominate)"),
@@ -152,12 +153,13 @@ def _mechanism_grid(docs, rows):
 def _paired(docs, rows):
     import timescale_study
 
-    comparisons = timescale_study.comparisons(rows)
+    margin = timescale_study.margin_of(docs)
+    comparisons = timescale_study.comparisons(rows, margin)
     if not comparisons:
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    margin = 100 * timescale_study.MARGIN
+    margin *= 100
     ax.axvline(0, color="black", lw=0.8)
     for i, (name, d) in enumerate(comparisons.items()):
         if "tost" in d:  # the equivalence test: its margin and 90 % interval, on its row only
@@ -303,7 +305,9 @@ def _momentum(docs):
     path = os.path.join(docs, "regime.json")
     if not os.path.exists(path):
         return presets.get(regime_pilot.PRESET).momentum
-    return regime_pilot.regime_config(regime_pilot.define_pinned(path), "none", None).momentum
+    with open(path) as f:
+        regime = regime_pilot.define_pinned(json.load(f))
+    return regime_pilot.regime_config(regime, "none", None).momentum
 
 
 def _save(fig, docs, name):

@@ -9,7 +9,7 @@ import statistics
 import recorded_runs
 import timescale_figures
 import timescale_study
-from paired_stats import direction_verdict, paired_difference, t_quantile_975
+from paired_stats import direction_verdict, paired_difference, t_quantile_975, too_few
 
 NOT_REACHED = (
     "not reached: each peer tuned at 3 timescale points on the tuning seeds and evaluated on 3 "
@@ -78,8 +78,8 @@ def sensitivity(rows):
 
 
 def batch_cells(rows):
-    """{method: {batch: {seed: final test error}}} of the batch phase, batch 128 taken from the
-    evaluation runs of the batch phase's seeds."""
+    """{method: {batch: {seed: final test error}}} of the batch phase, the regime's own batch
+    taken from the evaluation runs of the batch phase's seeds."""
     batch = [r for r in rows if r["phase"] == "batch"]
     seeds = {int(r["seed"]) for r in batch}
     cells = {}
@@ -169,7 +169,7 @@ def write(docs, rows):
     """study.md and the figures; returns the paths written."""
     written = timescale_figures.draw(docs, rows)
     lines = _header(docs, rows)
-    comparisons = timescale_study.comparisons(rows)
+    comparisons = timescale_study.comparisons(rows, timescale_study.margin_of(docs))
     spreads, spread_difference = sensitivity(rows)
     ce = {m: mean_training_cross_entropy(docs, rows, m) for m in timescale_study.COMPARED}
     convergence = (
@@ -182,7 +182,7 @@ def write(docs, rows):
     lines.append(f"- **Competitive with weight decay** (test error): "
                  f"{_competitive(docs, comparisons)}.")  # fmt: skip
     if spread_difference is None:
-        lines.append("- **Less sensitive to the factor**: not resolved (the grid is not complete).")
+        lines.append("- **Less sensitive to the factor**: pending (the grid is not complete).")
     else:
         lines.append(
             f"- **Less sensitive to the factor** (spread of test error over the grid's timescales "
@@ -191,7 +191,7 @@ def write(docs, rows):
             f"{_interval(spread_difference)}."
         )
     if convergence is None:
-        lines.append("- **Faster convergence**: not resolved (the evaluation has not run yet).")
+        lines.append("- **Faster convergence**: pending (the evaluation has not run yet).")
     else:
         lines.append(
             "- **Faster convergence**: described, not a verdict (a lower training loss at the "
@@ -200,30 +200,25 @@ def write(docs, rows):
             f"{_interval(convergence, scale=1, unit='')}; the curves are in `convergence.png`."
         )
     ranges, range_difference = effective_lr_range(docs, rows)
-    _, angle_difference = effective_lr_range(docs, rows, "angular_update_rms")
     if range_difference is None:
         lines.append("- **The mechanism** (Norm Loss's effective learning rate depends less on "
-                     "its factor than weight decay's): not resolved (the grid is not complete).")  # fmt: skip
+                     "its factor than weight decay's): pending (the grid is not complete).")  # fmt: skip
     else:
         lines.append(
             "- **The mechanism** (Norm Loss's effective learning rate depends less on its "
             "factor than weight decay's; decades the convolutions' mean η/‖w_c‖² spans at "
             f"mid-run over the grid, per tuning seed): {direction_verdict(range_difference)}: "
             f"Norm Loss − weight decay {_interval(range_difference, scale=1, unit=' decades')}. "
-            "A mean of η/‖w_c‖² is dominated by its smallest channels, and weight decay's "
-            "strongest factors drive single channels toward 0 (`norm_min` in the runs' metrics); "
-            "so, added after the first grid rows showed it, the same over the RMS angle a "
-            "channel turns per step (bounded, the step a scale-invariant channel feels): "
-            + ("not resolved" if angle_difference is None else
-               f"{direction_verdict(angle_difference)}: Norm Loss − weight decay "
-               f"{_interval(angle_difference, scale=1, unit=' decades')}")
-            + ". `grid_norms.png` draws both against the timescale."
+            "A mean of η/‖w_c‖² is its smallest channels' (see the exploratory companion "
+            "below)."
         )  # fmt: skip
     if batch_difference is None:
-        lines.append("- **Less sensitive to the batch size**: not resolved (the batch phase has "
+        lines.append("- **Less sensitive to the batch size**: pending (the batch phase has "
                      "not run yet).")  # fmt: skip
     else:
-        sizes = sorted({int(r["batch_size"]) for r in rows if r["phase"] in ("batch",)} | {128})
+        sizes = sorted(
+            {int(r["batch_size"]) for r in rows if r["phase"] in ("batch", "evaluation")}
+        )
         lines.append(
             f"- **Less sensitive to the batch size** (spread of test error over batches "
             f"{sizes[0]}–{sizes[-1]}, the same epochs, lr scaled with the batch, per seed): "
@@ -234,6 +229,7 @@ def write(docs, rows):
     lines.append("")
     lines += _choice(docs)
     lines += _grid_table(rows, spreads)
+    lines += _angle_companion(docs, rows)
     lines += _comparison_table(comparisons)
     lines += _batch_table(rows, batch_spreads)
     lines += _mechanism(docs, rows)
@@ -286,11 +282,11 @@ def _competitive(docs, comparisons):
     than `none` in the evaluation), else `paired_stats.competitive_verdict`, with its numbers."""
     key = "normloss − weight-decay"
     if key not in comparisons:
-        return "not resolved (the evaluation has not run yet)"
+        return "pending (the evaluation has not run yet)"
     d, t = comparisons[key], comparisons[key]["tost"]
     numbers = (
         f"Norm Loss − weight decay {_interval(d)}; TOST against ±"
-        f"{100 * timescale_study.MARGIN:.1f} points p = {_p(t['p'])} (90 % interval "
+        f"{100 * timescale_study.margin_of(docs):.1f} points p = {_p(t['p'])} (90 % interval "
         f"[{100 * t['low90']:+.2f}, {100 * t['high90']:+.2f}])"
     )
     choices = _read_json(docs, "choices.json")
@@ -308,23 +304,26 @@ def _competitive(docs, comparisons):
 
 
 def _header(docs, rows):
-    regime = _read_json(docs, "regime.json").get("regime") or (
-        rows[0]["regime"] if rows else "(not chosen yet)"
-    )
+    pinned = _read_json(docs, "regime.json")
+    regime = pinned.get("regime") or (rows[0]["regime"] if rows else "(not chosen yet)")
     first = next((r.get("command") for r in rows if r["method"] == "none"), None)
+    options = f" (`keras-normloss train {pinned['options']}`)" if pinned.get("options") else ""
     lines = [
         f"# The timescale study in the regime `{regime}`",
         "",
         "Written by `benchmarks/timescale_study.py` from `study.csv` (each row: the run's commit, "
         "its exact command and the machine), `per-run/` (each run's metrics and norm dynamics), "
-        "`regime.json` (the pilot's verdict) and `choices.json` (the factors chosen on "
-        "validation). Errors in %, on the 3,000 test images shipped with the package (every "
-        "interval is conditional on that one test set); intervals are 95 % Student-t intervals "
-        f"over paired seeds, n given. Tuning seeds {_seeds(rows, 'grid')}; evaluation seeds "
+        f"`regime.json` (the regime{options}, the margin and the pilot's verdict) and "
+        "`choices.json` (the factors chosen on validation). Errors in %, on the test split of "
+        "the regime's dataset (for the built-in regimes, the 3,000 test images shipped with the "
+        "package; every interval is conditional on that one test set); intervals are 95 % "
+        "Student-t intervals over seeds, of paired differences where a difference is given, n "
+        f"given. Tuning seeds run so far: {_seeds(rows, 'grid')}; evaluation seeds: "
         f'{_seeds(rows, "evaluation")}. The margin of "competitive", fixed before the runs: '
-        f"±{100 * timescale_study.MARGIN:.1f} points. Weight decay acts on every parameter, as "
-        "the references' does (`train`'s default `--weight-decay-on all`); Norm Loss on the "
-        "convolution and Dense kernels. " + _reruns(docs),
+        f"±{100 * timescale_study.margin_of(docs):.1f} points. Weight decay acts on every "
+        "parameter, as the references' does (`train`'s default `--weight-decay-on all`, unless "
+        "the regime's options say otherwise); Norm Loss on the convolution and Dense kernels. "
+        + _reruns(docs),
         "",
     ]
     if first:
@@ -342,10 +341,10 @@ def _reruns(docs):
         return ("No row has been re-run yet (`benchmarks/rerun_cell.py`); the runs do not use "
                 "`--deterministic`.")  # fmt: skip
     same = sum(rerun_cell.identical(line) for line in lines)
-    return (f"Re-run from its row alone (its command, in a clean clone at its commit), {same} of "
-            f"{len(lines)} run(s) came back identical to every recorded digit, epoch by epoch "
-            "(`reruns.md`); without `--deterministic` TensorFlow does not promise this on another "
-            "machine or library version.")  # fmt: skip
+    return (f"Re-run from its row alone (its command, in a clean clone at its commit, on the "
+            f"machine `reruns.md` names), {same} of {len(lines)} run(s) came back identical to "
+            "every recorded digit, epoch by epoch; without `--deterministic` TensorFlow does not "
+            "promise this on another machine or library version.")  # fmt: skip
 
 
 def _p(value):
@@ -419,6 +418,38 @@ def _batch_table(rows, spreads):
         spread = _points(spreads[method].values()) if spreads.get(method) else "-"
         lines.append(f"| {method} | " + " | ".join(row) + f" | {spread} |")
     return [*lines, ""]
+
+
+def _angle_companion(docs, rows):
+    """The mechanism over the mean angle a channel turns per step: exploratory, added after the
+    first grid rows, so not a verdict of "In short" and not adjusted for it."""
+    _, difference = effective_lr_range(docs, rows, "angular_update")
+    if difference is None:
+        return []
+    return [
+        "## The mechanism over the angle per step (exploratory)",
+        "",
+        "Added after the first grid rows, and not a verdict of the study: the measure stated "
+        "before the runs, the mean over channels of η/‖w_c‖², is dominated by its smallest "
+        "channels, and weight decay's strongest factors drive single channels toward 0 "
+        "(`norm_min` in the runs' metrics). The mean angle a convolution channel turns per step "
+        "at mid-run is bounded, and is the step a scale-invariant channel feels. Decades it "
+        "spans over each grid, per tuning seed, Norm Loss − weight decay: "
+        f"{_interval(difference, scale=1, unit=' decades')} "
+        f"({_side(difference)}; unadjusted). `grid_norms.png` draws both measures "
+        "against the timescale.",
+        "",
+    ]
+
+
+def _side(difference):
+    """Where a 95 % interval lies, in words, for what is described rather than judged."""
+    reason = too_few(difference)
+    if reason:
+        return reason
+    if difference["high"] < 0:
+        return "the 95 % interval lies below 0"
+    return "the 95 % interval lies above 0" if difference["low"] > 0 else "it contains 0"
 
 
 def _mechanism(docs, rows):

@@ -17,14 +17,20 @@ compressed metrics and dynamics; resumable from what is committed):
    (`keras_normloss.methods.norm_theory`) is each of `FRACTIONS` of the run, on the tuning seeds;
 2. choice: each method's grid point with the lowest mean validation error over the tuning seeds,
    written once to `choices.json` and kept (the choice belongs to the runs it was made from);
-3. evaluation: `none`, Norm Loss and weight decay at their chosen factors on fresh seeds.
+3. evaluation: `none`, Norm Loss and weight decay at their chosen factors on fresh seeds;
+4. batch: `none` and the two at their chosen factors at each of `BATCHES` (the same epochs, the
+   learning rate scaled with the batch) on `BATCH_SEEDS`.
 
 `study.md` then states, from `study.csv` and the kept metrics alone: the grid (error against
-timescale, each method's spread), the comparisons over paired evaluation seeds (95 % intervals,
-Holm-adjusted p-values, and the TOST against `MARGIN`, fixed before the runs), convergence, and the
-norm dynamics, with the figures of `timescale_figures`. The batch-size and peer phases of issue 27
-are not in this study: at about 6 minutes a run on 2 cores they do not fit its 12 hours beside
-these 48 runs, and `study.md` says so.
+timescale, each method's spread, the norms and steps it produced), the comparisons over paired
+evaluation seeds (95 % intervals, Holm-adjusted p-values, and the TOST against the margin,
+`--margin`, fixed before the runs), the batch sizes, convergence and the norm dynamics, with the
+figures of `timescale_figures`. The peers are not in this study: at about 5 minutes a run on 2
+cores they do not fit its 12 hours beside these 84 runs, and `study.md` says so.
+
+A regime of your own: `--define NAME OPTIONS` (`keras-normloss train` options as one string, as
+`regime_pilot.py --define` takes them, whose pilot must have run it). The first start pins the
+regime, its options and the margin in DOCS/regime.json; later sittings read them from there.
 """
 
 import argparse
@@ -53,8 +59,8 @@ MARGIN = 0.005
 NEAR_ZERO = 0.02  # "training error near 0 at the end": the last epoch's mean below 2 %
 # The batch phase: the same epochs at every batch, the learning rate scaled with it (the preset's
 # `lr_scales_with_batch`, Goyal et al. 2017), so that a factor's timescale stays the same fraction
-# of the run (η·steps is constant) and only the batch changes; batch 128 is the evaluation's.
-BATCH = 128
+# of the run (η·steps is constant) and only the batch changes. The regime's own batch (128 in
+# the built-in ones: the preset's) is the grid's and the evaluation's, and not run again here.
 BATCHES = (32, 64, 256, 512)
 BATCH_SEEDS = EVALUATION_SEEDS[:3]
 COLUMNS = (
@@ -115,18 +121,24 @@ def _lowest_mean(rows, column, key):
     return min(groups, key=lambda k: statistics.fmean(groups[k])) if groups else None
 
 
+def base_batch(regime, overrides=None):
+    """The batch of the grid and the evaluation: the regime's (the preset's unless it says)."""
+    return regime_pilot.regime_config(regime, "none", None, overrides).batch_size
+
+
 def grid_runs(regime, fractions, seeds, overrides=None):
     """(phase, method, factor, fraction, seed, batch) of the grid, seed by seed; and the run's
     steps."""
+    batch = base_batch(regime, overrides)
     factors = {}
     for method in COMPARED:
         factors[method], steps = regime_pilot.factors_at(regime, method, fractions, overrides)
     runs = []
     for seed in seeds:
-        runs.append(("grid", "none", None, None, seed, BATCH))
+        runs.append(("grid", "none", None, None, seed, batch))
         for method in COMPARED:
             runs += [
-                ("grid", method, f, x, seed, BATCH) for f, x in zip(factors[method], fractions)
+                ("grid", method, f, x, seed, batch) for f, x in zip(factors[method], fractions)
             ]
     return runs, steps
 
@@ -151,7 +163,7 @@ def choose(rows, tuning_seeds):
     return choices
 
 
-def evaluation_runs(choices, seeds, phase="evaluation", batches=(BATCH,)):
+def evaluation_runs(choices, seeds, batches, phase="evaluation"):
     """`none` and each compared method at its chosen factor, seed by seed (and batch by batch)."""
     runs = []
     for seed in seeds:
@@ -163,29 +175,43 @@ def evaluation_runs(choices, seeds, phase="evaluation", batches=(BATCH,)):
     return runs
 
 
-def run_name(phase, regime, method, factor, seed, batch=BATCH):
+def run_name(phase, regime, method, factor, seed, batch, base):
+    """The run's name; `_bBATCH` where the batch is not the regime's (`base`)."""
     name = f"{phase}_{regime_pilot.run_name(regime, method, factor, seed)}"
-    return name if batch == BATCH else f"{name}_b{batch}"
+    return name if batch == base else f"{name}_b{batch}"
 
 
 def pinned_regime(args, docs):
-    """The study's regime: read from DOCS/regime.json once written, so that every sitting runs
-    in the same one; at the first start, chosen from the complete pilot (or `--regime`) and
-    written there with the pilot's verdict. None (with a message) if that cannot be done."""
+    """The study's regime and margin: read from DOCS/regime.json once written (with the regime's
+    options), so that every sitting runs the same; at the first start, the regime chosen from
+    the complete pilot (or `--regime`, or the one `--define`), checked against the options the
+    pilot ran it with, and written there with them, the margin (`--margin`) and the pilot's
+    verdict. Returns (regime, margin), or None with a message if that cannot be done."""
+    from keras_normloss.errors import UsageError
+
     path = os.path.join(docs, "regime.json")
+    pinned = None
     if os.path.exists(path):
-        regime = regime_pilot.define_pinned(path)
-        if args.regime not in (None, regime):
-            print(f"study: {docs} runs in {regime}; not {args.regime}", file=sys.stderr)
-            return None
-        return regime
+        with open(path) as f:
+            pinned = json.load(f)
+    try:
+        if pinned:
+            regime_pilot.define_pinned(pinned)
+        for name, options in args.define:
+            regime_pilot.define(name, options)
+    except (ValueError, UsageError, KeyError) as error:
+        print(f"study: {error}", file=sys.stderr)
+        return None
+    if pinned:
+        return _check_pinned(args, docs, path, pinned)
     rows = recorded_runs.read_rows(args.pilot)
     try:
         verdict = chosen_regime(rows)
     except ValueError as error:
         print(f"study: {args.pilot}: {error}", file=sys.stderr)
         return None
-    regime = args.regime or verdict["regime"]
+    only = [name for name, _ in args.define][:1] if len(args.define) == 1 else []
+    regime = args.regime or next(iter(only), None) or verdict["regime"]
     seeds = {r["seed"] for r in rows if r["regime"] == regime and r["method"] == "none"}
     if len(seeds) < MIN_SEEDS:
         print(f"study: the pilot has {len(seeds)} seed(s) of {regime}; finish it first "
@@ -194,7 +220,12 @@ def pinned_regime(args, docs):
     if regime not in regime_pilot.REGIMES:
         print(f"study: unknown regime {regime}: --define it (as the pilot did)", file=sys.stderr)
         return None
-    record = dict(regime=regime, options=regime_pilot.REGIMES[regime], testable=verdict["regimes"][regime]["qualifies"], pilot=[
+    if regime not in verdict["regimes"] or regime_pilot.ran_with(rows, regime):
+        print(f"study: the pilot did not run {regime} as {regime_pilot.REGIMES[regime]!r}",
+              file=sys.stderr)  # fmt: skip
+        return None
+    margin = MARGIN if args.margin is None else args.margin
+    record = dict(regime=regime, options=regime_pilot.REGIMES[regime], margin=margin, testable=verdict["regimes"][regime]["qualifies"], pilot=[
         dict(regime=name, **{k: v for k, v in found.items() if k != "difference"},
              difference=None if found["difference"] is None else {
                  k: found["difference"][k] for k in ("n", "mean", "low", "high")})
@@ -204,7 +235,40 @@ def pinned_regime(args, docs):
         json.dump(record, f, indent=1)
     if args.commit:
         recorded_runs.git_commit([path], "study: the regime, from the pilot's rows", "study")
-    return regime
+    return regime, margin
+
+
+def _check_pinned(args, docs, path, pinned):
+    """(regime, margin) of a pinned study, if `args` and the rows agree with them; written back
+    with the options and the margin where an older regime.json lacked them."""
+    regime, margin = pinned["regime"], pinned.get("margin", MARGIN)
+    if args.regime not in (None, regime) or args.margin not in (None, margin):
+        print(f"study: {docs} runs in {regime} with the margin ±{100 * margin:g} points, "
+              "pinned in regime.json", file=sys.stderr)  # fmt: skip
+        return None
+    differ = regime_pilot.ran_with(recorded_runs.read_rows(os.path.join(docs, "study.csv")),
+                                   regime)  # fmt: skip
+    if differ:
+        print(f"study: {differ[0]['run']} ran with other options than "
+              f"{regime_pilot.REGIMES[regime]!r}", file=sys.stderr)  # fmt: skip
+        return None
+    if "options" not in pinned or "margin" not in pinned:
+        pinned.update(options=regime_pilot.REGIMES[regime], margin=margin)
+        with open(path, "w") as f:
+            json.dump(pinned, f, indent=1)
+        if args.commit:
+            recorded_runs.git_commit([path], "study: the regime's options and margin pinned "
+                                     "(every row ran with them)", "study")  # fmt: skip
+    return regime, margin
+
+
+def margin_of(docs):
+    """The study's equivalence margin, as pinned in DOCS/regime.json (`MARGIN` before)."""
+    path = os.path.join(docs, "regime.json")
+    if not os.path.exists(path):
+        return MARGIN
+    with open(path) as f:
+        return json.load(f).get("margin", MARGIN)
 
 
 def run_all(args):
@@ -212,9 +276,10 @@ def run_all(args):
     os.makedirs(docs, exist_ok=True)
     table = os.path.join(docs, "study.csv")
     recorded_runs.keep_missing_files(table, args.output, docs, args.commit, "study")
-    regime = pinned_regime(args, docs)
-    if regime is None:
+    pinned = pinned_regime(args, docs)
+    if pinned is None:
         return 1
+    regime, _ = pinned
     written = report(docs)  # where the study stands, before its next run
     if args.commit:
         recorded_runs.git_commit(written, "study: the report of the rows so far", "study")
@@ -239,25 +304,28 @@ def run_all(args):
                                      "study")  # fmt: skip
     with open(choices_path) as f:
         choices = json.load(f)
-    runs = evaluation_runs(choices, args.evaluation_seeds)
+    base = base_batch(regime, overrides)
+    runs = evaluation_runs(choices, args.evaluation_seeds, (base,))
     status = _run_each(args, docs, table, regime, runs, steps, overrides)
-    if status or not args.batches:
+    batches = [b for b in args.batches if b != base]  # the regime's own batch is the evaluation
+    if status or not batches:
         return status
-    runs = evaluation_runs(choices, args.batch_seeds, "batch", args.batches)
+    runs = evaluation_runs(choices, args.batch_seeds, batches, "batch")
     return _run_each(args, docs, table, regime, runs, steps, overrides)
 
 
 def _run_each(args, docs, table, regime, runs, steps, overrides):
     done = {r["run"] for r in recorded_runs.read_rows(table)}
-    lengths = {BATCH: steps}
+    base = base_batch(regime, overrides)
+    lengths = {base: steps}
     where = dict(output=args.output, table=table, columns=COLUMNS, docs=docs,
                  report=lambda: report(docs), commit=args.commit)  # fmt: skip
     for i, (phase, method, factor, fraction, seed, batch) in enumerate(runs, 1):
-        name = run_name(phase, regime, method, factor, seed, batch)
+        name = run_name(phase, regime, method, factor, seed, batch, base)
         if name in done:
             continue
         print(f"[{phase} {i}/{len(runs)}] {name}", flush=True)
-        options = overrides if batch == BATCH else {**overrides, "batch_size": batch}
+        options = overrides if batch == base else {**overrides, "batch_size": batch}
         if batch not in lengths:
             lengths[batch] = regime_pilot.run_length(regime, options)
         arguments = regime_pilot.run_arguments(regime, method, factor, seed, options)
@@ -274,7 +342,7 @@ def _run_each(args, docs, table, regime, runs, steps, overrides):
     return 0
 
 
-def comparisons(rows):
+def comparisons(rows, margin=MARGIN):
     """The evaluation's paired comparisons of final test error: Norm Loss − weight decay (with
     the TOST against `MARGIN` and its verdict), weight decay − none and Norm Loss − none, each
     with its Holm-adjusted p over the three; `{}` before two paired evaluation seeds."""
@@ -291,7 +359,7 @@ def comparisons(rows):
         d["p_holm"] = p
     key = "normloss − weight-decay"
     if key in result:
-        equivalence = tost(arms["normloss"], arms["weight-decay"], MARGIN)
+        equivalence = tost(arms["normloss"], arms["weight-decay"], margin)
         result[key]["tost"] = equivalence
         result[key]["verdict"] = competitive_verdict(result[key], equivalence)
     return result
@@ -312,6 +380,9 @@ def main(argv=None):
     parser.add_argument("--pilot", default=os.path.join("docs", "results", "pilot", "pilot.csv"),
                         help="the pilot's rows, which choose the regime")  # fmt: skip
     parser.add_argument("--regime", help="run in this regime instead of the pilot's choice")
+    parser.add_argument("--margin", type=float, help="the equivalence margin of 'competitive' "
+                        f"in test error (default {MARGIN}: ±0.5 points), pinned at the first "
+                        "start: fix it before the runs")  # fmt: skip
     parser.add_argument("--define", nargs=2, action="append", default=[],
                         metavar=("NAME", "OPTIONS"), help="a regime of your own, as "
                         "regime_pilot.py --define takes it (pinned in regime.json)")  # fmt: skip
@@ -335,7 +406,6 @@ def main(argv=None):
         return 0
     if not args.output:
         parser.error("--output is required (the runs' directory)")
-    regime_pilot.define_regimes(parser, args.define, [args.regime] if args.regime else None)
     return run_all(args)
 
 

@@ -68,11 +68,49 @@ def test_a_regime_of_your_own_is_train_options_checked_as_train_checks_them():
         regime_pilot.define("has_underscore", "--epochs 2")
     with pytest.raises(ValueError, match="--seed is set for each run"):
         regime_pilot.define("seeded", "--epochs 2 --seed 3")
+    # Abbreviations are what `train` takes them for; the regime's options come after the run's
+    # own, and the last of a repeated option wins: `--se 5` would make every seed 5.
+    with pytest.raises(ValueError, match="--method, --seed is set for each run"):
+        regime_pilot.define("abbreviated", "--epochs 2 --se 5 --meth normloss")
+    with pytest.raises(ValueError, match="--method is set"):
+        regime_pilot.define("old-name", "--regularizer normloss")
+    with pytest.raises(ValueError, match="--output is set"):
+        regime_pilot.define("elsewhere", "--output /tmp/x")
+    with pytest.raises(ValueError, match="ask for help"):
+        regime_pilot.define("helpful", "--epochs 2 --help")
+    with pytest.raises(ValueError, match="no validation split"):
+        regime_pilot.define("unvalidated", "--epochs 2 --validation-split 0")
     with pytest.raises(UsageError, match="--epochs"):
         regime_pilot.define("negative", "--epochs -1")
     with pytest.raises(UsageError, match="unrecognized arguments: --nonsense"):
         regime_pilot.define("nonsense", "--nonsense 1")
+    with pytest.raises(ValueError, match="already"):
+        regime_pilot.define("noaug-13500", "--epochs 2")
+    # The same options, spaced otherwise, are the same regime.
+    regime_pilot.define(
+        "noaug-13500", "  " + regime_pilot.REGIMES["noaug-13500"].replace(" ", "  ")
+    )
     assert set(regime_pilot.REGIMES) == {"noaug-13500", "cropflip-3000"}  # refused: not kept
+    assert regime_pilot.REGIMES["noaug-13500"].startswith("--model resnet8 --augment none")
+
+
+def test_the_regimes_a_pilot_ran_are_pinned_and_checked_against_its_rows(tmp_path):
+    options = "--model resnet8 --augment none --train-subset 512 --epochs 2"
+    regime_pilot.define("pinned-512", options)
+    try:
+        regime_pilot.pin_regimes(str(tmp_path), ["pinned-512"])
+    finally:
+        del regime_pilot.REGIMES["pinned-512"]
+    assert regime_pilot.pinned_regimes(str(tmp_path)) == ["pinned-512"]  # defined again
+    try:
+        assert regime_pilot.REGIMES["pinned-512"] == options
+        ran = "keras-normloss train --preset fashion-mnist-small --method none --seed 0 "
+        rows = [dict(regime="pinned-512", run="a", command=ran + options + " --output a"),
+                dict(regime="pinned-512", run="b", command=ran + options.replace("512", "1024")),
+                dict(regime="other", run="c", command=ran)]  # fmt: skip
+        assert [r["run"] for r in regime_pilot.ran_with(rows, "pinned-512")] == ["b"]
+    finally:
+        del regime_pilot.REGIMES["pinned-512"]
 
 
 def _rows(path, errors):

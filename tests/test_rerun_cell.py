@@ -90,3 +90,13 @@ def test_a_row_whose_code_no_commit_holds_cannot_be_rerun(tmp_path):
         rerun_cell.find_row(str(docs / "study.csv"), RUN)
     with pytest.raises(SystemExit, match="no run named"):
         rerun_cell.find_row(str(docs / "study.csv"), "another")
+
+
+def test_a_rerun_never_reuses_a_run_folder_nor_an_unknown_commit(tmp_path):
+    (tmp_path / RUN).mkdir()  # `train` would call it finished, or resume it
+    with pytest.raises(SystemExit, match="exists; give another --output"):
+        rerun_cell.rerun(dict(command=COMMAND), str(tmp_path / "clone"), str(tmp_path))
+    if recorded_runs.repository() is None:
+        pytest.skip("not in a git checkout: no commit to clone")
+    with pytest.raises(SystemExit, match="is not in this repository"):
+        rerun_cell.clean_clone("0" * 40, str(tmp_path))

@@ -2,6 +2,7 @@
 choice on validation, and the report from rows alone against a hand computation; the whole study
 end to end at a tiny budget."""
 
+import argparse
 import csv
 import gzip
 import json
@@ -17,6 +18,7 @@ BENCHMARKS = pathlib.Path(__file__).parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 import recorded_runs  # noqa: E402
+import regime_pilot  # noqa: E402
 import timescale_report  # noqa: E402
 import timescale_study  # noqa: E402
 
@@ -107,7 +109,7 @@ def _synthetic_study(docs):
             rows.append(_study_row("grid", "weight-decay", str(f), str(x), seed,
                                    0.09 + 0.01 * abs(i - 1), 0.09 + 0.01 * abs(i - 1)))  # fmt: skip
             # Mid-run effective learning rates (step 20 of 40): Norm Loss's within 10 % over
-            # the grid, weight decay's over 2, 2.1 and 2.2 decades on the three seeds; RMS
+            # the grid, weight decay's over 2, 2.1 and 2.2 decades on the three seeds; mean
             # angles: Norm Loss's within 20 %, weight decay's over 1, 1.1 and 1.2 decades.
             k = seed - 100
             for method, lr, angle in (
@@ -118,8 +120,8 @@ def _synthetic_study(docs):
                 run = rows[-2 if method == "normloss" else -1]["run"]
                 _keep(docs, run, "dynamics.csv", [
                     dict(step=s, epoch=1, learning_rate=0.1, group="conv", norm_mean=1.0,
-                         norm_std=0.1, angular_update=0.01,
-                         angular_update_rms=angle if s == 20 else 0.5, relative_update=0.01,
+                         norm_std=0.1, angular_update=angle if s == 20 else 0.5,
+                         angular_update_rms=0.01, relative_update=0.01,
                          effective_lr=lr if s == 20 else 1.0, channels=8)
                     for s in (1, 20, 40)
                 ])  # fmt: skip
@@ -155,6 +157,44 @@ def _synthetic_study(docs):
                 rows.append(_study_row("batch", method, factor, "" if method == "none" else "1",
                                        seed, 0.1, test[seed][method] + plus, batch=batch))  # fmt: skip
     return rows, test
+
+
+def test_a_regime_s_own_batch_is_the_grid_s_and_the_evaluation_s():
+    regime_pilot.define("batch-64", "--model resnet8 --augment none --batch-size 64 --epochs 2")
+    try:
+        runs, steps = timescale_study.grid_runs("batch-64", (1.0,), (100,))
+        assert {run[5] for run in runs} == {64}
+        assert steps == 2 * (13_500 // 64)  # whole batches of the 13,500 training images
+        name = timescale_study.run_name
+        assert name("grid", "batch-64", "none", None, 100, 64, 64) == "grid_batch-64_none_s100"
+        assert name("batch", "batch-64", "none", None, 200, 32, 64).endswith("_s200_b32")
+    finally:
+        del regime_pilot.REGIMES["batch-64"]
+
+
+def _pinning(tmp_path, commands, **given):
+    args = argparse.Namespace(regime=None, margin=None, define=[], commit=False, pilot="none")
+    vars(args).update(given)
+    tmp_path.mkdir()
+    (tmp_path / "regime.json").write_text(json.dumps(dict(regime="noaug-13500", testable=True)))
+    for i, command in enumerate(commands):
+        recorded_runs.append_row(str(tmp_path / "study.csv"), ["regime", "run", "command"],
+                                 dict(regime="noaug-13500", run=f"r{i}", command=command))  # fmt: skip
+    return timescale_study.pinned_regime(args, str(tmp_path))
+
+
+def test_a_study_pinned_before_options_were_kept_gets_them_from_its_rows(tmp_path):
+    options = regime_pilot.REGIMES["noaug-13500"]
+    ran = f"keras-normloss train --preset fashion-mnist-small --method none --seed 100 {options}"
+    assert _pinning(tmp_path / "a", [ran + " --output x"]) == ("noaug-13500", 0.005)
+    pinned = json.loads((tmp_path / "a" / "regime.json").read_text())
+    assert pinned == dict(regime="noaug-13500", testable=True, options=options, margin=0.005)
+    # A row that ran otherwise, a margin other than the pinned, a regime redefined: refused.
+    other = ran.replace("--epochs 20", "--epochs 30")
+    assert _pinning(tmp_path / "b", [ran, other]) is None
+    assert _pinning(tmp_path / "c", [ran], margin=0.003) is None
+    assert _pinning(tmp_path / "d", [ran], define=[["noaug-13500", "--epochs 2"]]) is None
+    assert _pinning(tmp_path / "e", [ran], regime="cropflip-3000") is None
 
 
 def test_the_choice_is_the_lowest_mean_validation_error_over_the_tuning_seeds(tmp_path):
@@ -204,8 +244,9 @@ def test_the_report_is_recomputed_from_the_rows_by_hand(tmp_path):
     assert (f"per tuning seed): shown: Norm Loss − weight decay {decades.mean():+.2f} decades, "
             "95 % interval") in text  # fmt: skip
     angles = np.log10(1.2) - np.array([1.0, 1.1, 1.2])
-    assert ("(bounded, the step a scale-invariant channel feels): shown: Norm Loss − weight "
-            f"decay {angles.mean():+.2f} decades, 95 % interval") in text  # fmt: skip
+    assert ("per tuning seed, Norm Loss − weight decay: "
+            f"{angles.mean():+.2f} decades, 95 % interval [") in text  # fmt: skip
+    assert "(the 95 % interval lies below 0; unadjusted)" in text
     assert f"Norm Loss − weight decay {-gap:+.2f}, 95 % interval" in text
     # Holm over the three comparisons: raw p from scipy's paired t-test (an implementation
     # apart from the module's), then Holm by hand: sorted ascending, times 3, 2, 1, made
