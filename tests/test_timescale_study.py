@@ -285,9 +285,14 @@ def test_the_report_is_recomputed_from_the_rows_by_hand(tmp_path):
 @pytest.mark.subprocess
 def test_a_tiny_study_runs_chooses_evaluates_reports_and_resumes(tmp_path):
     pilot = tmp_path / "pilot.csv"
+    # A regime of the user's own (the pilot's rows ran it), pinned at the study's first start.
+    tiny = "--model resnet8 --augment none --train-subset 512 --epochs 2 --steps-per-epoch 2"
     rows = [_pilot_row("tiny", "none", "", s, 0.001, 0.1, 0.1) for s in (0, 1, 2)]
     rows += [_pilot_row("tiny", "weight-decay", "0.01", s, 0.01, 0.09, 0.09 - 0.001 * s)
              for s in (0, 1, 2)]  # fmt: skip
+    for row in rows:
+        row["command"] = (f"keras-normloss train --preset fashion-mnist-small --method "
+                          f"{row['method']} --seed {row['seed']} {tiny} --output x")  # fmt: skip
     with open(pilot, "w", newline="") as f:
         writer = csv.DictWriter(f, list(rows[0]))
         writer.writeheader()
@@ -297,8 +302,6 @@ def test_a_tiny_study_runs_chooses_evaluates_reports_and_resumes(tmp_path):
     args += ["--docs", str(docs), "--pilot", str(pilot), "--fractions", "1"]
     args += ["--tuning-seeds", "100", "--evaluation-seeds", "200", "201"]
     args += ["--batches", "64", "--batch-seeds", "200"]
-    # A regime of the user's own (the pilot's rows name it), pinned at the study's first start.
-    tiny = "--model resnet8 --augment none --train-subset 512 --epochs 2 --steps-per-epoch 2"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run([*args, "--define", "tiny", tiny], capture_output=True, text=True,
                           env=env, timeout=900)  # fmt: skip
@@ -316,7 +319,7 @@ def test_a_tiny_study_runs_chooses_evaluates_reports_and_resumes(tmp_path):
     choices = json.loads((docs / "choices.json").read_text())
     regime = json.loads((docs / "regime.json").read_text())
     assert choices["regime"] == regime["regime"] == "tiny" and regime["testable"] is True
-    assert regime["options"] == tiny
+    assert regime["options"] == tiny and regime["margin"] == 0.005
     for row in rows:
         assert row["commit"] and row["machine"] and str(tmp_path) not in row["command"]
         assert tiny in row["command"]
