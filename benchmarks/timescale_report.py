@@ -296,6 +296,8 @@ def _competitive(docs, comparisons):
         why = "weight decay did not beat `none` in the pilot"
     elif slow:
         why = f"the factor chosen for {', '.join(slow)} relaxes more slowly than the run lasts"
+    elif too_few(d):  # the evaluation is not complete: neither verdict nor "not testable" yet
+        return f"{too_few(d)}: {numbers}"
     elif decay is not None and decay["high"] >= 0:
         why = "weight decay did not beat `none` in the evaluation (its interval reaches 0)"
     else:

@@ -332,3 +332,21 @@ def test_a_tiny_study_runs_chooses_evaluates_reports_and_resumes(tmp_path):
         again.returncode == 0 and "[grid" not in again.stdout and "[evaluation" not in again.stdout
     )
     assert len(recorded_runs.read_rows(docs / "study.csv")) == 12
+
+
+def test_competitive_waits_for_three_seeds_before_calling_the_regime_untestable(tmp_path):
+    def evaluation(seeds, decay_above_none):
+        rows = []
+        for s in seeds:
+            errors = {"none": 0.100 + 0.001 * s % 3, "normloss": 0.110 + 0.0005 * (s % 2)}
+            errors["weight-decay"] = errors["none"] + decay_above_none
+            rows += [_study_row("evaluation", m, "", "", s, 0.1, e) for m, e in errors.items()]
+        return timescale_study.comparisons(rows)
+
+    (tmp_path / "choices.json").write_text(json.dumps(
+        {m: dict(factor=0.001, fraction=0.3) for m in timescale_study.COMPARED}))  # fmt: skip
+    # Two seeds, weight decay no better than none: too few to call the regime untestable.
+    early = timescale_report._competitive(str(tmp_path), evaluation((200, 201), 0.002))
+    assert early.startswith("not resolved (fewer than 3 paired seeds): Norm Loss − weight decay")
+    late = timescale_report._competitive(str(tmp_path), evaluation(range(200, 205), 0.002))
+    assert late.startswith("not testable here (weight decay did not beat `none` in the evaluation")
