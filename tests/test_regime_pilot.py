@@ -40,7 +40,6 @@ def test_factors_put_the_timescale_at_the_asked_fraction_of_the_run():
 
 
 def test_a_regime_of_your_own_is_train_options_checked_as_train_checks_them():
-    from keras_normloss.errors import UsageError
 
     options = "--model resnet20 --augment crop-flip --train-subset 1000 --epochs 3"
     regime_pilot.define("mine-1k", options)
@@ -64,34 +63,41 @@ def test_a_regime_of_your_own_is_train_options_checked_as_train_checks_them():
             regime_pilot.define("mine-1k", "--epochs 4")
     finally:
         del regime_pilot.REGIMES["mine-1k"]
-    with pytest.raises(ValueError, match="letters, digits"):
-        regime_pilot.define("has_underscore", "--epochs 2")
-    with pytest.raises(ValueError, match="--seed is set for each run"):
-        regime_pilot.define("seeded", "--epochs 2 --seed 3")
-    # Abbreviations are what `train` takes them for; the regime's options come after the run's
-    # own, and the last of a repeated option wins: `--se 5` would make every seed 5.
-    with pytest.raises(ValueError, match="--method, --seed is set for each run"):
-        regime_pilot.define("abbreviated", "--epochs 2 --se 5 --meth normloss")
-    with pytest.raises(ValueError, match="--method is set"):
-        regime_pilot.define("old-name", "--regularizer normloss")
-    with pytest.raises(ValueError, match="--output is set"):
-        regime_pilot.define("elsewhere", "--output /tmp/x")
-    with pytest.raises(ValueError, match="ask for help"):
-        regime_pilot.define("helpful", "--epochs 2 --help")
-    with pytest.raises(ValueError, match="no validation split"):
-        regime_pilot.define("unvalidated", "--epochs 2 --validation-split 0")
-    with pytest.raises(UsageError, match="--epochs"):
-        regime_pilot.define("negative", "--epochs -1")
-    with pytest.raises(UsageError, match="unrecognized arguments: --nonsense"):
-        regime_pilot.define("nonsense", "--nonsense 1")
-    with pytest.raises(ValueError, match="already"):
-        regime_pilot.define("noaug-13500", "--epochs 2")
     # The same options, spaced otherwise, are the same regime.
     regime_pilot.define(
         "noaug-13500", "  " + regime_pilot.REGIMES["noaug-13500"].replace(" ", "  ")
     )
-    assert set(regime_pilot.REGIMES) == {"noaug-13500", "cropflip-3000"}  # refused: not kept
+    assert set(regime_pilot.REGIMES) == {"noaug-13500", "cropflip-3000"}
     assert regime_pilot.REGIMES["noaug-13500"].startswith("--model resnet8 --augment none")
+
+
+REFUSED = [
+    ("has_underscore", "--epochs 2", ValueError, "letters, digits"),
+    ("seeded", "--epochs 2 --seed 3", ValueError, "--seed is set for each run"),
+    # Abbreviations are what `train` takes them for; the regime's options come after the run's
+    # own, and the last of a repeated option wins: `--se 5` would make every seed 5.
+    ("abbreviated", "--epochs 2 --se 5 --meth normloss", ValueError,
+     "--method, --seed is set for each run"),
+    ("old-name", "--regularizer normloss", ValueError, "--method is set"),
+    ("elsewhere", "--output /tmp/x", ValueError, "--output is set"),
+    ("helpful", "--epochs 2 --help", ValueError, "ask for help"),
+    ("unvalidated", "--epochs 2 --validation-split 0", ValueError, "no validation split"),
+    ("negative", "--epochs -1", "UsageError", "--epochs"),
+    ("nonsense", "--nonsense 1", "UsageError", "unrecognized arguments: --nonsense"),
+    ("noaug-13500", "--epochs 2", ValueError, "already"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name, options, error, match", REFUSED, ids=[r[0] for r in REFUSED])
+def test_a_regime_train_or_the_study_would_misread_is_refused_and_not_kept(
+    name, options, error, match
+):
+    from keras_normloss.errors import UsageError
+
+    before = dict(regime_pilot.REGIMES)
+    with pytest.raises(UsageError if error == "UsageError" else error, match=match):
+        regime_pilot.define(name, options)
+    assert regime_pilot.REGIMES == before
 
 
 def test_the_regimes_a_pilot_ran_are_pinned_and_checked_against_its_rows(tmp_path):
