@@ -96,13 +96,17 @@ def rerun(row, clone, output):
     return run_dir, time.monotonic() - start
 
 
-def compare(row, run_dir, docs):
+def read_results(run_dir):
+    """The re-run's results.json."""
+    with open(os.path.join(run_dir, "results.json")) as f:
+        return json.load(f)
+
+
+def compare(row, run_dir, results, docs):
     """{number: (recorded, rerun)} for the final numbers, and {metric: largest |difference|} over
-    the epochs against the kept metrics."""
+    the epochs against the kept metrics; `results` is the re-run's results.json."""
     with open(os.path.join(run_dir, "metrics.csv"), newline="") as f:
         mine = list(csv.DictReader(f))
-    with open(os.path.join(run_dir, "results.json")) as f:
-        results = json.load(f)
     found = dict(final_train_error=mine[-1]["error"],
                  final_train_cross_entropy=mine[-1]["cross_entropy"],
                  validation_error=results.get("final_validation_error", ""),
@@ -117,10 +121,10 @@ def compare(row, run_dir, docs):
     return finals, epochs
 
 
-def record(docs, row, run_dir, finals, epochs, wall, rerun_by):
+def record(docs, row, results, finals, epochs, wall, rerun_by):
+    """Appends the comparison to reruns.csv and rewrites reruns.md; `results` is the re-run's
+    results.json (it names the machine)."""
     path = os.path.join(docs, "reruns.csv")
-    with open(os.path.join(run_dir, "results.json")) as f:
-        results = json.load(f)
     line = dict(run=row["run"], commit=row["commit"], command=row["command"],
                 rerun_by=rerun_by, machine=recorded_runs.machine(results),
                 wall_seconds=f"{wall:.0f}")  # fmt: skip
@@ -191,7 +195,8 @@ def main(argv=None):
           flush=True)  # fmt: skip
     run_dir, wall = rerun(row, clone, output)
     docs = os.path.dirname(os.path.abspath(args.table))
-    finals, epochs = compare(row, run_dir, docs)
+    results = read_results(run_dir)
+    finals, epochs = compare(row, run_dir, results, docs)
     for k, (a, b) in finals.items():
         print(f"{k:>26}: recorded {a:.6g}, re-run {b:.6g}, difference {b - a:+.3g}")
     for k, d in epochs.items():
@@ -199,7 +204,7 @@ def main(argv=None):
     same = all(a == b for a, b in finals.values())
     print(f"rerun: the final numbers are {'identical' if same else 'not identical'}")
     if args.record:
-        written = record(docs, row, run_dir, finals, epochs, wall, rerun_by)
+        written = record(docs, row, results, finals, epochs, wall, rerun_by)
         if args.commit:
             recorded_runs.git_commit(written, f"rerun: {row['run']}", "rerun")
     return 0

@@ -57,7 +57,9 @@ def _rerun_dir(tmp_path, test_errors, norms):
 def test_the_rerun_is_compared_with_the_row_and_each_kept_epoch(tmp_path):
     docs, row = _study(tmp_path)
     run_dir = _rerun_dir(tmp_path, [0.25, 0.1003], [1.5, 1.3])
-    finals, epochs = rerun_cell.compare(row, str(run_dir), str(docs))
+    finals, epochs = rerun_cell.compare(
+        row, str(run_dir), rerun_cell.read_results(run_dir), str(docs)
+    )
     assert finals["final_test_error"] == (0.1, 0.1003)
     assert finals["final_norm_mean"] == (1.4, 1.3)
     assert finals["validation_error"] == (0.09, 0.09)
@@ -66,7 +68,8 @@ def test_the_rerun_is_compared_with_the_row_and_each_kept_epoch(tmp_path):
     assert epochs["norm_mean"] == pytest.approx(0.1)
     assert epochs["error"] == 0 and epochs["cross_entropy"] == 0
     with pytest.raises(SystemExit, match="1 epochs against the kept 2"):
-        rerun_cell.compare(row, str(_rerun_dir(tmp_path / "short", [0.1], [1.4])), str(docs))
+        short = _rerun_dir(tmp_path / "short", [0.1], [1.4])
+        rerun_cell.compare(row, str(short), rerun_cell.read_results(short), str(docs))
 
 
 def test_the_report_says_whether_every_recorded_digit_came_back(tmp_path):
@@ -74,8 +77,9 @@ def test_the_report_says_whether_every_recorded_digit_came_back(tmp_path):
     same = _rerun_dir(tmp_path / "same", [0.2, 0.1], [1.5, 1.4])
     other = _rerun_dir(tmp_path / "other", [0.2, 0.1003], [1.5, 1.4])
     for run_dir in (same, other):
-        finals, epochs = rerun_cell.compare(row, str(run_dir), str(docs))
-        rerun_cell.record(str(docs), row, str(run_dir), finals, epochs, 60, "abcdef0")
+        results = rerun_cell.read_results(run_dir)
+        finals, epochs = rerun_cell.compare(row, str(run_dir), results, str(docs))
+        rerun_cell.record(str(docs), row, results, finals, epochs, 60, "abcdef0")
     lines = recorded_runs.read_rows(docs / "reruns.csv")
     assert [rerun_cell.identical(line) for line in lines] == [True, False]
     assert lines[0]["machine"].endswith("tensorflow backend; keras 3.x")
