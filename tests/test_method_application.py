@@ -294,51 +294,25 @@ def _warning(config, steps_per_epoch):
     return norm_theory.timescale_warning(config.method, config.factor, record)
 
 
+def _one_epoch(folder, method, schedule="constant", **options):
+    """The quick preset for one epoch without warmup: the timescale's arithmetic by hand."""
+    return make_config(
+        "quick", folder, method=method, lr_schedule=schedule, warmup_epochs=0, epochs=1, **options
+    )
+
+
 def test_a_factor_too_weak_for_the_run_is_named(tmp_path):
     """Decoupled Norm Loss at Adam's lr 1e-3 and λ 1e-3 relaxes in 1/(2·1e-3·1e-3) = 500,000
     steps at the quick preset's constant learning rate; every method with a factor is checked."""
-    config = make_config(
-        "quick",
-        tmp_path / "r",
-        method="normloss-decoupled",
-        optimizer="adam",
-        factor=1e-3,
-        lr_schedule="constant",
-        warmup_epochs=0,
-        epochs=1,
-    )
+    config = _one_epoch(tmp_path / "r", "normloss-decoupled", optimizer="adam", factor=1e-3)
     note = _warning(config, 1000)
     assert "500,000 steps" in note and "1,000 steps" in note and "at least 0.5 acts" in note
     assert _warning(config, 600_000) is None
-    strong = make_config(
-        "quick",
-        tmp_path / "s",
-        method="normloss-decoupled",
-        optimizer="adam",
-        lr_schedule="constant",
-        warmup_epochs=0,
-        epochs=1,
-    )
+    strong = _one_epoch(tmp_path / "s", "normloss-decoupled", optimizer="adam")
     assert _warning(strong, 1000) is None  # the converted default
     # Weight decay too (once exempt): (1 − 0.9)/(0.1·1e-6) = 1,000,000 steps.
-    config = make_config(
-        "quick",
-        tmp_path / "wd",
-        method="weight-decay",
-        factor=1e-6,
-        lr_schedule="constant",
-        warmup_epochs=0,
-        epochs=1,
-    )
+    config = _one_epoch(tmp_path / "wd", "weight-decay", factor=1e-6)
     assert "1,000,000 steps" in _warning(config, 10)
     # A cosine schedule halves the mean learning rate and so doubles the timescale.
-    cosine = make_config(
-        "quick",
-        tmp_path / "c",
-        method="weight-decay",
-        factor=1e-6,
-        lr_schedule="cosine",
-        warmup_epochs=0,
-        epochs=1,
-    )
+    cosine = _one_epoch(tmp_path / "c", "weight-decay", "cosine", factor=1e-6)
     assert run_timescale(cosine, 1000)["steps"] == pytest.approx(2_000_000, rel=1e-3)
