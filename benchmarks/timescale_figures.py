@@ -158,7 +158,7 @@ def _paired(docs, rows):
     if not comparisons:
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
     margin *= 100
     ax.axvline(0, color="black", lw=0.8)
     for i, (name, d) in enumerate(comparisons.items()):
@@ -172,10 +172,14 @@ def _paired(docs, rows):
         ax.errorbar([100 * d["mean"]], [i], xerr=[[100 * (d["mean"] - d["low"])],
                     [100 * (d["high"] - d["mean"])]], fmt="s", color="black", capsize=5,
                     label="mean, 95 % interval" if i == 0 else None)  # fmt: skip
-        ax.text(100 * d["high"], i + 0.18, f" n = {d['n']}", fontsize=8)
+        # n in a column right of the axes, where no interval or seed can run into it
+        ax.text(1.01, i, f"n = {d['n']}", fontsize=8, va="center",
+                transform=ax.get_yaxis_transform())  # fmt: skip
     ax.set_yticks(range(len(comparisons)), list(comparisons))
+    ax.set_ylim(-0.5, len(comparisons) - 0.5)
     ax.set_xlabel("difference in final test error, points (grey dots: each seed)")
-    ax.legend(fontsize=8, loc="lower right")
+    # below the axes: inside, it covered a row's seeds once a difference reached the edge
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
     ax.set_title("Paired differences over the evaluation seeds")
     return _save(fig, docs, "paired.png")
 
@@ -239,6 +243,7 @@ def _convergence(docs, rows):
         plt.close(fig)
         return None
     ax.set_yscale("log")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("training cross-entropy (epoch mean, log scale)")
     ax.set_title("Convergence:\nmean and 95 % band over the evaluation seeds")

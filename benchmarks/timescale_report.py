@@ -469,7 +469,7 @@ def _mechanism(docs, rows):
         if last:
             found = True
             lines.append(
-                f"| {method} | {_points((float(s['norm_mean']) for s in last), 1, '.3g')} | "
+                f"| {method} | {_points((float(s['norm_mean']) for s in last), 1, '.3f')} | "
                 f"{_points((float(s['angular_update_rms']) for s in last), 1, '.3g')} | "
                 f"{_points((float(s['effective_lr']) for s in last), 1, '.3g')} |"
             )

@@ -267,7 +267,7 @@ def test_the_report_is_recomputed_from_the_rows_by_hand(tmp_path):
                 if value < 0.001
                 else float(cell) == pytest.approx(value, abs=1e-3)
             )
-    assert "| none | 1.2 ± 0 (n = 5) | 0.011 ± 0 (n = 5) | 0.07 ± 0 (n = 5) |" in text
+    assert "| none | 1.200 ± 0.000 (n = 5) | 0.011 ± 0 (n = 5) | 0.07 ± 0 (n = 5) |" in text
     assert {os.path.basename(p) for p in written} == {
         "study.md", "error_vs_timescale.png", "grid_norms.png", "paired.png", "convergence.png",
         "dynamics.png", "error_vs_batch.png",
