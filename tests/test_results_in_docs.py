@@ -178,3 +178,25 @@ def test_the_evaluation_numbers(study):
             f"{100 * np.mean([float(r['final_test_error']) for r in arm.values()]):.2f} %" in prose
         )
     assert ", ".join(_signed(d) for d in normloss_decay[:-1]) in prose
+
+
+def test_the_convergence_numbers(study):
+    """Training cross-entropy averaged over each evaluation run's epochs, paired by seed."""
+
+    def mean_cross_entropy(row):
+        path = STUDY / "per-run" / row["run"] / "metrics.csv.gz"
+        with gzip.open(path, "rt", newline="") as f:
+            return np.mean([float(m["cross_entropy"]) for m in csv.DictReader(f)])
+
+    evaluation = [r for r in study if r["phase"] == "evaluation"]
+    arms = {
+        m: {s: mean_cross_entropy(r) for s, r in _by_seed(evaluation, method=m).items()}
+        for m in ("none", "normloss", "weight-decay")
+    }
+    texts = []
+    for other in ("weight-decay", "none"):
+        seeds = sorted(arms[other])
+        mean, low, high = _interval([arms["normloss"][s] - arms[other][s] for s in seeds])
+        texts += [f"{abs(mean):.3f}", f"[{_signed(low, 3)}, {_signed(high, 3)}]"]
+    assert high > 0 > _interval([arms["normloss"][s] - arms["weight-decay"][s] for s in seeds])[2]
+    _in_both(*texts)
