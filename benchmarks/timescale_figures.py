@@ -191,17 +191,27 @@ def _error_against_batch(docs, rows):
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4))
+    every_n, shown = set(), set()
     for method, by_batch in timescale_report.batch_cells(rows).items():
         batches = sorted(by_batch)
         stats = [band([100 * e for e in by_batch[b].values()]) for b in batches]
         ns = sorted({len(by_batch[b]) for b in batches})
+        every_n.update(ns)
+        shown.update(batches)
         ax.errorbar(batches, [m for m, _ in stats], yerr=[h for _, h in stats], marker="o",
                     capsize=4, color=COLOURS[method],
                     label=f"{LABELS[method]} (n = {'/'.join(map(str, ns))} a point)")  # fmt: skip
     ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(shown), [str(b) for b in sorted(shown)])
+    ax.minorticks_off()
     ax.set_xlabel("batch size (the same epochs; learning rate scaled with the batch)")
     ax.set_ylabel("final test error, % (axis does not start at 0)")
-    ax.set_title("Test error against batch size:\nmean and 95 % interval over the seeds")
+    ax.set_title(
+        "Test error against batch size:\nmean and 95 % interval over the seeds"
+        if min(every_n) > 1
+        else "Test error against batch size, the seeds run so far:\nmean, and its 95 % "
+        "interval where n > 1"
+    )
     ax.legend(fontsize=8)
     return _save(fig, docs, "error_vs_batch.png")
 
@@ -231,23 +241,51 @@ def _plot_band(ax, curves, method, n_label=True):
                     color=COLOURS[method], alpha=0.2)  # fmt: skip
 
 
+def _cross_entropy_by_seed(docs, rows, method):
+    """{epoch: {seed: training cross-entropy}} of the evaluation runs of `method`."""
+    curves = {}
+    for r in rows:
+        if r["phase"] == "evaluation" and r["method"] == method:
+            for m in recorded_runs.read_kept(docs, r["run"], "metrics.csv"):
+                curves.setdefault(int(m["epoch"]), {})[int(r["seed"])] = float(m["cross_entropy"])
+    return curves
+
+
 def _convergence(docs, rows):
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    drawn = False
-    for method in COLOURS:
-        curves = _curves(docs, rows, method, "metrics.csv", lambda s: float(s["cross_entropy"]))
-        drawn |= bool(curves)
-        _plot_band(ax, curves, method)
-    if not drawn:
-        plt.close(fig)
+    """Left, each arm's curve with its band; right, what the verdict pairs: Norm Loss − weight
+    decay and Norm Loss − `none` per epoch over the same seeds (bands of separate arms can
+    overlap where every seed's difference has one sign)."""
+    curves = {m: _cross_entropy_by_seed(docs, rows, m) for m in COLOURS}
+    if not any(curves.values()):
         return None
+    plt = _pyplot()
+    fig, (ax, paired) = plt.subplots(1, 2, figsize=(11, 4))
+    for method, by_epoch in curves.items():
+        _plot_band(ax, {e: list(v.values()) for e, v in by_epoch.items()}, method)
     ax.set_yscale("log")
-    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
     ax.set_ylabel("training cross-entropy (epoch mean, log scale)")
-    ax.set_title("Convergence:\nmean and 95 % band over the evaluation seeds")
+    ax.set_title("Each method: mean and 95 % band")
+    paired.axhline(0, color="black", lw=0.8)
+    for other in ("weight-decay", "none"):
+        mine, theirs = curves["normloss"], curves[other]
+        epochs = sorted(e for e in mine if e in theirs)
+        seeds = set.intersection(*(set(mine[e]) & set(theirs[e]) for e in epochs)) if epochs else ()
+        if len(seeds) < 2:
+            continue
+        stats = [band([mine[e][s] - theirs[e][s] for s in seeds]) for e in epochs]
+        paired.plot(epochs, [m for m, _ in stats], color=COLOURS[other],
+                    label=f"Norm Loss − {LABELS[other]} (n = {len(seeds)})")  # fmt: skip
+        paired.fill_between(epochs, [m - h for m, h in stats], [m + h for m, h in stats],
+                            color=COLOURS[other], alpha=0.2)  # fmt: skip
+    paired.set_ylabel("paired difference in training cross-entropy")
+    paired.set_title("Paired by seed: mean and 95 % band\n(below 0: Norm Loss lower)")
+    if paired.get_legend_handles_labels()[0]:
+        paired.legend(fontsize=8)
+    for a in (ax, paired):
+        a.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+        a.set_xlabel("epoch")
     ax.legend(fontsize=8)
+    fig.suptitle("Convergence over the evaluation seeds")
     return _save(fig, docs, "convergence.png")
 
 

@@ -199,8 +199,9 @@ def write(docs, rows):
     if convergence is None:
         lines.append("- **Faster convergence**: pending (the evaluation has not run yet).")
     else:
-        # The protocol's measure (§5: the paper's cross-entropy figure) gives the verdict; `none`
-        # beside it says how much of it a weaker pull alone would give.
+        # The protocol's measure (§5: the paper's cross-entropy figure, Norm Loss against weight
+        # decay) gives the verdict; `none` beside it says what no pull at all gives. The rule was
+        # fixed after the evaluation rows (before them, this line described and did not judge).
         context = (
             ""
             if against_none is None
@@ -209,9 +210,10 @@ def write(docs, rows):
         lines.append(
             "- **Faster convergence** (training cross-entropy averaged over the epochs at the "
             f"chosen factors): {direction_verdict(convergence)}: Norm Loss − weight decay "
-            f"{_interval(convergence, scale=1, unit='', digits=3)}. A lower training loss also "
-            f"follows from a weaker pull, and `none` has no pull{context}; the curves are in "
-            "`convergence.png`."
+            f"{_interval(convergence, scale=1, unit='', digits=3)}; this rule for a verdict was "
+            "set after the evaluation rows were in (the measure, before). A lower training loss "
+            "also follows from a weaker pull, and `none` has none"
+            f"{context}; the per-epoch paired differences are in `convergence.png`."
         )
     ranges, range_difference = effective_lr_range(docs, rows)
     if range_difference is None:
@@ -300,11 +302,16 @@ def _competitive(docs, comparisons):
     d, t = comparisons[key], comparisons[key]["tost"]
     numbers = (
         f"Norm Loss − weight decay {_interval(d)}; TOST against ±"
-        f"{100 * timescale_study.margin_of(docs):.1f} points p = {_p(t['p'])} (90 % interval "
+        f"{100 * timescale_study.margin_of(docs):.1f} points {_p_is(t['p'])} (90 % interval "
         f"[{100 * t['low90']:+.2f}, {100 * t['high90']:+.2f}])"
     )
     choices = _read_json(docs, "choices.json")
     slow = [m for m in timescale_study.COMPARED if choices.get(m, {}).get("fraction", 0) > 1]
+    if d.get("verdict", "").startswith("not shown"):  # the one-sided test that says "worse"
+        numbers += (
+            f"; one-sided test against a difference ≤ +{100 * t['margin']:.1f} points "
+            f"{_p_is(1 - t['p_upper'])}"
+        )
     decay = comparisons.get("weight-decay − none")
     if _read_json(docs, "regime.json").get("testable") is False:
         why = "weight decay did not beat `none` in the pilot"
@@ -365,6 +372,11 @@ def _reruns(docs):
 
 def _p(value):
     return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _p_is(value):
+    """ "p = 0.005" or "p < 0.001", for prose."""
+    return f"p {_p(value)}" if value < 0.001 else f"p = {_p(value)}"
 
 
 def _seeds(rows, phase):

@@ -359,3 +359,23 @@ def test_competitive_waits_for_three_seeds_before_calling_the_regime_untestable(
     assert early.startswith("not resolved (fewer than 3 paired seeds): Norm Loss − weight decay")
     late = timescale_report._competitive(str(tmp_path), evaluation(range(200, 205), 0.002))
     assert late.startswith("not testable here (weight decay did not beat `none` in the evaluation")
+    # Weight decay 1 point better than none, Norm Loss 0.6 or 1.2 points above it: worse by more
+    # than the margin (the 90 % interval from +0.53); the one-sided p of "a difference ≤ +0.5
+    # points" (about 0.04) is worked here with scipy.
+    rows, d = [], []
+    for s in range(200, 205):
+        none = 0.100 + 0.001 * (s % 3)
+        errors = {
+            "none": none,
+            "weight-decay": none - 0.01,
+            "normloss": none - 0.004 + 0.006 * (s % 2),
+        }
+        rows += [_study_row("evaluation", m, "", "", s, 0.1, e) for m, e in errors.items()]
+        d.append(errors["normloss"] - errors["weight-decay"])
+    worse = timescale_report._competitive(str(tmp_path), timescale_study.comparisons(rows))
+    assert worse.startswith("not shown: worse by more than the margin: Norm Loss − weight decay")
+    from scipy import stats
+
+    d = np.array(d)
+    p = stats.t.sf((d.mean() - 0.005) / (d.std(ddof=1) / np.sqrt(5)), 4)
+    assert f"one-sided test against a difference ≤ +0.5 points p = {p:.3f}" in worse
