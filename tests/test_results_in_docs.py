@@ -1,13 +1,15 @@
 """The numbers the README and docs/results.md state about the second study are its committed rows'.
 
 Recomputed here with NumPy and SciPy's t distribution from `docs/results/pilot/pilot.csv`,
-`docs/results/timescale-study/study.csv` and the kept per-run dynamics, independently of the
-report's code: a figure copied by hand into the prose, or prose left behind by new rows, fails.
+`docs/results/timescale-study/study.csv` and the kept per-run metrics and dynamics, independently
+of the report's code. Each number is looked for with the label the prose gives it ("Norm Loss −
+weight decay +1.09 points"), signed as the prose writes it: a number copied by hand, a sign or a
+direction turned round, or prose left behind by new rows fails. Only the grid, the evaluation and
+the pilot are read, so the batch rows arriving change nothing here.
 """
 
 import csv
 import gzip
-import io
 import pathlib
 
 import numpy as np
@@ -17,7 +19,9 @@ from scipy import stats
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PILOT = ROOT / "docs" / "results" / "pilot" / "pilot.csv"
 STUDY = ROOT / "docs" / "results" / "timescale-study"
-DOCS = [ROOT / "README.md", ROOT / "docs" / "results.md"]
+README, RESULTS = "README.md", "results.md"
+PATHS = {README: ROOT / "README.md", RESULTS: ROOT / "docs" / "results.md"}
+ARMS = ("none", "normloss", "weight-decay")
 
 
 def _rows(path):
@@ -27,8 +31,7 @@ def _rows(path):
 
 def _signed(x, digits=2):
     """As the prose writes a difference: +1.09, −0.43 (a true minus sign)."""
-    text = f"{x:+.{digits}f}"
-    return text.replace("-", "−")
+    return f"{x:+.{digits}f}".replace("-", "−")
 
 
 def _interval(differences, level=0.95):
@@ -38,17 +41,27 @@ def _interval(differences, level=0.95):
     return d.mean(), d.mean() - half, d.mean() + half
 
 
+def _bracket(low, high, digits=2):
+    return f"[{_signed(low, digits)}, {_signed(high, digits)}]"
+
+
 def _by_seed(rows, **where):
     return {int(r["seed"]): r for r in rows if all(r[k] == v for k, v in where.items())}
 
 
-def _paired(first, second, column="final_test_error", scale=100):
-    seeds = sorted(set(first) & set(second))
-    return [scale * (float(first[s][column]) - float(second[s][column])) for s in seeds]
+def _paired(first, second, value=lambda r: 100 * float(r["final_test_error"])):
+    return [value(first[s]) - value(second[s]) for s in sorted(set(first) & set(second))]
 
 
-def _prose():
-    return {path.name: " ".join(path.read_text().split()) for path in DOCS}
+def _says(name, *texts):
+    prose = " ".join(PATHS[name].read_text().split())
+    for text in texts:
+        assert text in prose, f"{name} lacks {text!r}"
+
+
+def _both(*texts):
+    for name in PATHS:
+        _says(name, *texts)
 
 
 @pytest.fixture(scope="module")
@@ -56,26 +69,26 @@ def study():
     return _rows(STUDY / "study.csv")
 
 
-def _in_both(*texts):
-    for name, prose in _prose().items():
-        for text in texts:
-            assert text in prose, f"{name} lacks {text!r}"
+@pytest.fixture(scope="module")
+def evaluation(study):
+    rows = [r for r in study if r["phase"] == "evaluation"]
+    arms = {m: _by_seed(rows, method=m) for m in ARMS}
+    assert all(len(arm) == 5 for arm in arms.values())
+    return arms
 
 
 def test_the_pilot_numbers():
     rows = [r for r in _rows(PILOT) if r["regime"] == "noaug-13500"]
     none = _by_seed(rows, method="none")
     decay = _by_seed(rows, method="weight-decay", factor="0.0032")
+    assert len(none) == len(decay) == 3
     train = 100 * np.mean([float(r["final_train_error"]) for r in none.values()])
     test = 100 * np.mean([float(r["final_test_error"]) for r in none.values()])
     mean, low, high = _interval(_paired(decay, none))
-    assert len(none) == 3 and high < 0
-    _in_both(
-        f"{train:.2f} %",
-        f"{test:.2f} %",
-        f"{-mean:.2f} points",
-        f"[{_signed(low)}, {_signed(high)}]",
-    )
+    assert high < 0
+    _says(README, f"({train:.2f} % error, {test:.2f} % on test)")
+    _says(RESULTS, f"{train:.2f} % training error and {test:.2f} % test error")
+    _both(f"− `none`: {_signed(mean)} points", f"95 % interval {_bracket(low, high)}")
 
 
 def test_the_grid_numbers(study):
@@ -86,18 +99,20 @@ def test_the_grid_numbers(study):
         assert len(rs) == 3
         return np.mean([float(r[column]) for r in rs])
 
-    # The strongest factors' final norms; docs/results.md also quotes the tuning seeds' test errors.
-    _in_both(
-        f"{final('normloss', '0.0048', 'final_norm_mean'):.3f}",
-        f"{final('weight-decay', '0.0095', 'final_norm_mean'):.3f}",
-        f"{final('none', '', 'final_norm_mean'):.3f}",
+    norms = [final(m, f, "final_norm_mean") for m, f in
+             (("normloss", "0.0048"), ("weight-decay", "0.0095"), ("none", ""))]  # fmt: skip
+    _says(README, "({:.3f} at its strongest factor, where weight decay's end at {:.3f} and "
+                  "`none`'s at {:.3f})".format(*norms))  # fmt: skip
+    _says(RESULTS, "the final mean channel norm is {:.3f} for Norm Loss, {:.3f} for weight decay "
+                   "and {:.3f} for `none`".format(*norms))  # fmt: skip
+    _says(
+        RESULTS,
+        *(
+            f"({100 * final(m, f, 'final_test_error'):.2f} %"
+            for m, f in (("weight-decay", "0.0032"), ("normloss", "0.0048"))
+        ),  # fmt: skip
+        f"{100 * final('normloss', '0.0016', 'final_test_error'):.2f} % at its chosen 0.3",
     )
-    for method, factor in [
-        ("weight-decay", "0.0032"),
-        ("normloss", "0.0048"),
-        ("normloss", "0.0016"),
-    ]:
-        assert f"{100 * final(method, factor, 'final_test_error'):.2f} %" in _prose()["results.md"]
     # Factor sensitivity: per tuning seed, max − min of test error over each method's grid.
     spreads = {}
     for method in ("normloss", "weight-decay"):
@@ -109,11 +124,11 @@ def test_the_grid_numbers(study):
     differences = [spreads["normloss"][s] - spreads["weight-decay"][s] for s in spreads["normloss"]]
     mean, low, high = _interval(differences)
     assert low < 0 < high  # so: not resolved
-    _in_both(
-        f"{np.mean(list(spreads['normloss'].values())):.2f}",
-        f"{np.mean(list(spreads['weight-decay'].values())):.2f}",
-        _signed(mean),
-        f"95 % interval [{_signed(low)}, {_signed(high)}]",
+    _both(
+        f"{np.mean(list(spreads['normloss'].values())):.2f} points for Norm Loss",
+        f"{np.mean(list(spreads['weight-decay'].values())):.2f} for weight decay",
+        f"Norm Loss − weight decay {_signed(mean)}",
+        f"95 % interval {_bracket(low, high)}",
     )
 
 
@@ -121,16 +136,19 @@ def _mid_run(row, column):
     """The convolutions' dynamics sample nearest half the run's steps."""
     path = STUDY / "per-run" / row["run"] / "dynamics.csv.gz"
     with gzip.open(path, "rt", newline="") as f:
-        conv = [s for s in csv.DictReader(io.StringIO(f.read())) if s["group"] == "conv"]
+        conv = [s for s in csv.DictReader(f) if s["group"] == "conv"]
     middle = int(row["steps"]) / 2
     return float(min(conv, key=lambda s: abs(int(s["step"]) - middle))[column])
 
 
 @pytest.mark.parametrize(
-    ("column", "text"),
-    [("effective_lr", "4.80 fewer decades"), ("angular_update", "0.54 fewer decades")],
+    ("column", "label"),
+    [
+        ("effective_lr", "fewer decades than weight decay's|fewer decades under Norm Loss"),
+        ("angular_update", "fewer decades,"),
+    ],  # fmt: skip
 )
-def test_the_mechanism_numbers(study, column, text):
+def test_the_mechanism_numbers(study, column, label):
     """Per tuning seed, log10(max/min) of the mid-run measure over each method's five factors."""
     grid = [r for r in study if r["phase"] == "grid"]
     decades = {}
@@ -142,61 +160,84 @@ def test_the_mechanism_numbers(study, column, text):
             assert len(values) == 5
             decades.setdefault(method, []).append(np.log10(max(values) / min(values)))
     mean, low, high = _interval(np.subtract(decades["normloss"], decades["weight-decay"]))
-    assert high < 0 and text.startswith(f"{-mean:.2f}")
-    _in_both(text, f"[{_signed(low)}, {_signed(high)}]")
+    assert high < 0
+    for name, words in zip(PATHS, label.split("|") * 2):
+        _says(name, f"{-mean:.2f} {words}", _bracket(low, high))
 
 
-def test_the_evaluation_numbers(study):
-    evaluation = [r for r in study if r["phase"] == "evaluation"]
-    arms = {m: _by_seed(evaluation, method=m) for m in ("none", "normloss", "weight-decay")}
-    assert all(len(arm) == 5 for arm in arms.values())
-    normloss_decay = _paired(arms["normloss"], arms["weight-decay"])
+def test_the_evaluation_numbers(evaluation):
+    normloss_decay = _paired(evaluation["normloss"], evaluation["weight-decay"])
     mean, low, high = _interval(normloss_decay)
     _, low90, high90 = _interval(normloss_decay, level=0.90)
-    assert low90 > 0.5  # wholly beyond the margin: worse by more than it
-    texts = [f"{mean:.2f} points", f"[{_signed(low)}, {_signed(high)}]"]
-    texts.append(f"[{_signed(low90)}, {_signed(high90)}]")
-    # Holm over the three comparisons, from two-sided paired t-tests.
+    assert low90 > 0.5 and min(normloss_decay) > 0  # worse by more than the margin, every seed
+    _both(
+        f"Norm Loss − weight decay {_signed(mean)} points",
+        f"95 % interval {_bracket(low, high)}",
+        f"90 % interval, {_bracket(low90, high90)}",
+    )
+    # Holm over the three comparisons, from two-sided paired t-tests, by hand.
     pairs = [("normloss", "weight-decay"), ("weight-decay", "none"), ("normloss", "none")]
-    differences = [_paired(arms[a], arms[b]) for a, b in pairs]
+    differences = [_paired(evaluation[a], evaluation[b]) for a, b in pairs]
     p = [stats.ttest_1samp(d, 0).pvalue for d in differences]
-    order = np.argsort(p)
     holm, running = [0.0] * 3, 0.0
-    for rank, i in enumerate(order):
+    for rank, i in enumerate(np.argsort(p)):
         running = max(running, min(1.0, (3 - rank) * p[i]))
         holm[i] = running
-    texts.append(f"p = {holm[0]:.3f}")
-    for d in differences[1:]:
+    _both(f"Holm-adjusted p = {holm[0]:.3f}")
+    _says(RESULTS, f"Holm p = {holm[1]:.3f}", f"Holm p = {holm[2]:.3f}")
+    for (a, b), d in zip(pairs[1:], differences[1:]):
         m, lo, hi = _interval(d)
-        texts.append(f"{abs(m):.2f}")  # "beat `none` by 1.52", "− `none` −0.43"
-        texts.append(f"[{_signed(lo)}, {_signed(hi)}]")
-    _in_both(*texts)
-    # docs/results.md also gives each arm's mean and every seed's difference.
-    prose = _prose()["results.md"]
-    for arm in arms.values():
-        assert (
-            f"{100 * np.mean([float(r['final_test_error']) for r in arm.values()]):.2f} %" in prose
+        label = {"weight-decay": "weight decay", "normloss": "Norm Loss"}[a]
+        for name in PATHS:  # "Weight decay − `none` −1.52" at the start of a README sentence
+            prose = " ".join(PATHS[name].read_text().split()).lower()
+            assert f"{label} − `none` {_signed(m)}".lower() in prose, name
+        _both(_bracket(lo, hi))
+    # The one-sided test of "worse by more than the margin" and the TOST, in docs/results.md.
+    se = np.std(normloss_decay, ddof=1) / np.sqrt(5)
+    one_sided = stats.t.sf((mean - 0.5) / se, 4)
+    tost = max(stats.t.sf((mean + 0.5) / se, 4), stats.t.cdf((mean - 0.5) / se, 4))
+    _says(RESULTS, f"≤ +0.5 points p = {one_sided:.3f}", f"TOST, p = {tost:.3f}")
+    # Each arm's mean test and validation error, and every seed's difference.
+    for column, words in (
+        ("final_test_error", "seeds: "),
+        ("validation_error", "order was the same ("),
+    ):
+        means = [100 * np.mean([float(r[column]) for r in evaluation[m].values()]) for m in ARMS]
+        _says(
+            RESULTS,
+            words + "`none` {:.2f} %, Norm Loss {:.2f} %, weight decay {:.2f} %".format(*means),
         )
-    assert ", ".join(_signed(d) for d in normloss_decay[:-1]) in prose
+    *first, last = (_signed(d) for d in normloss_decay)
+    _says(RESULTS, f"per seed {', '.join(first)} and {last}")
 
 
-def test_the_convergence_numbers(study):
+def _mean_cross_entropy(row, at=slice(None)):
+    path = STUDY / "per-run" / row["run"] / "metrics.csv.gz"
+    with gzip.open(path, "rt", newline="") as f:
+        return np.mean([float(m["cross_entropy"]) for m in csv.DictReader(f)][at])
+
+
+def test_the_convergence_numbers(evaluation):
     """Training cross-entropy averaged over each evaluation run's epochs, paired by seed."""
-
-    def mean_cross_entropy(row):
-        path = STUDY / "per-run" / row["run"] / "metrics.csv.gz"
-        with gzip.open(path, "rt", newline="") as f:
-            return np.mean([float(m["cross_entropy"]) for m in csv.DictReader(f)])
-
-    evaluation = [r for r in study if r["phase"] == "evaluation"]
-    arms = {
-        m: {s: mean_cross_entropy(r) for s, r in _by_seed(evaluation, method=m).items()}
-        for m in ("none", "normloss", "weight-decay")
+    mean_ce = {m: {s: _mean_cross_entropy(r) for s, r in evaluation[m].items()} for m in ARMS}
+    seeds = sorted(mean_ce["none"])
+    against = {
+        other: _interval([mean_ce["normloss"][s] - mean_ce[other][s] for s in seeds])
+        for other in ("weight-decay", "none")
     }
-    texts = []
-    for other in ("weight-decay", "none"):
-        seeds = sorted(arms[other])
-        mean, low, high = _interval([arms["normloss"][s] - arms[other][s] for s in seeds])
-        texts += [f"{abs(mean):.3f}", f"[{_signed(low, 3)}, {_signed(high, 3)}]"]
-    assert high > 0 > _interval([arms["normloss"][s] - arms["weight-decay"][s] for s in seeds])[2]
-    _in_both(*texts)
+    assert against["weight-decay"][2] < 0 < against["none"][1]  # below weight decay, above none
+    for other, label in (("weight-decay", "weight decay"), ("none", "`none`")):
+        mean, low, high = against[other]
+        _both(f"Norm Loss − {label} {_signed(mean, 3)}", _bracket(low, high, 3))
+    # "Lower at every epoch on every seed" (the README: "below it at every epoch on every seed").
+    for s in seeds:
+        for epoch in range(20):
+            at = slice(epoch, epoch + 1)
+            below = _mean_cross_entropy(evaluation["normloss"][s], at)
+            assert below < _mean_cross_entropy(evaluation["weight-decay"][s], at)
+    _both("every epoch on every seed")
+    means = [np.mean(list(mean_ce[m].values())) for m in ARMS]
+    _says(RESULTS, "20 epochs: `none` {:.3f}, Norm Loss {:.3f}, weight decay {:.3f}".format(*means))
+    ends = [np.mean([_mean_cross_entropy(r, slice(-1, None)) for r in evaluation[m].values()])
+            for m in ARMS]  # fmt: skip
+    _says(RESULTS, "at the end {:.3f}, {:.3f} and {:.3f}".format(*ends))
