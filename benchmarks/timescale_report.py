@@ -229,8 +229,10 @@ def write(docs, rows):
             "below)."
         )  # fmt: skip
     if batch_difference is None:
-        lines.append("- **Less sensitive to the batch size**: pending (the batch phase has "
-                     "not run yet).")  # fmt: skip
+        done = sum(r["phase"] == "batch" for r in rows)
+        lines.append("- **Less sensitive to the batch size**: pending (" + (
+            f"the batch phase is under way: {done} of its runs so far" if done
+            else "the batch phase has not run yet") + ").")  # fmt: skip
     else:
         sizes = sorted(
             {int(r["batch_size"]) for r in rows if r["phase"] in ("batch", "evaluation")}

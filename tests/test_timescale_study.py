@@ -379,3 +379,16 @@ def test_competitive_waits_for_three_seeds_before_calling_the_regime_untestable(
     d = np.array(d)
     p = stats.t.sf((d.mean() - 0.005) / (d.std(ddof=1) / np.sqrt(5)), 4)
     assert f"one-sided test against a difference ≤ +0.5 points p = {p:.3f}" in worse
+
+
+def test_the_batch_claim_says_how_far_its_phase_has_gone(tmp_path):
+    rows, _ = _synthetic_study(tmp_path)
+    (tmp_path / "regime.json").write_text(json.dumps(dict(regime="noaug-13500", testable=True)))
+    chosen = dict(factor=0.001, fraction=1.0)
+    (tmp_path / "choices.json").write_text(json.dumps({"normloss": chosen, "weight-decay": chosen}))
+    before = [r for r in rows if r["phase"] != "batch"]
+    begun = before + [r for r in rows if r["phase"] == "batch"][:2]  # one seed, too few cells
+    for some, words in ((before, "has not run yet"), (begun, "is under way: 2 of its runs so far")):
+        timescale_report.write(str(tmp_path), some)
+        text = (tmp_path / "study.md").read_text()
+        assert f"- **Less sensitive to the batch size**: pending (the batch phase {words})." in text
