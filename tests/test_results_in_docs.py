@@ -251,3 +251,30 @@ def test_no_claim_is_left_pending_once_its_runs_are_in(study):
         prose = " ".join(PATHS[name].read_text().split())
         pending = "**Less sensitive to the batch size: pending" in prose
         assert pending == (len(batch) < 4 * 3 * 3), name
+
+
+def test_the_batch_numbers(study):
+    """Once the batch phase is complete: per seed 200-202, each method's spread (max − min) of
+    test error over batches 32, 64, 128 (the evaluation's runs), 256 and 512; the prose gives
+    Norm Loss − weight decay of the spreads, with its interval ("Norm Loss − weight decay
+    ±x.xx points, 95 % interval [...]"), and docs/results.md each method's mean spread ("spread
+    over the batch sizes: `none` x.xx, Norm Loss x.xx, weight decay x.xx points")."""
+    batch = [r for r in study if r["phase"] == "batch"]
+    if len({(r["batch_size"], r["method"], r["seed"]) for r in batch}) < 4 * 3 * 3:
+        pytest.skip(f"the batch phase is not complete ({len(batch)} of 36 rows)")
+    seeds = (200, 201, 202)
+    cells = batch + [r for r in study if r["phase"] == "evaluation" and int(r["seed"]) in seeds]
+    spread = {}
+    for method in ARMS:
+        for s in seeds:
+            errors = [100 * float(r["final_test_error"]) for r in cells
+                      if r["method"] == method and int(r["seed"]) == s]  # fmt: skip
+            assert len(errors) == 5
+            spread.setdefault(method, []).append(max(errors) - min(errors))
+    mean, low, high = _interval(np.subtract(spread["normloss"], spread["weight-decay"]))
+    verdict = "shown" if high < 0 else "not shown" if low > 0 else "not resolved"
+    _both(f"**Less sensitive to the batch size: {verdict}",
+          f"Norm Loss − weight decay {_signed(mean)} points, 95 % interval {_bracket(low, high)}")  # fmt: skip
+    means = [np.mean(spread[m]) for m in ARMS]
+    _says(RESULTS, "spread over the batch sizes: `none` {:.2f}, Norm Loss {:.2f}, weight decay "
+                   "{:.2f} points".format(*means))  # fmt: skip
