@@ -217,7 +217,7 @@ def _error_against_batch(docs, rows):
 
 
 def _curves(docs, rows, method, name, value, group=None):
-    """{x: [per-seed values]} of the evaluation runs of `method`, from their kept `name` CSV."""
+    """{x: {seed: value}} of the evaluation runs of `method`, from their kept `name` CSV."""
     curves = {}
     for r in rows:
         if r["phase"] != "evaluation" or r["method"] != method:
@@ -225,7 +225,7 @@ def _curves(docs, rows, method, name, value, group=None):
         for sample in recorded_runs.read_kept(docs, r["run"], name):
             if group is None or sample["group"] == group:
                 x = int(sample["epoch"] if group is None else sample["step"])
-                curves.setdefault(x, []).append(value(sample))
+                curves.setdefault(x, {})[int(r["seed"])] = value(sample)
     return curves
 
 
@@ -234,34 +234,27 @@ def _plot_band(ax, curves, method, n_label=True):
         return
     n = max(len(v) for v in curves.values())
     xs = sorted(x for x, v in curves.items() if len(v) == n)  # the same seeds at every point
-    stats = [band(curves[x]) for x in xs]
+    stats = [band(list(curves[x].values())) for x in xs]
     ys = [m for m, _ in stats]
     ax.plot(xs, ys, color=COLOURS[method], label=f"{LABELS[method]} (n = {n})" if n_label else None)
     ax.fill_between(xs, [m - h for m, h in stats], [m + h for m, h in stats],
                     color=COLOURS[method], alpha=0.2)  # fmt: skip
 
 
-def _cross_entropy_by_seed(docs, rows, method):
-    """{epoch: {seed: training cross-entropy}} of the evaluation runs of `method`."""
-    curves = {}
-    for r in rows:
-        if r["phase"] == "evaluation" and r["method"] == method:
-            for m in recorded_runs.read_kept(docs, r["run"], "metrics.csv"):
-                curves.setdefault(int(m["epoch"]), {})[int(r["seed"])] = float(m["cross_entropy"])
-    return curves
-
-
 def _convergence(docs, rows):
     """Left, each arm's curve with its band; right, what the verdict pairs: Norm Loss − weight
     decay and Norm Loss − `none` per epoch over the same seeds (bands of separate arms can
     overlap where every seed's difference has one sign)."""
-    curves = {m: _cross_entropy_by_seed(docs, rows, m) for m in COLOURS}
+    curves = {
+        m: _curves(docs, rows, m, "metrics.csv", lambda s: float(s["cross_entropy"]))
+        for m in COLOURS
+    }
     if not any(curves.values()):
         return None
     plt = _pyplot()
     fig, (ax, paired) = plt.subplots(1, 2, figsize=(11, 4))
     for method, by_epoch in curves.items():
-        _plot_band(ax, {e: list(v.values()) for e, v in by_epoch.items()}, method)
+        _plot_band(ax, by_epoch, method)
     ax.set_yscale("log")
     ax.set_ylabel("training cross-entropy (epoch mean, log scale)")
     ax.set_title("Each method: mean and 95 % band")
@@ -312,8 +305,8 @@ def _dynamics(docs, rows):
         steps = sorted(samples)
         predicted = [
             norm_theory.equilibrium_angular_update(
-                method, factor, statistics.fmean(lr for lr, _ in samples[x]), momentum=momentum,
-                norm=statistics.fmean(n for _, n in samples[x]),
+                method, factor, statistics.fmean(lr for lr, _ in samples[x].values()),
+                momentum=momentum, norm=statistics.fmean(n for _, n in samples[x].values()),
             )
             for x in steps
         ]  # fmt: skip

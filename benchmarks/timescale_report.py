@@ -378,7 +378,8 @@ def _p(value):
 
 def _p_is(value):
     """ "p = 0.005" or "p < 0.001", for prose."""
-    return f"p {_p(value)}" if value < 0.001 else f"p = {_p(value)}"
+    text = _p(value)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
 
 
 def _seeds(rows, phase):
