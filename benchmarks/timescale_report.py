@@ -249,6 +249,7 @@ def write(docs, rows):
     lines += _grid_table(rows, spreads)
     lines += _angle_companion(docs, rows)
     lines += _comparison_table(comparisons)
+    lines += _kernels_only(docs, rows)
     lines += _batch_table(rows, batch_spreads)
     lines += _mechanism(docs, rows)
     lines += [f"![{name}]({os.path.basename(path)})" for name, path in written.items()]
@@ -431,6 +432,41 @@ def _comparison_table(comparisons):
             f"| {d['n']} | {_p(d['p'])} | {_p(d['p_holm'])} |"
         )
     return [*lines, ""]
+
+
+def _kernels_only(docs, rows):
+    """The exploratory arm (`timescale_study.KERNELS_ONLY`) beside the evaluation's, per arm and
+    paired; no verdict."""
+    mine = [r for r in rows if r["phase"] == "exploratory"]
+    if not mine:
+        return []
+    factor = chosen(docs).get("weight-decay", {}).get("factor")
+    lines = [
+        "## Exploratory: weight decay on the kernels only (added after the evaluation; no verdict)",
+        "",
+        f"Weight decay at the factor chosen for it on every parameter (λ = {factor:g}, not tuned "
+        "again: its timescale, a property of the kernels, is the same) with `--weight-decay-on "
+        "kernels`: the convolution and Dense kernels, which Norm Loss acts on, and BatchNorm's γ "
+        "and β and the biases unregularized. Added after the evaluation rows were in, to "
+        "separate the two parts of weight decay's lead; the other arms are the evaluation's "
+        "runs, paired by seed. Its comparisons are a family of their own (Holm over these "
+        "three) and change none of the verdicts above.",
+        "",
+        "| arm | test error | validation error | final mean channel norm |",
+        "|---|---|---|---|",
+    ]
+    seeds = {r["seed"] for r in mine}
+    for method in ("none", *timescale_study.COMPARED, timescale_study.KERNELS_ONLY):
+        arm = [r for r in rows if r["phase"] in ("evaluation", "exploratory")
+               and r["method"] == method and r["seed"] in seeds]  # fmt: skip
+        if arm:
+            lines.append(
+                f"| {method} | {_points(float(r['final_test_error']) for r in arm)} | "
+                f"{_points(float(r['validation_error']) for r in arm)} | "
+                f"{_points((float(r['final_norm_mean']) for r in arm), 1, '.3f')} |"
+            )
+    table = _comparison_table(timescale_study.kernels_only_comparisons(rows))
+    return [*lines, "", *table[2:]] if table else [*lines, ""]
 
 
 def _batch_table(rows, spreads):

@@ -19,14 +19,16 @@ compressed metrics and dynamics; resumable from what is committed):
    written once to `choices.json` and kept (the choice belongs to the runs it was made from);
 3. evaluation: `none`, Norm Loss and weight decay at their chosen factors on fresh seeds;
 4. batch: `none` and the two at their chosen factors at each of `BATCHES` (the same epochs, the
-   learning rate scaled with the batch) on `BATCH_SEEDS`.
+   learning rate scaled with the batch) on `BATCH_SEEDS`;
+5. exploratory (added after the evaluation rows; no verdict): weight decay at its chosen factor
+   on the kernels only (`KERNELS_ONLY`), on the evaluation seeds.
 
 `study.md` then states, from `study.csv` and the kept metrics alone: the grid (error against
 timescale, each method's spread, the norms and steps it produced), the comparisons over paired
 evaluation seeds (95 % intervals, Holm-adjusted p-values, and the TOST against the margin,
 `--margin`, fixed before the runs), the batch sizes, convergence and the norm dynamics, with the
 figures of `timescale_figures`. The peers are not in this study: at about 5 minutes a run on 2
-cores they do not fit its 12 hours beside these 84 runs, and `study.md` says so.
+cores they do not fit its 12 hours beside these 89 runs, and `study.md` says so.
 
 A regime of your own: `--define NAME OPTIONS` (`keras-normloss train` options as one string, as
 `regime_pilot.py --define` takes them, whose pilot must have run it). The first start pins the
@@ -63,6 +65,16 @@ NEAR_ZERO = 0.02  # "training error near 0 at the end": the last epoch's mean be
 # the built-in ones: the preset's) is the grid's and the evaluation's, and not run again here.
 BATCHES = (32, 64, 256, 512)
 BATCH_SEEDS = EVALUATION_SEEDS[:3]
+# Added after the evaluation rows were in, as an exploratory arm that gives no verdict: weight
+# decay at its chosen factor on the convolution and Dense kernels only, the parameters Norm Loss
+# acts on, on the evaluation seeds. The evaluation's weight decay also decays BatchNorm's γ and β
+# and the biases (`train`'s default `--weight-decay-on all`, as the references' SGD does), so its
+# lead over Norm Loss could come from either part; this arm separates them. Its factor is the one
+# chosen for weight decay on every parameter, not tuned again: its timescale, a property of the
+# kernels, is the same.
+KERNELS_ONLY = "weight-decay-kernels"
+# A row's method -> the `train` method and options it runs with (the others run as named).
+AS_TRAINED = {KERNELS_ONLY: ("weight-decay", {"weight_decay_on": "kernels"})}
 COLUMNS = (
     "phase", "regime", "method", "factor", "fraction", "seed", "batch_size",
     *recorded_runs.RECORDED,
@@ -173,6 +185,12 @@ def evaluation_runs(choices, seeds, batches, phase="evaluation"):
                 c = choices[method]
                 runs.append((phase, method, c["factor"], c["fraction"], seed, batch))
     return runs
+
+
+def kernels_only_runs(choices, seeds, batch):
+    """The exploratory arm: weight decay at its chosen factor on the kernels only, seed by seed."""
+    c = choices["weight-decay"]
+    return [("exploratory", KERNELS_ONLY, c["factor"], c["fraction"], s, batch) for s in seeds]
 
 
 def run_name(phase, regime, method, factor, seed, batch, base):
@@ -308,9 +326,13 @@ def run_all(args):
     runs = evaluation_runs(choices, args.evaluation_seeds, (base,))
     status = _run_each(args, docs, table, regime, runs, steps, overrides)
     batches = [b for b in args.batches if b != base]  # the regime's own batch is the evaluation
-    if status or not batches:
+    if status:
         return status
-    runs = evaluation_runs(choices, args.batch_seeds, batches, "batch")
+    runs = evaluation_runs(choices, args.batch_seeds, batches, "batch") if batches else []
+    status = _run_each(args, docs, table, regime, runs, steps, overrides)
+    if status or not args.kernels_only:
+        return status
+    runs = kernels_only_runs(choices, args.evaluation_seeds, base)
     return _run_each(args, docs, table, regime, runs, steps, overrides)
 
 
@@ -328,7 +350,8 @@ def _run_each(args, docs, table, regime, runs, steps, overrides):
         options = overrides if batch == base else {**overrides, "batch_size": batch}
         if batch not in lengths:
             lengths[batch] = regime_pilot.run_length(regime, options)
-        arguments = regime_pilot.run_arguments(regime, method, factor, seed, options)
+        trained, extra = AS_TRAINED.get(method, (method, {}))
+        arguments = regime_pilot.run_arguments(regime, trained, factor, seed, {**options, **extra})
         fields = dict(
             phase=phase, regime=regime, method=method,
             factor="" if factor is None else f"{factor:.3g}",
@@ -346,22 +369,45 @@ def comparisons(rows, margin=MARGIN):
     """The evaluation's paired comparisons of final test error: Norm Loss − weight decay (with
     the TOST against `MARGIN` and its verdict), weight decay − none and Norm Loss − none, each
     with its Holm-adjusted p over the three; `{}` before two paired evaluation seeds."""
-    evaluation = [r for r in rows if r["phase"] == "evaluation"]
-    arms = {m: _by_seed([r for r in evaluation if r["method"] == m], "final_test_error")
-            for m in ("none", *COMPARED)}  # fmt: skip
-    pairs = [("normloss", "weight-decay"), ("weight-decay", "none"), ("normloss", "none")]
-    result = {}
-    for first, second in pairs:
-        if len(set(arms[first]) & set(arms[second])) >= 2:
-            result[f"{first} − {second}"] = paired_difference(arms[first], arms[second])
-    adjusted = holm([d["p"] for d in result.values()])
-    for d, p in zip(result.values(), adjusted):
-        d["p_holm"] = p
+    arms = _arms(rows)
+    result = _paired_with_holm(
+        arms, [("normloss", "weight-decay"), ("weight-decay", "none"), ("normloss", "none")]
+    )
     key = "normloss − weight-decay"
     if key in result:
         equivalence = tost(arms["normloss"], arms["weight-decay"], margin)
         result[key]["tost"] = equivalence
         result[key]["verdict"] = competitive_verdict(result[key], equivalence)
+    return result
+
+
+def kernels_only_comparisons(rows):
+    """The exploratory arm against the evaluation's, paired over the seeds they share: Norm Loss
+    − it, it − weight decay (on every parameter) and it − none, each with its Holm-adjusted p
+    over these three (a family of its own: the evaluation's verdicts do not change); `{}`
+    before two paired seeds."""
+    arms = _arms(rows)
+    return _paired_with_holm(
+        arms, [("normloss", KERNELS_ONLY), (KERNELS_ONLY, "weight-decay"), (KERNELS_ONLY, "none")]
+    )
+
+
+def _arms(rows):
+    """{method: {seed: final test error}} of the evaluation's arms and the exploratory one."""
+    arms = {m: {} for m in ("none", *COMPARED, KERNELS_ONLY)}
+    for r in rows:
+        if r["phase"] in ("evaluation", "exploratory") and r["method"] in arms:
+            arms[r["method"]][int(r["seed"])] = float(r["final_test_error"])
+    return arms
+
+
+def _paired_with_holm(arms, pairs):
+    result = {}
+    for first, second in pairs:
+        if len(set(arms[first]) & set(arms[second])) >= 2:
+            result[f"{first} − {second}"] = paired_difference(arms[first], arms[second])
+    for d, p in zip(result.values(), holm([d["p"] for d in result.values()])):
+        d["p_holm"] = p
     return result
 
 
@@ -392,6 +438,8 @@ def main(argv=None):
     parser.add_argument("--batches", type=int, nargs="*", default=list(BATCHES),
                         help="the batch phase's batch sizes (none: no batch phase)")  # fmt: skip
     parser.add_argument("--batch-seeds", type=int, nargs="+", default=list(BATCH_SEEDS))
+    parser.add_argument("--no-kernels-only", dest="kernels_only", action="store_false",
+                        help="skip the exploratory arm (weight decay on the kernels only)")  # fmt: skip
     parser.add_argument("--epochs", type=int, help="the regime's epochs (a smoke run's)")
     parser.add_argument("--steps-per-epoch", type=int, help="the regime's (a smoke run's)")
     parser.add_argument("--commit", action="store_true", help="commit each finished run's files")

@@ -322,9 +322,16 @@ def test_a_tiny_study_runs_chooses_evaluates_reports_and_resumes(tmp_path):
         ("evaluation", "weight-decay", "200"), ("evaluation", "none", "201"),
         ("evaluation", "normloss", "201"), ("evaluation", "weight-decay", "201"),
         ("batch", "none", "200"), ("batch", "normloss", "200"), ("batch", "weight-decay", "200"),
+        ("exploratory", "weight-decay-kernels", "200"),
+        ("exploratory", "weight-decay-kernels", "201"),
     ]  # fmt: skip
-    assert [r["batch_size"] for r in rows] == ["128"] * 9 + ["64"] * 3
-    assert "--batch-size 64" in rows[-1]["command"] and rows[-1]["steps"] == "4"
+    assert [r["batch_size"] for r in rows] == ["128"] * 9 + ["64"] * 3 + ["128"] * 2
+    assert "--batch-size 64" in rows[11]["command"] and rows[11]["steps"] == "4"
+    assert rows[-1]["command"].endswith(
+        f"--method weight-decay --seed 201 {tiny} --weight-decay-on kernels --factor "
+        f"{rows[-1]['factor']} --output exploratory_tiny_weight-decay-kernels_f"
+        f"{rows[-1]['factor']}_s201"
+    )
     choices = json.loads((docs / "choices.json").read_text())
     regime = json.loads((docs / "regime.json").read_text())
     assert choices["regime"] == regime["regime"] == "tiny" and regime["testable"] is True
@@ -340,7 +347,7 @@ def test_a_tiny_study_runs_chooses_evaluates_reports_and_resumes(tmp_path):
     assert (
         again.returncode == 0 and "[grid" not in again.stdout and "[evaluation" not in again.stdout
     )
-    assert len(recorded_runs.read_rows(docs / "study.csv")) == 12
+    assert len(recorded_runs.read_rows(docs / "study.csv")) == 14
 
 
 def test_competitive_waits_for_three_seeds_before_calling_the_regime_untestable(tmp_path):
@@ -392,3 +399,54 @@ def test_the_batch_claim_says_how_far_its_phase_has_gone(tmp_path):
         timescale_report.write(str(tmp_path), some)
         text = (tmp_path / "study.md").read_text()
         assert f"- **Less sensitive to the batch size**: pending (the batch phase {words})." in text
+
+
+def test_the_kernels_only_arm_runs_on_the_evaluation_seeds_and_is_compared_by_hand(tmp_path):
+    chosen = dict(factor=0.0032, fraction=0.3)
+    runs = timescale_study.kernels_only_runs({"weight-decay": chosen}, (200, 201), 128)
+    assert runs == [
+        ("exploratory", "weight-decay-kernels", 0.0032, 0.3, s, 128) for s in (200, 201)
+    ]
+    trained, extra = timescale_study.AS_TRAINED["weight-decay-kernels"]
+    arguments = regime_pilot.run_arguments("noaug-13500", trained, 0.0032, 200, extra)
+    assert arguments[arguments.index("--method") + 1] == "weight-decay"
+    assert arguments[-4:] == ["--weight-decay-on", "kernels", "--factor", "0.0032"]
+
+    rows, test = _synthetic_study(tmp_path)
+    (tmp_path / "regime.json").write_text(json.dumps(dict(regime="noaug-13500", testable=True)))
+    (tmp_path / "choices.json").write_text(json.dumps({"normloss": chosen, "weight-decay": chosen}))
+    # The arm on four of the five evaluation seeds: weight decay's error plus 0.3 points and a
+    # seed's share; every comparison is paired over those four.
+    kernels = {s: test[s]["weight-decay"] + 0.003 + 0.0005 * (s % 3) for s in (200, 201, 202, 203)}
+    rows += [_study_row("exploratory", "weight-decay-kernels", "0.0032", "0.3", s, 0.1, e, norm=1.3)
+             for s, e in kernels.items()]  # fmt: skip
+    from scipy import stats
+
+    found = timescale_study.kernels_only_comparisons(rows)
+    p = {}
+    for first, second in (("normloss", "weight-decay-kernels"),
+                          ("weight-decay-kernels", "weight-decay"),
+                          ("weight-decay-kernels", "none")):  # fmt: skip
+        pick = lambda m: np.array([kernels[s] if m == "weight-decay-kernels" else test[s][m]
+                                   for s in sorted(kernels)])  # fmt: skip
+        d = pick(first) - pick(second)
+        got = found[f"{first} − {second}"]
+        assert got["n"] == 4 and got["mean"] == pytest.approx(d.mean())
+        half = stats.t.ppf(0.975, 3) * d.std(ddof=1) / 2
+        assert got["high"] == pytest.approx(d.mean() + half)
+        p[first, second] = stats.ttest_1samp(d, 0).pvalue
+    # Holm over these three: the smallest p times 3, the next times 2 (kept non-decreasing).
+    order = sorted(p, key=p.get)
+    expected = np.maximum.accumulate([min(1, (3 - i) * p[k]) for i, k in enumerate(order)])
+    for key, value in zip(order, expected):
+        assert found[" − ".join(key)]["p_holm"] == pytest.approx(value)
+    # The evaluation's own family is untouched by the arm.
+    assert timescale_study.comparisons(rows) == timescale_study.comparisons(
+        [r for r in rows if r["phase"] != "exploratory"]
+    )
+    timescale_report.write(str(tmp_path), rows)
+    text = (tmp_path / "study.md").read_text()
+    assert "## Exploratory: weight decay on the kernels only" in text
+    d = np.array([kernels[s] - test[s]["weight-decay"] for s in sorted(kernels)])
+    assert f"| weight-decay-kernels − weight-decay | {100 * d.mean():+.2f} |" in text
+    assert "| weight-decay-kernels | " in text and "1.300 ± 0.000 (n = 4)" in text
