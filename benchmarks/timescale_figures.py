@@ -7,7 +7,6 @@ import math
 import os
 import statistics
 
-import recorded_runs
 from paired_stats import t_quantile_975
 
 COLOURS = {"none": "black", "normloss": "tab:blue", "weight-decay": "tab:orange"}
@@ -224,19 +223,6 @@ def _error_against_batch(docs, rows):
     return _save(fig, docs, "error_vs_batch.png")
 
 
-def _curves(docs, rows, method, name, value, group=None):
-    """{x: {seed: value}} of the evaluation runs of `method`, from their kept `name` CSV."""
-    curves = {}
-    for r in rows:
-        if r["phase"] != "evaluation" or r["method"] != method:
-            continue
-        for sample in recorded_runs.read_kept(docs, r["run"], name):
-            if group is None or sample["group"] == group:
-                x = int(sample["epoch"] if group is None else sample["step"])
-                curves.setdefault(x, {})[int(r["seed"])] = value(sample)
-    return curves
-
-
 def _plot_band(ax, curves, method, n_label=True):
     if not curves:
         return
@@ -253,10 +239,9 @@ def _convergence(docs, rows):
     """Left, each arm's curve with its band; right, what the verdict pairs: Norm Loss − weight
     decay and Norm Loss − `none` per epoch over the same seeds (bands of separate arms can
     overlap where every seed's difference has one sign)."""
-    curves = {
-        m: _curves(docs, rows, m, "metrics.csv", lambda s: float(s["cross_entropy"]))
-        for m in COLOURS
-    }
+    import timescale_report
+
+    curves = {m: timescale_report.training_cross_entropy(docs, rows, m) for m in COLOURS}
     if not any(curves.values()):
         return None
     plt = _pyplot()
@@ -291,6 +276,8 @@ def _convergence(docs, rows):
 
 
 def _dynamics(docs, rows):
+    import timescale_report
+
     from keras_normloss.methods import norm_theory
 
     momentum = _momentum(docs)
@@ -299,7 +286,7 @@ def _dynamics(docs, rows):
     drawn = False
     for method in COLOURS:
         for ax, column in zip(axes, ("norm_mean", "angular_update_rms", "effective_lr")):
-            curves = _curves(
+            curves = timescale_report.evaluation_curves(
                 docs, rows, method, "dynamics.csv", lambda s, c=column: float(s[c]), "conv"
             )
             drawn |= bool(curves)
@@ -308,7 +295,7 @@ def _dynamics(docs, rows):
                        and r["method"] == method and r["factor"]), None)  # fmt: skip
         if factor is None:
             continue
-        samples = _curves(docs, rows, method, "dynamics.csv",
+        samples = timescale_report.evaluation_curves(docs, rows, method, "dynamics.csv",
                           lambda s: (float(s["learning_rate"]), float(s["norm_mean"])), "conv")  # fmt: skip
         steps = sorted(samples)
         predicted = [

@@ -145,17 +145,32 @@ def effective_lr_range(docs, rows, column="effective_lr"):
     return ranges, difference
 
 
+def evaluation_curves(docs, rows, method, name, value, group=None):
+    """{x: {seed: value(sample)}} of the evaluation runs of `method`, from their kept `name` CSV
+    (`metrics.csv`: x the epoch; `dynamics.csv`: x the step, samples of `group` only)."""
+    curves = {}
+    for r in rows:
+        if r["phase"] != "evaluation" or r["method"] != method:
+            continue
+        for sample in recorded_runs.read_kept(docs, r["run"], name):
+            if group is None or sample["group"] == group:
+                x = int(sample["epoch"] if group is None else sample["step"])
+                curves.setdefault(x, {})[int(r["seed"])] = value(sample)
+    return curves
+
+
+def training_cross_entropy(docs, rows, method):
+    """{epoch: {seed: training cross-entropy}} of the evaluation runs of `method`."""
+    return evaluation_curves(docs, rows, method, "metrics.csv", lambda s: float(s["cross_entropy"]))
+
+
 def mean_training_cross_entropy(docs, rows, method):
     """{seed: training cross-entropy averaged over the run's epochs} of the evaluation runs."""
-    result = {}
-    for r in rows:
-        if r["phase"] == "evaluation" and r["method"] == method:
-            metrics = recorded_runs.read_kept(docs, r["run"], "metrics.csv")
-            if metrics:
-                result[int(r["seed"])] = statistics.fmean(
-                    float(m["cross_entropy"]) for m in metrics
-                )
-    return result
+    by_seed = {}
+    for _, values in sorted(training_cross_entropy(docs, rows, method).items()):
+        for seed, value in values.items():
+            by_seed.setdefault(seed, []).append(value)
+    return {seed: statistics.fmean(values) for seed, values in by_seed.items()}
 
 
 def _interval(d, scale=100, unit=" points", digits=2):
