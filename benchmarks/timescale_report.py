@@ -369,7 +369,7 @@ def _header(docs, rows):
     ]
     if first:
         lines += ["The first `none` run's command (the others differ in method, factor, seed "
-                  "and batch):", "", f"    {first}", ""]  # fmt: skip
+                  "and batch, and the exploratory arm's in `--weight-decay-on`):", "", f"    {first}", ""]  # fmt: skip
     return lines
 
 
@@ -455,7 +455,7 @@ def _kernels_only(docs, rows):
     mine = [r for r in rows if r["phase"] == "exploratory"]
     if not mine:
         return []
-    factor = chosen(docs).get("weight-decay", {}).get("factor")
+    factor = float(mine[0]["factor"])
     lines = [
         "## Exploratory: weight decay on the kernels only (added after the evaluation; no verdict)",
         "",

@@ -333,6 +333,7 @@ def test_a_tiny_study_runs_chooses_evaluates_reports_and_resumes(tmp_path):
         f"{rows[-1]['factor']}_s201"
     )
     choices = json.loads((docs / "choices.json").read_text())
+    assert rows[-1]["factor"] == f"{choices['weight-decay']['factor']:.3g}"  # the arm's factor
     regime = json.loads((docs / "regime.json").read_text())
     assert choices["regime"] == regime["regime"] == "tiny" and regime["testable"] is True
     assert regime["options"] == tiny and regime["margin"] == 0.005
@@ -414,7 +415,8 @@ def test_the_kernels_only_arm_runs_on_the_evaluation_seeds_and_is_compared_by_ha
 
     rows, test = _synthetic_study(tmp_path)
     (tmp_path / "regime.json").write_text(json.dumps(dict(regime="noaug-13500", testable=True)))
-    (tmp_path / "choices.json").write_text(json.dumps({"normloss": chosen, "weight-decay": chosen}))
+    (tmp_path / "choices.json").write_text(json.dumps(
+        {"normloss": dict(factor=0.0016, fraction=0.3), "weight-decay": chosen}))  # fmt: skip
     # The arm on four of the five evaluation seeds: weight decay's error plus 0.3 points and a
     # seed's share; every comparison is paired over those four.
     kernels = {s: test[s]["weight-decay"] + 0.003 + 0.0005 * (s % 3) for s in (200, 201, 202, 203)}
@@ -433,6 +435,7 @@ def test_the_kernels_only_arm_runs_on_the_evaluation_seeds_and_is_compared_by_ha
         got = found[f"{first} − {second}"]
         assert got["n"] == 4 and got["mean"] == pytest.approx(d.mean())
         half = stats.t.ppf(0.975, 3) * d.std(ddof=1) / 2
+        assert got["low"] == pytest.approx(d.mean() - half)
         assert got["high"] == pytest.approx(d.mean() + half)
         p[first, second] = stats.ttest_1samp(d, 0).pvalue
     # Holm over these three: the smallest p times 3, the next times 2 (kept non-decreasing).
@@ -447,6 +450,7 @@ def test_the_kernels_only_arm_runs_on_the_evaluation_seeds_and_is_compared_by_ha
     timescale_report.write(str(tmp_path), rows)
     text = (tmp_path / "study.md").read_text()
     assert "## Exploratory: weight decay on the kernels only" in text
+    assert "the factor chosen for it on every parameter (λ = 0.0032," in text
     d = np.array([kernels[s] - test[s]["weight-decay"] for s in sorted(kernels)])
     assert f"| weight-decay-kernels − weight-decay | {100 * d.mean():+.2f} |" in text
     assert "| weight-decay-kernels | " in text and "1.300 ± 0.000 (n = 4)" in text
