@@ -4,8 +4,9 @@ Recomputed here with NumPy and SciPy's t distribution from `docs/results/pilot/p
 `docs/results/timescale-study/study.csv` and the kept per-run metrics and dynamics, independently
 of the report's code. Each number is looked for with the label the prose gives it ("Norm Loss −
 weight decay +1.09 points"), signed as the prose writes it: a number copied by hand, a sign or a
-direction turned round, or prose left behind by new rows fails. Only the grid, the evaluation and
-the pilot are read, so the batch rows arriving change nothing here.
+direction turned round, or prose left behind by new rows fails. The batch phase's and the
+exploratory arm's numbers are checked once their rows are all in (until then those tests skip,
+and the prose must say the batch claim is pending).
 """
 
 import csv
@@ -277,3 +278,39 @@ def test_the_batch_numbers(study):
     means = [np.mean(spread[m]) for m in ARMS]
     _says(RESULTS, "spread over the batch sizes: `none` {:.2f}, Norm Loss {:.2f}, weight decay "
                    "{:.2f} points".format(*means))  # fmt: skip
+
+
+def test_the_kernels_only_numbers(study, evaluation):
+    """The exploratory arm (weight decay at its chosen factor on the kernels only), once its five
+    rows are in: each paired difference with its interval, as the prose labels it ("Norm Loss −
+    weight decay on the kernels only +x.xx points, 95 % interval [...]"), Holm over its own
+    three comparisons, and its mean test error."""
+    arm = _by_seed(study, phase="exploratory", method="weight-decay-kernels")
+    if len(arm) < 5:
+        pytest.skip(f"the exploratory arm is not complete ({len(arm)} of 5 rows)")
+    assert {r["factor"] for r in arm.values()} == {evaluation["weight-decay"][200]["factor"]}
+    assert all("--weight-decay-on kernels" in r["command"] for r in arm.values())
+    arms = {**evaluation, "kernels": arm}
+    pairs = [("normloss", "kernels"), ("kernels", "weight-decay"), ("kernels", "none")]
+    labels = {
+        "normloss": "Norm Loss",
+        "kernels": "weight decay on the kernels only",
+        "weight-decay": "weight decay on every parameter",
+        "none": "`none`",
+    }
+    differences = [_paired(arms[a], arms[b]) for a, b in pairs]
+    p = [stats.ttest_1samp(d, 0).pvalue for d in differences]
+    holm, running = [0.0] * 3, 0.0
+    for rank, i in enumerate(np.argsort(p)):
+        running = max(running, min(1.0, (3 - rank) * p[i]))
+        holm[i] = running
+    for (a, b), d, adjusted in zip(pairs, differences, holm):
+        mean, low, high = _interval(d)
+        p_text = "< 0.001" if adjusted < 0.001 else f"= {adjusted:.3f}"
+        _says(RESULTS, f"{labels[a]} − {labels[b]} {_signed(mean)} points, 95 % interval "
+                       f"{_bracket(low, high)}, Holm p {p_text}")  # fmt: skip
+    mean, low, high = _interval(differences[0])
+    _says(README, f"Norm Loss − weight decay on the kernels only {_signed(mean)} points, 95 % "
+                  f"interval {_bracket(low, high)}")  # fmt: skip
+    test_error = 100 * np.mean([float(r["final_test_error"]) for r in arm.values()])
+    _says(RESULTS, f"weight decay on the kernels only {test_error:.2f} %")
