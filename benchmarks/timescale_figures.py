@@ -192,34 +192,58 @@ def _paired(docs, rows):
 
 
 def _error_against_batch(docs, rows):
+    """Left, each method's test error against the batch size, with every seed's value as a dot
+    (a single bad seed is then seen as one); right, what the verdict compares: each method's
+    spread over the batch sizes per seed (max − min), with its mean and 95 % interval."""
     import timescale_report
 
     if not any(r["phase"] == "batch" for r in rows):
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, (ax, right) = plt.subplots(1, 2, figsize=(11, 4.2), width_ratios=(3, 2))
     every_n, shown = set(), set()
-    for method, by_batch in timescale_report.batch_cells(rows).items():
+    for k, (method, by_batch) in enumerate(timescale_report.batch_cells(rows).items()):
         batches = sorted(by_batch)
         stats = [band([100 * e for e in by_batch[b].values()]) for b in batches]
         ns = sorted({len(by_batch[b]) for b in batches})
         every_n.update(ns)
         shown.update(batches)
-        ax.errorbar(batches, [m for m, _ in stats], yerr=[h for _, h in stats], marker="o",
-                    capsize=4, color=COLOURS[method],
+        nudge = 2 ** (0.06 * (k - 1))  # side by side at each batch, so no bar hides another
+        ax.errorbar([b * nudge for b in batches], [m for m, _ in stats],
+                    yerr=[h for _, h in stats], marker="o", capsize=4, color=COLOURS[method],
                     label=f"{LABELS[method]} (n = {'/'.join(map(str, ns))} a point)")  # fmt: skip
+        for b in batches:
+            values = [100 * e for e in by_batch[b].values()]
+            ax.plot([b * nudge] * len(values), values, ".", color=COLOURS[method], alpha=0.45)
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted(shown), [str(b) for b in sorted(shown)])
     ax.minorticks_off()
     ax.set_xlabel("batch size (the same epochs; learning rate scaled with the batch)")
-    ax.set_ylabel("final test error, % (axis does not start at 0)")
     ax.set_title(
-        "Test error against batch size:\nmean and 95 % interval over the seeds"
+        "Test error: mean and 95 % interval over the seeds\n(small dots: each seed)"
         if min(every_n) > 1
-        else "Test error against batch size, the seeds run so far:\nmean, and its 95 % "
-        "interval where n > 1"
+        else "Test error, the seeds run so far: mean, and its\n95 % interval where n > 1 "
+        "(small dots: each seed)"
     )
     ax.legend(fontsize=8)
+    # An error or a spread is never below 0: an interval of few seeds that reaches below is cut
+    # at the axis (the t interval is symmetric; the quantity is not).
+    ax.set_ylim(bottom=max(0, ax.get_ylim()[0]))
+    cut = " (axis does not start at 0)" if ax.get_ylim()[0] > 0 else ""
+    ax.set_ylabel(f"final test error, %{cut}")
+    spreads, _ = timescale_report.batch_sensitivity(rows)
+    drawn = [m for m in COLOURS if spreads.get(m)]
+    for i, method in enumerate(drawn):
+        values = [100 * v for v in spreads[method].values()]
+        mean, half = band(values)
+        right.errorbar([i], [mean], yerr=[half], fmt="s", capsize=5, color=COLOURS[method])
+        right.plot([i + 0.12] * len(values), values, ".", color=COLOURS[method], alpha=0.6)
+    right.set_xticks(range(len(drawn)), [f"{LABELS[m]}\n(n = {len(spreads[m])})" for m in drawn])
+    right.set_xlim(-0.5, len(drawn) - 0.5)
+    right.set_ylim(bottom=0)
+    right.set_ylabel("spread over the batch sizes, points (max − min)")
+    right.set_title("What the verdict compares: each seed's spread\n(mean and 95 % interval; dots: "
+                    "each seed)")  # fmt: skip
     return _save(fig, docs, "error_vs_batch.png")
 
 
