@@ -278,6 +278,31 @@ def test_the_batch_numbers(study):
     means = [np.mean(spread[m]) for m in ARMS]
     _says(RESULTS, "spread over the batch sizes: `none` {:.2f}, Norm Loss {:.2f}, weight decay "
                    "{:.2f} points".format(*means))  # fmt: skip
+    _says(README, "{1:.2f} points for Norm Loss, {2:.2f} for weight decay and {0:.2f} for "
+                  "`none`".format(*means))  # fmt: skip
+    # Each seed's spread, Norm Loss against weight decay ("0.93 against 1.53, ..."), and the
+    # smaller for Norm Loss on each, as the prose says.
+    assert all(n < w for n, w in zip(spread["normloss"], spread["weight-decay"]))
+    pairs = [f"{n:.2f} against {w:.2f}" for n, w in zip(spread["normloss"], spread["weight-decay"])]
+    _says(RESULTS, "smaller on each seed (" + ", ".join(pairs) + ")")
+    mean, low, high = _interval(np.subtract(spread["normloss"], spread["none"]))
+    _says(RESULTS, f"Norm Loss − `none` {_signed(mean)}, {_bracket(low, high)}")
+    # The cells the prose names: each arm's mean at batches 32 and 512, `none`'s seeds at 512,
+    # and weight decay below Norm Loss at every batch.
+    cell = {(m, int(r["batch_size"]), int(r["seed"])): 100 * float(r["final_test_error"])
+            for r in cells for m in [r["method"]]}  # fmt: skip
+    mean_at = {(m, b): np.mean([cell[m, b, s] for s in seeds]) for m in ARMS
+               for b in (32, 64, 128, 256, 512)}  # fmt: skip
+    assert all(mean_at["weight-decay", b] < mean_at["normloss", b] for b in (32, 64, 128, 256, 512))
+    _says(RESULTS, "{:.2f} against {:.2f} % at batch 32 to {:.2f} against {:.2f} % at batch "
+                   "512".format(mean_at["weight-decay", 32], mean_at["normloss", 32],
+                                mean_at["weight-decay", 512], mean_at["normloss", 512]))  # fmt: skip
+    at_512 = ", ".join(f"{cell['none', 512, s]:.2f}" for s in seeds[:2])
+    _says(RESULTS, f"({at_512} and {cell['none', 512, seeds[2]]:.2f} % on the three seeds, mean "
+                   f"{mean_at['none', 512]:.2f} %)",
+          f"(Norm Loss {mean_at['normloss', 512]:.2f} %, weight decay "
+          f"{mean_at['weight-decay', 512]:.2f} %, means)")  # fmt: skip
+    _says(README, f"`none` alone rose at batch 512 ({mean_at['none', 512]:.2f} %)")
 
 
 def test_the_kernels_only_numbers(study, evaluation):
