@@ -146,11 +146,12 @@ def effective_lr_range(docs, rows, column="effective_lr"):
 
 
 def evaluation_curves(docs, rows, method, name, value, group=None):
-    """{x: {seed: value(sample)}} of the evaluation runs of `method`, from their kept `name` CSV
-    (`metrics.csv`: x the epoch; `dynamics.csv`: x the step, samples of `group` only)."""
+    """{x: {seed: value(sample)}} of the evaluation runs of `method` (or the exploratory arm's),
+    from their kept `name` CSV (`metrics.csv`: x the epoch; `dynamics.csv`: x the step, samples
+    of `group` only)."""
     curves = {}
     for r in rows:
-        if r["phase"] != "evaluation" or r["method"] != method:
+        if r["phase"] not in ("evaluation", "exploratory") or r["method"] != method:
             continue
         for sample in recorded_runs.read_kept(docs, r["run"], name):
             if group is None or sample["group"] == group:
@@ -481,6 +482,15 @@ def _kernels_only(docs, rows):
                 f"{_points((float(r['final_norm_mean']) for r in arm), 1, '.3f')} |"
             )
     table = _comparison_table(timescale_study.kernels_only_comparisons(rows))
+    ce = {m: mean_training_cross_entropy(docs, rows, m)
+          for m in ("normloss", timescale_study.KERNELS_ONLY)}  # fmt: skip
+    if len(set(ce["normloss"]) & set(ce[timescale_study.KERNELS_ONLY])) >= 2:
+        d = paired_difference(ce["normloss"], ce[timescale_study.KERNELS_ONLY])
+        table += [
+            "Training cross-entropy averaged over the epochs (the convergence measure), Norm "
+            f"Loss − {timescale_study.KERNELS_ONLY}: {_interval(d, scale=1, unit='', digits=3)}.",
+            "",
+        ]
     return [*lines, "", *table[2:]] if table else [*lines, ""]
 
 

@@ -422,6 +422,10 @@ def test_the_kernels_only_arm_runs_on_the_evaluation_seeds_and_is_compared_by_ha
     kernels = {s: test[s]["weight-decay"] + 0.003 + 0.0005 * (s % 3) for s in (200, 201, 202, 203)}
     rows += [_study_row("exploratory", "weight-decay-kernels", "0.0032", "0.3", s, 0.1, e, norm=1.3)
              for s, e in kernels.items()]  # fmt: skip
+    for row in rows[-4:]:  # training cross-entropy 1.2/epoch (+ the seed's 0.001·seed)
+        _keep(tmp_path, row["run"], "metrics.csv", [
+            dict(epoch=e, cross_entropy=1.2 / e + 0.001 * int(row["seed"])) for e in range(1, 11)
+        ])  # fmt: skip
     from scipy import stats
 
     found = timescale_study.kernels_only_comparisons(rows)
@@ -454,3 +458,8 @@ def test_the_kernels_only_arm_runs_on_the_evaluation_seeds_and_is_compared_by_ha
     d = np.array([kernels[s] - test[s]["weight-decay"] for s in sorted(kernels)])
     assert f"| weight-decay-kernels − weight-decay | {100 * d.mean():+.2f} |" in text
     assert "| weight-decay-kernels | " in text and "1.300 ± 0.000 (n = 4)" in text
+    # Convergence against the arm: Norm Loss's (1 + 0.01·k)/epoch against 1.2/epoch, k = 0..3.
+    ce = (1.0 + 0.01 * np.arange(4) - 1.2) * np.mean(1 / np.arange(1, 11))
+    half = stats.t.ppf(0.975, 3) * ce.std(ddof=1) / 2
+    assert (f"Norm Loss − weight-decay-kernels: {ce.mean():+.3f}, 95 % interval "
+            f"[{ce.mean() - half:+.3f}, {ce.mean() + half:+.3f}], n = 4") in text  # fmt: skip
