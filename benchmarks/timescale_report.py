@@ -161,7 +161,8 @@ def evaluation_curves(docs, rows, method, name, value, group=None):
 
 
 def training_cross_entropy(docs, rows, method):
-    """{epoch: {seed: training cross-entropy}} of the evaluation runs of `method`."""
+    """{epoch: {seed: training cross-entropy}} of the evaluation (or exploratory) runs of
+    `method`."""
     return evaluation_curves(docs, rows, method, "metrics.csv", lambda s: float(s["cross_entropy"]))
 
 
@@ -188,7 +189,8 @@ def write(docs, rows):
     comparisons = timescale_study.comparisons(rows, timescale_study.margin_of(docs))
     spreads, spread_difference = sensitivity(rows)
     ce = {
-        m: mean_training_cross_entropy(docs, rows, m) for m in ("none", *timescale_study.COMPARED)
+        m: mean_training_cross_entropy(docs, rows, m)
+        for m in ("none", *timescale_study.COMPARED, timescale_study.KERNELS_ONLY)
     }
 
     def convergence_difference(other):
@@ -265,7 +267,7 @@ def write(docs, rows):
     lines += _grid_table(rows, spreads)
     lines += _angle_companion(docs, rows)
     lines += _comparison_table(comparisons)
-    lines += _kernels_only(docs, rows)
+    lines += _kernels_only(rows, ce)
     lines += _batch_table(rows, batch_spreads)
     lines += _mechanism(docs, rows)
     lines += [f"![{name}]({os.path.basename(path)})" for name, path in written.items()]
@@ -450,9 +452,9 @@ def _comparison_table(comparisons):
     return [*lines, ""]
 
 
-def _kernels_only(docs, rows):
+def _kernels_only(rows, ce):
     """The exploratory arm (`timescale_study.KERNELS_ONLY`) beside the evaluation's, per arm and
-    paired; no verdict."""
+    paired; no verdict. `ce`: each arm's {seed: mean training cross-entropy}."""
     mine = [r for r in rows if r["phase"] == "exploratory"]
     if not mine:
         return []
@@ -482,8 +484,6 @@ def _kernels_only(docs, rows):
                 f"{_points((float(r['final_norm_mean']) for r in arm), 1, '.3f')} |"
             )
     table = _comparison_table(timescale_study.kernels_only_comparisons(rows))
-    ce = {m: mean_training_cross_entropy(docs, rows, m)
-          for m in ("normloss", timescale_study.KERNELS_ONLY)}  # fmt: skip
     if len(set(ce["normloss"]) & set(ce[timescale_study.KERNELS_ONLY])) >= 2:
         d = paired_difference(ce["normloss"], ce[timescale_study.KERNELS_ONLY])
         table += [

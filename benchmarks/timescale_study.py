@@ -328,7 +328,7 @@ def run_all(args):
     batches = [b for b in args.batches if b != base]  # the regime's own batch is the evaluation
     if status:
         return status
-    runs = evaluation_runs(choices, args.batch_seeds, batches, "batch") if batches else []
+    runs = evaluation_runs(choices, args.batch_seeds, batches, "batch")  # [] without batches
     status = _run_each(args, docs, table, regime, runs, steps, overrides)
     if status or not args.kernels_only:
         return status

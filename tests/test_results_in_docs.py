@@ -54,6 +54,17 @@ def _paired(first, second, value=lambda r: 100 * float(r["final_test_error"])):
     return [value(first[s]) - value(second[s]) for s in sorted(set(first) & set(second))]
 
 
+def _holm(differences):
+    """Holm-adjusted p-values of two-sided paired t-tests, by hand: the i-th smallest of m
+    p-values times m − i + 1 (i from 1), kept non-decreasing, capped at 1."""
+    p = [stats.ttest_1samp(d, 0).pvalue for d in differences]
+    holm, running = [0.0] * len(p), 0.0
+    for rank, i in enumerate(np.argsort(p)):
+        running = max(running, min(1.0, (len(p) - rank) * p[i]))
+        holm[i] = running
+    return holm
+
+
 def _says(name, *texts):
     prose = " ".join(PATHS[name].read_text().split())
     for text in texts:
@@ -179,11 +190,7 @@ def test_the_evaluation_numbers(evaluation):
     # Holm over the three comparisons, from two-sided paired t-tests, by hand.
     pairs = [("normloss", "weight-decay"), ("weight-decay", "none"), ("normloss", "none")]
     differences = [_paired(evaluation[a], evaluation[b]) for a, b in pairs]
-    p = [stats.ttest_1samp(d, 0).pvalue for d in differences]
-    holm, running = [0.0] * 3, 0.0
-    for rank, i in enumerate(np.argsort(p)):
-        running = max(running, min(1.0, (3 - rank) * p[i]))
-        holm[i] = running
+    holm = _holm(differences)
     _both(f"Holm-adjusted p = {holm[0]:.3f}")
     _says(RESULTS, f"Holm p = {holm[1]:.3f}", f"Holm p = {holm[2]:.3f}")
     for (a, b), d in zip(pairs[1:], differences[1:]):
@@ -337,11 +344,7 @@ def test_the_kernels_only_numbers(study, evaluation):
         "none": "`none`",
     }
     differences = [_paired(arms[a], arms[b]) for a, b in pairs]
-    p = [stats.ttest_1samp(d, 0).pvalue for d in differences]
-    holm, running = [0.0] * 3, 0.0
-    for rank, i in enumerate(np.argsort(p)):
-        running = max(running, min(1.0, (3 - rank) * p[i]))
-        holm[i] = running
+    holm = _holm(differences)
     for (a, b), d, adjusted in zip(pairs, differences, holm):
         mean, low, high = _interval(d)
         p_text = "< 0.001" if adjusted < 0.001 else f"= {adjusted:.3f}"
